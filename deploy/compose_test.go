@@ -1,0 +1,298 @@
+// Package deploy holds the deployment files that are not Go code
+// (prometheus.yml here; docker-compose.yml, Dockerfile and .dockerignore at
+// the repository root) and the tests that keep them consistent with the
+// gateway. Docker cannot run in CI, so these tests load the files the way
+// Docker Compose does (compose-go) and check what the services rely on.
+package deploy
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"gopkg.in/yaml.v3"
+
+	"github.com/embedgate/embedgate/gateway/config"
+	"github.com/embedgate/embedgate/gateway/hub"
+)
+
+// load reads ../docker-compose.yml as `docker compose` would, with env as
+// the only environment (not the test process's), so defaults are tested.
+func load(t *testing.T, env map[string]string) *types.Project {
+	t.Helper()
+	var kv []string
+	for k, v := range env {
+		kv = append(kv, k+"="+v)
+	}
+	opts, err := cli.NewProjectOptions(
+		[]string{filepath.Join("..", "docker-compose.yml")},
+		cli.WithWorkingDirectory(".."),
+		cli.WithEnv(kv),
+		cli.WithInterpolation(true),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cli.ProjectFromOptions(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("loading docker-compose.yml: %v", err)
+	}
+	return p
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, err := p.GetService(name)
+	if err != nil {
+		t.Fatalf("service %s: %v", name, err)
+	}
+	return s
+}
+
+// gatewayEnvNames is every environment variable the gateway reads, taken
+// from the code that reads them: config.Parse asks getenv for each flag's
+// variable, hub.OptionsFromEnv for the HF_* ones. With nothing set, both ask
+// for every name they know.
+func gatewayEnvNames(t *testing.T) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	record := func(k string) string { names[k] = true; return "" }
+	if _, err := config.Parse(nil, record, io.Discard); err != nil {
+		t.Fatalf("config.Parse: %v", err)
+	}
+	hub.OptionsFromEnv(record)
+	return names
+}
+
+func TestServices(t *testing.T) {
+	p := load(t, nil)
+	got := p.ServiceNames()
+	sort.Strings(got)
+	if want := []string{"embedgate", "prometheus", "redis", "triton"}; !slices.Equal(got, want) {
+		t.Errorf("services = %v, want %v", got, want)
+	}
+}
+
+func TestTriton(t *testing.T) {
+	p := load(t, nil)
+	s := service(t, p, "triton")
+
+	// Pinned release tag (YY.MM-py3), never latest: engines and the driver
+	// requirement depend on it.
+	if !regexp.MustCompile(`^nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3$`).MatchString(s.Image) {
+		t.Errorf("image = %q, want nvcr.io/nvidia/tritonserver:<YY.MM>-py3", s.Image)
+	}
+	cmd := strings.Join(s.Command, " ")
+	for _, want := range []string{"tritonserver", "--model-repository=/models", "--model-control-mode=explicit", "--load-model=bge-small-en-v1.5"} {
+		if !slices.Contains(s.Command, want) {
+			t.Errorf("command %q lacks %q", cmd, want)
+		}
+	}
+	// The loaded model must exist in the repository we mount.
+	if _, err := os.Stat(filepath.Join("..", "model_repository", "bge-small-en-v1.5", "config.pbtxt")); err != nil {
+		t.Errorf("--load-model names a model without config.pbtxt: %v", err)
+	}
+
+	checkMount(t, s, "/models", "model_repository", true)
+	checkMount(t, s, "/trt-cache", "", false)
+	checkPorts(t, s, 8000, 8001, 8002)
+
+	if s.Deploy == nil || s.Deploy.Resources.Reservations == nil {
+		t.Fatalf("no deploy.resources.reservations: Triton gets no GPU")
+	}
+	devs := s.Deploy.Resources.Reservations.Devices
+	if len(devs) != 1 || devs[0].Driver != "nvidia" || devs[0].Count != 1 || !slices.Equal(devs[0].Capabilities, []string{"gpu"}) {
+		t.Errorf("GPU reservation = %+v, want one {driver nvidia, count 1, capabilities [gpu]}", devs)
+	}
+	checkHealth(t, s, "curl", "localhost:8000/v2/health/ready")
+}
+
+func TestRedis(t *testing.T) {
+	s := service(t, load(t, nil), "redis")
+	if s.Image != "redis:7-alpine" {
+		t.Errorf("image = %q, want redis:7-alpine", s.Image)
+	}
+	// No persistence: limiter state is short-lived.
+	if want := []string{"redis-server", "--save", "", "--appendonly", "no"}; !slices.Equal(s.Command, want) {
+		t.Errorf("command = %q, want %q", s.Command, want)
+	}
+	checkHealth(t, s, "redis-cli", "ping")
+}
+
+func TestEmbedgate(t *testing.T) {
+	p := load(t, nil)
+	s := service(t, p, "embedgate")
+
+	if s.Build == nil || s.Build.Dockerfile != "Dockerfile" {
+		t.Fatalf("build = %+v, want the repository's Dockerfile", s.Build)
+	}
+	if root, _ := filepath.Abs(".."); s.Build.Context != root {
+		t.Errorf("build context = %q, want the repository root %q", s.Build.Context, root)
+	}
+
+	env := map[string]string{}
+	for k, v := range s.Environment {
+		if v == nil {
+			t.Errorf("environment %s has no value", k)
+			continue
+		}
+		env[k] = *v
+	}
+	want := map[string]string{
+		"BACKEND":      "triton",
+		"TRITON_URL":   "triton:8001",
+		"TRITON_MODEL": "bge-small-en-v1.5",
+		"MODEL_ID":     "BAAI/bge-small-en-v1.5",
+		"REDIS_URL":    "redis://redis:6379/0",
+		"HF_HOME":      "/data/hf",
+		"HOSTNAME":     "0.0.0.0",
+		"PORT":         "8080",
+	}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("environment %s = %q, want %q", k, env[k], v)
+		}
+	}
+
+	// Every variable must be one the gateway reads: a typo here would be
+	// silently ignored in production.
+	known := gatewayEnvNames(t)
+	for k := range env {
+		if !known[k] {
+			t.Errorf("environment %s is not read by the gateway (gateway/config, gateway/hub)", k)
+		}
+	}
+	// And the values must pass the gateway's own checks.
+	cfg, err := config.Parse(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatalf("config.Parse(compose environment): %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("compose environment fails config.Validate: %v", err)
+	}
+	if got := cfg.TritonModelName(); !slices.Contains(service(t, p, "triton").Command, "--load-model="+got) {
+		t.Errorf("gateway calls Triton model %q, which Triton does not load", got)
+	}
+
+	checkMount(t, s, env["HF_HOME"], "", false)
+	checkPorts(t, s, 8080)
+	checkHealth(t, s, "curl", "localhost:"+env["PORT"]+"/health")
+
+	for _, dep := range []string{"triton", "redis"} {
+		d, ok := s.DependsOn[dep]
+		if !ok || d.Condition != types.ServiceConditionHealthy {
+			t.Errorf("depends_on %s = %+v, want condition service_healthy", dep, d)
+		}
+	}
+}
+
+// TestSwitchModel: one variable moves Triton and the gateway together.
+func TestSwitchModel(t *testing.T) {
+	p := load(t, map[string]string{"TRITON_MODEL": "qwen3-embedding-0.6b", "MODEL_ID": "Qwen/Qwen3-Embedding-0.6B"})
+	if !slices.Contains(service(t, p, "triton").Command, "--load-model=qwen3-embedding-0.6b") {
+		t.Errorf("triton command = %q, want --load-model=qwen3-embedding-0.6b", service(t, p, "triton").Command)
+	}
+	env := service(t, p, "embedgate").Environment
+	if v := env["TRITON_MODEL"]; v == nil || *v != "qwen3-embedding-0.6b" {
+		t.Errorf("embedgate TRITON_MODEL = %v, want qwen3-embedding-0.6b", v)
+	}
+	if v := env["MODEL_ID"]; v == nil || *v != "Qwen/Qwen3-Embedding-0.6B" {
+		t.Errorf("embedgate MODEL_ID = %v, want Qwen/Qwen3-Embedding-0.6B", v)
+	}
+}
+
+func TestPrometheus(t *testing.T) {
+	s := service(t, load(t, nil), "prometheus")
+	if !strings.HasPrefix(s.Image, "prom/prometheus:v") {
+		t.Errorf("image = %q, want a pinned prom/prometheus:v… tag", s.Image)
+	}
+	checkMount(t, s, "/etc/prometheus/prometheus.yml", filepath.Join("deploy", "prometheus.yml"), true)
+
+	b, err := os.ReadFile("prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			MetricsPath   string `yaml:"metrics_path"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatalf("prometheus.yml: %v", err)
+	}
+	var targets []string
+	for _, sc := range cfg.ScrapeConfigs {
+		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
+			t.Errorf("job %s metrics_path = %q, want /metrics", sc.JobName, sc.MetricsPath)
+		}
+		for _, st := range sc.StaticConfigs {
+			targets = append(targets, st.Targets...)
+		}
+	}
+	for _, want := range []string{"embedgate:8080", "triton:8002"} {
+		if !slices.Contains(targets, want) {
+			t.Errorf("scrape targets = %v, want %s", targets, want)
+		}
+	}
+}
+
+// checkMount finds the volume mounted at target; a non-empty source means a
+// bind mount of that path (relative to the repository root).
+func checkMount(t *testing.T, s types.ServiceConfig, target, source string, readOnly bool) {
+	t.Helper()
+	for _, v := range s.Volumes {
+		if v.Target != target {
+			continue
+		}
+		if source != "" && (v.Type != types.VolumeTypeBind || !strings.HasSuffix(v.Source, string(filepath.Separator)+source)) {
+			t.Errorf("%s: %s is mounted from %s %q, want bind %s", s.Name, target, v.Type, v.Source, source)
+		}
+		if source == "" && v.Type != types.VolumeTypeVolume {
+			t.Errorf("%s: %s is a %s mount, want a named volume", s.Name, target, v.Type)
+		}
+		if v.ReadOnly != readOnly {
+			t.Errorf("%s: %s read-only = %v, want %v", s.Name, target, v.ReadOnly, readOnly)
+		}
+		return
+	}
+	t.Errorf("%s: nothing is mounted at %s", s.Name, target)
+}
+
+func checkPorts(t *testing.T, s types.ServiceConfig, ports ...uint32) {
+	t.Helper()
+	for _, want := range ports {
+		found := false
+		for _, p := range s.Ports {
+			found = found || (p.Target == want && p.Published == strconv.FormatUint(uint64(want), 10))
+		}
+		if !found {
+			t.Errorf("%s: port %d is not published as %d:%d (ports %+v)", s.Name, want, want, want, s.Ports)
+		}
+	}
+}
+
+func checkHealth(t *testing.T, s types.ServiceConfig, words ...string) {
+	t.Helper()
+	if s.HealthCheck == nil || len(s.HealthCheck.Test) == 0 {
+		t.Fatalf("%s: no healthcheck", s.Name)
+	}
+	test := strings.Join(s.HealthCheck.Test, " ")
+	for _, w := range words {
+		if !strings.Contains(test, w) {
+			t.Errorf("%s: healthcheck %q lacks %q", s.Name, test, w)
+		}
+	}
+}

@@ -1,0 +1,326 @@
+//go:build cgo
+
+// Package onnx provides a gateway backend that runs an embedding model in
+// process with ONNX Runtime on the CPU, through cgo and onnxruntime_go. It is
+// the only cgo package of the gateway; built without cgo, Open returns an
+// error. It imports gateway and onnxruntime_go only.
+package onnx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/embedgate/embedgate/gateway"
+)
+
+// Model input and output names, as optimum exports them.
+const (
+	inInputIDs      = "input_ids"
+	inAttentionMask = "attention_mask"
+	inTokenTypeIDs  = "token_type_ids"
+	outHidden       = "last_hidden_state"
+	outPooled       = "sentence_embedding"
+)
+
+// Options configure Open.
+type Options struct {
+	LibraryPath    string // libonnxruntime.so.1; required
+	ModelPath      string // the .onnx file; required
+	IntraOpThreads int    // threads per batch; 0 = runtime.NumCPU()
+	Logger         *slog.Logger
+}
+
+// Backend runs batches through one ONNX Runtime session, shared by all
+// goroutines (a session's Run is thread-safe). It satisfies infer.Backend.
+type Backend struct {
+	// mu is held for reading by each Embed and for writing by Close, so the
+	// session is never destroyed under a running batch.
+	mu      sync.RWMutex
+	session *ort.DynamicAdvancedSession // nil once closed
+	inputs  []string                    // the session's input names, in order
+	spec    gateway.ModelSpec
+	logger  *slog.Logger
+}
+
+// Open loads the runtime library (once per process) and the model.
+func Open(opts Options) (*Backend, error) {
+	if opts.LibraryPath == "" {
+		return nil, errors.New("onnx: no runtime library path (set ORT_LIB or run make setup)")
+	}
+	if opts.ModelPath == "" {
+		return nil, errors.New("onnx: no model path")
+	}
+	if opts.IntraOpThreads < 0 {
+		return nil, fmt.Errorf("onnx: intra-op threads %d < 0", opts.IntraOpThreads)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	threads := opts.IntraOpThreads
+	if threads == 0 {
+		// Set explicitly: ORT's own default ran one thread on our 2-core VMs.
+		threads = runtime.NumCPU()
+	}
+	if err := acquireEnv(opts.LibraryPath); err != nil {
+		return nil, err
+	}
+	b, err := open(opts.ModelPath, threads, logger)
+	if err != nil {
+		if rerr := releaseEnv(); rerr != nil {
+			logger.Error("onnx: release runtime", "err", rerr)
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+func open(path string, threads int, logger *slog.Logger) (*Backend, error) {
+	start := time.Now()
+	ins, outs, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: read model %s: %w", path, err)
+	}
+	spec := gateway.ModelSpec{Name: path, InputDType: gateway.Int64}
+	var inputs []string
+	for _, in := range ins {
+		switch in.Name {
+		case inInputIDs, inAttentionMask, inTokenTypeIDs:
+		default:
+			return nil, fmt.Errorf("onnx: model %s has unsupported input %q", path, in.Name)
+		}
+		if in.DataType != ort.TensorElementDataTypeInt64 {
+			return nil, fmt.Errorf("onnx: model %s input %s is %v, want int64", path, in.Name, in.DataType)
+		}
+		spec.HasTokenTypeIDs = spec.HasTokenTypeIDs || in.Name == inTokenTypeIDs
+		inputs = append(inputs, in.Name)
+	}
+	if !slices.Contains(inputs, inInputIDs) || !slices.Contains(inputs, inAttentionMask) {
+		return nil, fmt.Errorf("onnx: model %s has inputs %v, want input_ids, attention_mask and optionally token_type_ids", path, inputs)
+	}
+	// Prefer the model's own pooling: then the gateway pools nothing.
+	var out *ort.InputOutputInfo
+	for i := range outs {
+		switch {
+		case outs[i].Name == outPooled:
+			out, spec.Output = &outs[i], gateway.Pooled
+		case outs[i].Name == outHidden && out == nil:
+			out, spec.Output = &outs[i], gateway.Hidden
+		}
+	}
+	if out == nil {
+		return nil, fmt.Errorf("onnx: model %s has neither %s nor %s output", path, outPooled, outHidden)
+	}
+	if dims := out.Dimensions; len(dims) > 0 && dims[len(dims)-1] > 0 {
+		spec.Hidden = int(dims[len(dims)-1])
+	}
+
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("onnx: session options: %w", err)
+	}
+	defer so.Destroy()
+	for _, set := range []func() error{
+		func() error { return so.SetIntraOpNumThreads(threads) },
+		// One batch runs at a time, using all intra-op threads.
+		func() error { return so.SetInterOpNumThreads(1) },
+		func() error { return so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll) },
+		// Spinning threads would steal the cores the gateway's goroutines need.
+		func() error { return so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0") },
+		func() error { return so.AddSessionConfigEntry("session.inter_op.allow_spinning", "0") },
+	} {
+		if err := set(); err != nil {
+			return nil, fmt.Errorf("onnx: session options: %w", err)
+		}
+	}
+	session, err := ort.NewDynamicAdvancedSession(path, inputs, []string{out.Name}, so)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: load model %s: %w", path, err)
+	}
+	b := &Backend{session: session, inputs: inputs, spec: spec, logger: logger}
+	if spec.Hidden == 0 {
+		// The export left H symbolic: learn it from a one-token probe.
+		o, err := b.Embed(context.Background(), &gateway.Batch{Rows: 1, Len: 1, InputIDs: []int64{0}, AttentionMask: []int64{1}})
+		if err != nil {
+			session.Destroy()
+			return nil, fmt.Errorf("onnx: probe hidden size of %s: %w", path, err)
+		}
+		b.spec.Hidden = o.Hidden
+	}
+	logger.Info("onnx model loaded", "path", path, "inputs", inputs, "output", out.Name,
+		"hidden", b.spec.Hidden, "intra_op_threads", threads, "runtime", ort.GetVersion(),
+		"duration", time.Since(start))
+	return b, nil
+}
+
+// Spec describes the model. MaxBatch is 0: the runtime takes any batch size.
+func (b *Backend) Spec() gateway.ModelSpec { return b.spec }
+
+// Health reports whether the backend is open; it runs nothing.
+func (b *Backend) Health(ctx context.Context) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.session == nil {
+		return errClosed()
+	}
+	return ctx.Err()
+}
+
+func errClosed() error {
+	return &gateway.Error{Kind: gateway.Unhealthy, Msg: "onnx backend closed"}
+}
+
+// Embed runs one padded batch. A malformed batch is an Internal error (the
+// gateway built it); a runtime failure is a Backend error; ctx cancels the
+// run, also while it is executing.
+func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Output, error) {
+	if err := validate(batch); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, ctxError(err)
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.session == nil {
+		return nil, errClosed()
+	}
+	shape := ort.NewShape(int64(batch.Rows), int64(batch.Len))
+	values := make([]ort.Value, 0, len(b.inputs))
+	defer func() {
+		for _, v := range values {
+			v.Destroy()
+		}
+	}()
+	for _, name := range b.inputs {
+		data := batch.InputIDs
+		switch name {
+		case inAttentionMask:
+			data = batch.AttentionMask
+		case inTokenTypeIDs:
+			data = batch.TokenTypeIDs
+			if data == nil {
+				data = make([]int64, batch.Rows*batch.Len)
+			}
+		}
+		// NewTensor wraps data without copying; it stays untouched until Destroy.
+		t, err := ort.NewTensor(shape, data)
+		if err != nil {
+			return nil, &gateway.Error{Kind: gateway.Backend, Msg: "onnx: input " + name, Err: err}
+		}
+		values = append(values, t)
+	}
+	outs := []ort.Value{nil} // allocated by the runtime, copied into Go memory
+	if err := b.run(ctx, values, outs); err != nil {
+		return nil, err
+	}
+	defer outs[0].Destroy()
+	return b.output(batch, outs[0])
+}
+
+// run executes the session, terminating the run if ctx ends meanwhile.
+func (b *Backend) run(ctx context.Context, in, out []ort.Value) error {
+	ro, err := ort.NewRunOptions()
+	if err != nil {
+		return &gateway.Error{Kind: gateway.Backend, Msg: "onnx: run options", Err: err}
+	}
+	defer ro.Destroy()
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(done)
+		if err := ro.Terminate(); err != nil {
+			b.logger.Warn("onnx: terminate run", "err", err)
+		}
+	})
+	runErr := b.session.RunWithOptions(in, out, ro)
+	if !stop() {
+		<-done // Terminate is running or ran: ro must outlive it
+	}
+	if runErr != nil {
+		if err := ctx.Err(); err != nil {
+			return ctxError(err)
+		}
+		return &gateway.Error{Kind: gateway.Backend, Msg: "onnx: inference failed", Err: runErr}
+	}
+	return nil
+}
+
+// output checks the runtime's tensor against the batch and wraps its data.
+func (b *Backend) output(batch *gateway.Batch, v ort.Value) (*gateway.Output, error) {
+	t, ok := v.(*ort.Tensor[float32])
+	if !ok {
+		return nil, &gateway.Error{Kind: gateway.Backend, Msg: fmt.Sprintf("onnx: output is %T, want float32 tensor", v)}
+	}
+	shape := t.GetShape()
+	want := 3
+	if b.spec.Output == gateway.Pooled {
+		want = 2
+	}
+	if len(shape) != want || shape[0] != int64(batch.Rows) || want == 3 && shape[1] != int64(batch.Len) ||
+		b.spec.Hidden != 0 && shape[want-1] != int64(b.spec.Hidden) {
+		return nil, &gateway.Error{Kind: gateway.Backend, Msg: fmt.Sprintf("onnx: output shape %v does not fit batch [%d,%d] and hidden %d", shape, batch.Rows, batch.Len, b.spec.Hidden)}
+	}
+	o := &gateway.Output{Kind: b.spec.Output, Rows: batch.Rows, Hidden: int(shape[want-1]), Data: t.GetData()}
+	if o.Kind == gateway.Hidden {
+		o.Len = batch.Len
+	}
+	return o, nil
+}
+
+// validate rejects batches the gateway should never build.
+func validate(b *gateway.Batch) error {
+	if b == nil {
+		return gateway.Errorf(gateway.Internal, "batch", "onnx: nil batch")
+	}
+	if b.Rows <= 0 || b.Len <= 0 {
+		return gateway.Errorf(gateway.Internal, "batch", "onnx: batch shape [%d,%d] is empty", b.Rows, b.Len)
+	}
+	n := b.Rows * b.Len
+	if n/b.Rows != b.Len {
+		return gateway.Errorf(gateway.Internal, "batch", "onnx: batch shape [%d,%d] overflows", b.Rows, b.Len)
+	}
+	if len(b.InputIDs) != n || len(b.AttentionMask) != n || b.TokenTypeIDs != nil && len(b.TokenTypeIDs) != n {
+		return gateway.Errorf(gateway.Internal, "batch", "onnx: batch [%d,%d] has %d input ids, %d mask and %d type ids, want %d each",
+			b.Rows, b.Len, len(b.InputIDs), len(b.AttentionMask), len(b.TokenTypeIDs), n)
+	}
+	// The runtime's Gather reads negative indices from the end of the table:
+	// a negative id would embed silently as another token. Too large ids fail
+	// in the runtime (a Backend error).
+	for i, id := range b.InputIDs {
+		if id < 0 {
+			return gateway.Errorf(gateway.Internal, "batch", "onnx: negative token id %d at row %d, position %d", id, i/b.Len, i%b.Len)
+		}
+	}
+	return nil
+}
+
+func ctxError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &gateway.Error{Kind: gateway.Timeout, Msg: "onnx: batch deadline exceeded", Err: err}
+	}
+	return &gateway.Error{Kind: gateway.Backend, Msg: "onnx: batch cancelled", Err: err}
+}
+
+// Close waits for running batches, then destroys the session and releases
+// the runtime. Later calls do nothing.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.session == nil {
+		return nil
+	}
+	err := b.session.Destroy()
+	b.session = nil
+	if err != nil {
+		err = fmt.Errorf("onnx: destroy session: %w", err)
+	}
+	return errors.Join(err, releaseEnv())
+}

@@ -1,0 +1,68 @@
+package triton
+
+import (
+	"encoding/binary"
+	"math"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/tritonstubs"
+)
+
+// BenchmarkEncodeDecode measures the client's own work per batch, without
+// the network: building the ModelInferRequest for a 32×128 batch and
+// decoding a last_hidden_state response of 32×128×384 FP32 (6 MiB).
+// "Build+Decode" is this package's code alone; "WithProto" adds the
+// protobuf marshalling of the request and unmarshalling of the response
+// that gRPC does on the same goroutine.
+func BenchmarkEncodeDecode(b *testing.B) {
+	const rows, size, hidden = 32, 128, 384
+	p := plan{spec: gateway.ModelSpec{Output: gateway.Hidden, Hidden: hidden, MaxBatch: 64}, output: lastHiddenState,
+		inputs: []input{{inputIDs, false}, {attentionMask, false}, {tokenTypeIDs, false}}}
+	n := rows * size
+	batch := &gateway.Batch{ID: "bench", Rows: rows, Len: size, InputIDs: make([]int64, n), AttentionMask: make([]int64, n), TokenTypeIDs: make([]int64, n)}
+	for i := range n {
+		batch.InputIDs[i], batch.AttentionMask[i] = int64(1000+i%20000), 1
+	}
+	raw := make([]byte, 4*n*hidden)
+	for i := range n * hidden {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(float32(i%997)/997))
+	}
+	resp := &tritonstubs.ModelInferResponse{ModelName: "m", ModelVersion: "1", Id: "bench",
+		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: lastHiddenState, Datatype: "FP32", Shape: []int64{rows, size, hidden}}},
+		RawOutputContents: [][]byte{raw}}
+	wire, err := proto.Marshal(resp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(b *testing.B, withProto bool) {
+		if withProto {
+			b.SetBytes(int64(len(wire)))
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			req, err := p.request("m", "", batch)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := resp
+			if withProto {
+				if _, err := proto.Marshal(req); err != nil {
+					b.Fatal(err)
+				}
+				r = &tritonstubs.ModelInferResponse{}
+				if err := proto.Unmarshal(wire, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			out, err := p.decode(batch, r)
+			if err != nil || len(out.Data) != n*hidden {
+				b.Fatalf("decode: %v", err)
+			}
+		}
+	}
+	b.Run("Build+Decode", func(b *testing.B) { run(b, false) })
+	b.Run("WithProto", func(b *testing.B) { run(b, true) })
+}

@@ -1,0 +1,252 @@
+package triton
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/tritonstubs"
+)
+
+// Embed runs one padded batch as one ModelInfer call. It waits for one of
+// MaxInflight slots (honouring ctx), bounds the call by min(ctx deadline,
+// Timeout), and retries once, on another connection, only a call that never
+// reached Triton. A malformed batch is an Internal error (the gateway built
+// it); Triton's answers map to kinds in errors.go.
+func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Output, error) {
+	if err := b.plan.validate(batch); err != nil {
+		return nil, err
+	}
+	if b.closed.Load() {
+		return nil, errClosed()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, classify(ctx, b.logger, batch.ID, err)
+	}
+	select {
+	case b.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, classify(ctx, b.logger, batch.ID, ctx.Err())
+	}
+	defer func() { <-b.slots }()
+
+	req, err := b.plan.request(b.opts.Model, b.opts.Version, batch)
+	if err != nil {
+		return nil, err
+	}
+	callCtx, cancel := context.WithTimeout(b.outgoing(ctx), b.opts.Timeout)
+	defer cancel()
+	i := b.pick()
+	resp, err := b.clients[i].ModelInfer(callCtx, req, grpc.WaitForReady(false))
+	if err != nil && neverSent(err) && callCtx.Err() == nil {
+		b.logger.Debug("triton: call did not reach the server; retrying on another connection", "batch_id", batch.ID, "err", err)
+		resp, err = b.clients[(i+1)%len(b.clients)].ModelInfer(callCtx, req, grpc.WaitForReady(false))
+	}
+	if err != nil {
+		if b.closed.Load() {
+			return nil, errClosed()
+		}
+		return nil, classify(callCtx, b.logger, batch.ID, err)
+	}
+	return b.plan.decode(batch, resp)
+}
+
+// outgoing adds the trace headers for the call in ctx.
+func (b *Backend) outgoing(ctx context.Context) context.Context {
+	var kv []string
+	tp := traceparent(ctx)
+	if tp != "" {
+		kv = append(kv, "traceparent", tp)
+	}
+	if b.opts.Propagate != nil {
+		b.opts.Propagate(ctx, func(k, v string) {
+			// An explicit traceparent wins over the propagator's trace.
+			if tp == "" || k != "traceparent" && k != "tracestate" {
+				kv = append(kv, k, v)
+			}
+		})
+	}
+	if len(kv) == 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...)
+}
+
+// validate rejects batches the gateway should never build.
+func (p *plan) validate(b *gateway.Batch) error {
+	if b == nil {
+		return gateway.Errorf(gateway.Internal, "batch", "triton: nil batch")
+	}
+	if b.Rows <= 0 || b.Len <= 0 {
+		return gateway.Errorf(gateway.Internal, "batch", "triton: batch shape [%d,%d] is empty", b.Rows, b.Len)
+	}
+	n := b.Rows * b.Len
+	if n/b.Rows != b.Len {
+		return gateway.Errorf(gateway.Internal, "batch", "triton: batch shape [%d,%d] overflows", b.Rows, b.Len)
+	}
+	if len(b.InputIDs) != n || len(b.AttentionMask) != n || b.TokenTypeIDs != nil && len(b.TokenTypeIDs) != n {
+		return gateway.Errorf(gateway.Internal, "batch", "triton: batch [%d,%d] has %d input ids, %d mask and %d type ids, want %d each",
+			b.Rows, b.Len, len(b.InputIDs), len(b.AttentionMask), len(b.TokenTypeIDs), n)
+	}
+	if p.spec.MaxBatch > 0 && b.Rows > p.spec.MaxBatch {
+		return gateway.Errorf(gateway.Internal, "batch", "triton: batch of %d rows exceeds the model's max_batch_size %d", b.Rows, p.spec.MaxBatch)
+	}
+	// ONNX Runtime's Gather reads negative indices from the end of the
+	// table: a negative id would embed silently as another token.
+	for i, id := range b.InputIDs {
+		if id < 0 {
+			return gateway.Errorf(gateway.Internal, "batch", "triton: negative token id %d at row %d, position %d", id, i/b.Len, i%b.Len)
+		}
+	}
+	return nil
+}
+
+// request builds the ModelInferRequest for batch: one [Rows, Len] tensor per
+// model input, data in raw_input_contents (never contents), only the output
+// the gateway reads requested, id = batch id (Triton prefixes its errors
+// with it).
+func (p *plan) request(model, version string, batch *gateway.Batch) (*tritonstubs.ModelInferRequest, error) {
+	n := batch.Rows * batch.Len
+	shape := []int64{int64(batch.Rows), int64(batch.Len)} // shared: marshalling only reads it
+	tensors := make([]tritonstubs.ModelInferRequest_InferInputTensor, len(p.inputs))
+	req := &tritonstubs.ModelInferRequest{
+		ModelName:        model,
+		ModelVersion:     version,
+		Id:               batch.ID,
+		Inputs:           make([]*tritonstubs.ModelInferRequest_InferInputTensor, len(p.inputs)),
+		Outputs:          []*tritonstubs.ModelInferRequest_InferRequestedOutputTensor{{Name: p.output}},
+		RawInputContents: make([][]byte, len(p.inputs)),
+	}
+	for i, in := range p.inputs {
+		t := &tensors[i]
+		t.Name, t.Shape, t.Datatype = in.name, shape, "INT64"
+		if in.int32 {
+			t.Datatype = "INT32"
+		}
+		req.Inputs[i] = t
+		var data []int64
+		switch in.name {
+		case inputIDs:
+			data = batch.InputIDs
+		case attentionMask:
+			data = batch.AttentionMask
+		case tokenTypeIDs:
+			data = batch.TokenTypeIDs
+		}
+		raw, err := encodeInts(data, n, in.int32)
+		if err != nil {
+			return nil, gateway.Errorf(gateway.Internal, "batch", "triton: input %s: %v", in.name, err)
+		}
+		req.RawInputContents[i] = raw
+	}
+	return req, nil
+}
+
+// encodeInts returns data as n little-endian INT64 or INT32 values; nil
+// data stands for zeros. INT64 on a little-endian host is the slice's own
+// memory, not a copy: it is only read, while the call runs.
+func encodeInts(data []int64, n int, int32s bool) ([]byte, error) {
+	size := 8
+	if int32s {
+		size = 4
+	}
+	if data == nil {
+		return make([]byte, n*size), nil
+	}
+	if !int32s {
+		if littleEndian() {
+			return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(data))), len(data)*8), nil
+		}
+		out := make([]byte, 8*len(data))
+		for i, v := range data {
+			binary.LittleEndian.PutUint64(out[8*i:], uint64(v))
+		}
+		return out, nil
+	}
+	out := make([]byte, 4*len(data))
+	for i, v := range data {
+		if v < math.MinInt32 || v > math.MaxInt32 {
+			return nil, fmt.Errorf("value %d at %d does not fit INT32", v, i)
+		}
+		binary.LittleEndian.PutUint32(out[4*i:], uint32(v))
+	}
+	return out, nil
+}
+
+// decode finds the requested output by name and checks its type, shape and
+// size against the batch.
+func (p *plan) decode(batch *gateway.Batch, resp *tritonstubs.ModelInferResponse) (*gateway.Output, error) {
+	bad := func(format string, args ...any) error {
+		return &gateway.Error{Kind: gateway.Backend, Msg: "triton: unexpected response",
+			Err: fmt.Errorf("batch %s: "+format, append([]any{batch.ID}, args...)...)}
+	}
+	idx := -1
+	for i, o := range resp.GetOutputs() {
+		if o.GetName() == p.output {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		return nil, bad("no output %s among %d outputs", p.output, len(resp.GetOutputs()))
+	}
+	raw := resp.GetRawOutputContents()
+	if idx >= len(raw) {
+		return nil, bad("output %s has no raw_output_contents (%d entries)", p.output, len(raw))
+	}
+	o := resp.GetOutputs()[idx]
+	if o.GetDatatype() != "FP32" {
+		return nil, bad("output %s is %s, want FP32", p.output, o.GetDatatype())
+	}
+	out := &gateway.Output{Kind: p.spec.Output, Rows: batch.Rows, Hidden: p.spec.Hidden}
+	want := []int64{int64(batch.Rows), int64(p.spec.Hidden)}
+	if out.Kind == gateway.Hidden {
+		out.Len = batch.Len
+		want = []int64{int64(batch.Rows), int64(batch.Len), int64(p.spec.Hidden)}
+	}
+	shape := o.GetShape()
+	if len(shape) != len(want) {
+		return nil, bad("output %s has shape %v, want %v", p.output, shape, want)
+	}
+	for i := range want {
+		if shape[i] != want[i] {
+			return nil, bad("output %s has shape %v, want %v", p.output, shape, want)
+		}
+	}
+	n := out.Rows * out.Hidden * max(out.Len, 1)
+	if len(raw[idx]) != 4*n {
+		return nil, bad("output %s has %d bytes, want %d for shape %v", p.output, len(raw[idx]), 4*n, want)
+	}
+	out.Data = float32s(raw[idx])
+	return out, nil
+}
+
+// float32s reads little-endian FP32 values. On a little-endian host with
+// aligned data it reinterprets the bytes in place (the response owns them
+// and is not reused); otherwise it converts in a loop.
+func float32s(b []byte) []float32 {
+	if len(b) == 0 {
+		return []float32{}
+	}
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	if littleEndian() && uintptr(p)%unsafe.Alignof(float32(0)) == 0 {
+		return unsafe.Slice((*float32)(p), len(b)/4)
+	}
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out
+}
+
+// littleEndian reports the host's byte order; the compiler folds it.
+func littleEndian() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}

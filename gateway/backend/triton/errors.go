@@ -1,0 +1,82 @@
+package triton
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/embedgate/embedgate/gateway"
+)
+
+// retryAfterQueueFull is what clients are told to wait when Triton's queue
+// is full: its queue drains in about one batch time.
+const retryAfterQueueFull = time.Second
+
+// queueFull is the text Triton's scheduler uses when max_queue_size is
+// reached (core:src/scheduler_utils.cc).
+const queueFull = "Exceeds maximum queue size"
+
+// classify turns the error of a Triton call into a *gateway.Error. It is the
+// only place where gRPC codes become gateway kinds. ctx is the caller's
+// context, so a deadline we set and one the caller set read alike.
+func classify(ctx context.Context, logger *slog.Logger, batchID string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var gerr *gateway.Error
+	if errors.As(err, &gerr) {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &gateway.Error{Kind: gateway.Timeout, Msg: "triton: deadline exceeded", Err: err}
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		if errors.Is(err, context.Canceled) {
+			return &gateway.Error{Kind: gateway.Backend, Msg: "triton: call cancelled", Err: err}
+		}
+		return &gateway.Error{Kind: gateway.Backend, Msg: "triton: call failed", Err: err}
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		if strings.Contains(st.Message(), queueFull) {
+			return &gateway.Error{Kind: gateway.Overloaded, Msg: "triton queue full", RetryAfter: retryAfterQueueFull, Err: err}
+		}
+		return &gateway.Error{Kind: gateway.Unhealthy, Msg: "triton unavailable", Err: err}
+	case codes.NotFound:
+		return &gateway.Error{Kind: gateway.Unhealthy, Msg: "triton model not available", Err: err}
+	case codes.DeadlineExceeded:
+		return &gateway.Error{Kind: gateway.Timeout, Msg: "triton: deadline exceeded", Err: err}
+	case codes.Canceled:
+		return &gateway.Error{Kind: gateway.Backend, Msg: "triton: call cancelled", Err: err}
+	case codes.InvalidArgument:
+		// Triton refused what we built: the gateway and the model disagree.
+		logger.Error("triton rejected a request as invalid: the gateway's request does not fit the model (a bug, or the model changed since startup)",
+			"batch_id", batchID, "err", err)
+		return &gateway.Error{Kind: gateway.Backend, Msg: "triton rejected the request", Err: err}
+	default:
+		return &gateway.Error{Kind: gateway.Backend, Msg: "triton inference failed", Err: err}
+	}
+}
+
+// neverSent reports whether err means the call failed before it reached
+// Triton (no connection could be made), so that retrying it is safe.
+// Anything Triton answered, or that may have reached it, is not retried.
+func neverSent(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	msg := st.Message()
+	return strings.HasPrefix(msg, "connection error") || strings.Contains(msg, "Error while dialing")
+}
+
+// unhealthy wraps a failed readiness check.
+func unhealthy(msg string, err error) error {
+	return &gateway.Error{Kind: gateway.Unhealthy, Msg: msg, Err: err}
+}

@@ -1,0 +1,68 @@
+package triton_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/backend/triton"
+	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
+)
+
+// meanOfIDs stands in for a model: its pooled "embedding" of a row is the
+// sum of the row's ids and its token count.
+type meanOfIDs struct{}
+
+func (meanOfIDs) Spec() gateway.ModelSpec {
+	return gateway.ModelSpec{Output: gateway.Pooled, Hidden: 2}
+}
+
+func (meanOfIDs) Embed(_ context.Context, b *gateway.Batch) (*gateway.Output, error) {
+	out := &gateway.Output{Kind: gateway.Pooled, Rows: b.Rows, Hidden: 2, Data: make([]float32, 2*b.Rows)}
+	for i, id := range b.InputIDs {
+		out.Data[2*(i/b.Len)] += float32(id * b.AttentionMask[i])
+		out.Data[2*(i/b.Len)+1] += float32(b.AttentionMask[i])
+	}
+	return out, nil
+}
+
+func (meanOfIDs) Health(context.Context) error { return nil }
+
+func Example() {
+	// A stand-in Triton on loopback; in production, URL is Triton's gRPC port.
+	srv, err := tritontest.New(meanOfIDs{}, tritontest.WithName("bge-small"), tritontest.WithInt32Inputs())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	defer func() { srv.Close(); <-done }()
+
+	b, err := triton.Open(context.Background(), triton.Options{URL: lis.Addr().String(), Model: "bge-small", ReadyTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer b.Close()
+	s := b.Spec()
+	fmt.Printf("hidden %d, pooled %v, int32 %v, max batch %d\n", s.Hidden, s.Output == gateway.Pooled, s.InputDType == gateway.Int32, s.MaxBatch)
+
+	out, err := b.Embed(context.Background(), &gateway.Batch{ID: "req-1", Rows: 2, Len: 3,
+		InputIDs: []int64{101, 7, 102, 101, 102, 0}, AttentionMask: []int64{1, 1, 1, 1, 1, 0}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(out.Data)
+	// Output:
+	// hidden 2, pooled true, int32 true, max batch 32
+	// [210 3 203 2]
+}

@@ -1,0 +1,231 @@
+package triton
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/tritonstubs"
+)
+
+type tensor = tritonstubs.ModelMetadataResponse_TensorMetadata
+
+func tm(name, dtype string, shape ...int64) *tensor {
+	return &tensor{Name: name, Datatype: dtype, Shape: shape}
+}
+
+// bertMeta is the metadata of an exported BERT with the given inputs and
+// output, batch dim included.
+func bertMeta(dtype string, out *tensor, inputs ...string) *tritonstubs.ModelMetadataResponse {
+	m := &tritonstubs.ModelMetadataResponse{Outputs: []*tensor{out}}
+	for _, in := range inputs {
+		m.Inputs = append(m.Inputs, tm(in, dtype, -1, -1))
+	}
+	return m
+}
+
+func TestDescribe(t *testing.T) {
+	hidden := tm(lastHiddenState, "FP32", -1, -1, 384)
+	pooled := tm(sentenceEmbedding, "FP32", -1, 384)
+	three := []string{inputIDs, attentionMask, tokenTypeIDs}
+	cfg := &tritonstubs.ModelConfig{MaxBatchSize: 64}
+	for _, tt := range []struct {
+		name    string
+		meta    *tritonstubs.ModelMetadataResponse
+		cfg     *tritonstubs.ModelConfig
+		want    gateway.ModelSpec
+		inputs  []input
+		output  string
+		wantErr string
+	}{
+		{name: "Hidden", meta: bertMeta("INT64", hidden, three...), cfg: cfg,
+			want:   gateway.ModelSpec{Name: "m", HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 384, MaxBatch: 64},
+			inputs: []input{{inputIDs, false}, {attentionMask, false}, {tokenTypeIDs, false}}, output: lastHiddenState},
+		{name: "PooledPreferred", meta: &tritonstubs.ModelMetadataResponse{Inputs: bertMeta("INT64", nil, inputIDs, attentionMask).Inputs,
+			Outputs: []*tensor{hidden, pooled}}, cfg: cfg,
+			want:   gateway.ModelSpec{Name: "m", Output: gateway.Pooled, Hidden: 384, MaxBatch: 64},
+			inputs: []input{{inputIDs, false}, {attentionMask, false}}, output: sentenceEmbedding},
+		{name: "Int32", meta: bertMeta("INT32", pooled, attentionMask, inputIDs), cfg: cfg,
+			want:   gateway.ModelSpec{Name: "m", InputDType: gateway.Int32, Output: gateway.Pooled, Hidden: 384, MaxBatch: 64},
+			inputs: []input{{attentionMask, true}, {inputIDs, true}}, output: sentenceEmbedding},
+		{name: "NoTritonBatching", meta: bertMeta("INT64", hidden, three...), cfg: &tritonstubs.ModelConfig{},
+			want:   gateway.ModelSpec{Name: "m", HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 384},
+			inputs: []input{{inputIDs, false}, {attentionMask, false}, {tokenTypeIDs, false}}, output: lastHiddenState},
+		{name: "HiddenFromConfig", meta: bertMeta("INT64", tm(lastHiddenState, "FP32", -1, -1, -1), inputIDs, attentionMask),
+			cfg:    &tritonstubs.ModelConfig{MaxBatchSize: 8, Output: []*tritonstubs.ModelOutput{{Name: lastHiddenState, Dims: []int64{-1, 768}}}},
+			want:   gateway.ModelSpec{Name: "m", Output: gateway.Hidden, Hidden: 768, MaxBatch: 8},
+			inputs: []input{{inputIDs, false}, {attentionMask, false}}, output: lastHiddenState},
+		{name: "OptionalExtraInputSkipped", meta: bertMeta("INT64", pooled, inputIDs, attentionMask, "position_ids"),
+			cfg:    &tritonstubs.ModelConfig{MaxBatchSize: 4, Input: []*tritonstubs.ModelInput{{Name: "position_ids", Optional: true}}},
+			want:   gateway.ModelSpec{Name: "m", Output: gateway.Pooled, Hidden: 384, MaxBatch: 4},
+			inputs: []input{{inputIDs, false}, {attentionMask, false}}, output: sentenceEmbedding},
+
+		{name: "MissingMask", meta: bertMeta("INT64", hidden, inputIDs), cfg: cfg, wantErr: "needs input_ids and attention_mask"},
+		{name: "UnknownInput", meta: bertMeta("INT64", hidden, inputIDs, attentionMask, "position_ids"), cfg: cfg, wantErr: `input "position_ids"`},
+		{name: "FP16Input", meta: bertMeta("FP16", hidden, inputIDs, attentionMask), cfg: cfg, wantErr: "TYPE_INT64 or TYPE_INT32"},
+		{name: "MixedDTypes", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(inputIDs, "INT64", -1, -1), tm(attentionMask, "INT32", -1, -1)},
+			Outputs: []*tensor{hidden}}, cfg: cfg, wantErr: "mixes INT64 and INT32"},
+		{name: "NoUsableOutput", meta: bertMeta("INT64", tm("logits", "FP32", -1, 2), inputIDs, attentionMask), cfg: cfg, wantErr: "outputs [logits]"},
+		{name: "FP16Output", meta: bertMeta("INT64", tm(sentenceEmbedding, "FP16", -1, 384), inputIDs, attentionMask), cfg: cfg, wantErr: "is FP16"},
+		{name: "HiddenUnknown", meta: bertMeta("INT64", tm(sentenceEmbedding, "FP32", -1, -1), inputIDs, attentionMask), cfg: cfg, wantErr: "hidden size unknown"},
+		{name: "OutputRank", meta: bertMeta("INT64", tm(lastHiddenState, "FP32", -1, 384), inputIDs, attentionMask), cfg: cfg, wantErr: "want rank 3"},
+		{name: "FixedBatchWithoutBatching", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(inputIDs, "INT64", 1, -1), tm(attentionMask, "INT64", 1, -1)},
+			Outputs: []*tensor{hidden}}, cfg: &tritonstubs.ModelConfig{}, wantErr: "max_batch_size 0"},
+		{name: "FixedLength", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(inputIDs, "INT64", -1, 128), tm(attentionMask, "INT64", -1, 128)},
+			Outputs: []*tensor{hidden}}, cfg: cfg, wantErr: "fixed length 128"},
+		{name: "InputRank", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(inputIDs, "INT64", -1), tm(attentionMask, "INT64", -1)},
+			Outputs: []*tensor{hidden}}, cfg: cfg, wantErr: "[batch, length]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := describe("m", tt.meta, tt.cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("describe() error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("describe() error = %v", err)
+			}
+			if p.spec != tt.want {
+				t.Errorf("describe() spec = %+v, want %+v", p.spec, tt.want)
+			}
+			if fmt.Sprint(p.inputs) != fmt.Sprint(tt.inputs) || p.output != tt.output {
+				t.Errorf("describe() inputs, output = %v, %s, want %v, %s", p.inputs, p.output, tt.inputs, tt.output)
+			}
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	bg := context.Background()
+	for _, tt := range []struct {
+		name       string
+		ctx        context.Context
+		err        error
+		want       gateway.Kind
+		retryAfter time.Duration
+		loud       bool
+	}{
+		{"QueueFull", bg, status.Error(codes.Unavailable, "[request id: b1] Exceeds maximum queue size"), gateway.Overloaded, time.Second, false},
+		{"Unavailable", bg, status.Error(codes.Unavailable, "Server not ready"), gateway.Unhealthy, 0, false},
+		{"QueueTimeout", bg, status.Error(codes.Unavailable, "[request id: b1] Request timeout expired"), gateway.Unhealthy, 0, false},
+		{"NotFound", bg, status.Error(codes.NotFound, "Request for unknown model: 'm' has no available versions"), gateway.Unhealthy, 0, false},
+		{"DeadlineExceeded", bg, status.Error(codes.DeadlineExceeded, "context deadline exceeded"), gateway.Timeout, 0, false},
+		{"OurDeadline", expired, status.Error(codes.Unknown, "whatever"), gateway.Timeout, 0, false},
+		{"ContextDeadline", bg, context.DeadlineExceeded, gateway.Timeout, 0, false},
+		{"InvalidArgument", bg, status.Error(codes.InvalidArgument, "[request id: b1] unexpected inference input 'x'"), gateway.Backend, 0, true},
+		{"Internal", bg, status.Error(codes.Internal, "onnx runtime error"), gateway.Backend, 0, false},
+		{"Unknown", bg, status.Error(codes.Unknown, "?"), gateway.Backend, 0, false},
+		{"Cancelled", bg, status.Error(codes.Canceled, "context canceled"), gateway.Backend, 0, false},
+		{"NotStatus", bg, errors.New("boom"), gateway.Backend, 0, false},
+		{"AlreadyGateway", bg, gateway.Errorf(gateway.Internal, "batch", "bad"), gateway.Internal, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var log strings.Builder
+			logger := slog.New(slog.NewTextHandler(&log, nil))
+			err := classify(tt.ctx, logger, "b1", tt.err)
+			var gerr *gateway.Error
+			if !errors.As(err, &gerr) {
+				t.Fatalf("classify(%v) = %v, want a *gateway.Error", tt.err, err)
+			}
+			if gerr.Kind != tt.want || gerr.RetryAfter != tt.retryAfter {
+				t.Errorf("classify(%v) = %v, RetryAfter %v; want %v, %v", tt.err, gerr.Kind, gerr.RetryAfter, tt.want, tt.retryAfter)
+			}
+			if !errors.Is(err, tt.err) {
+				t.Errorf("classify(%v) loses the cause", tt.err)
+			}
+			if loud := strings.Contains(log.String(), "level=ERROR"); loud != tt.loud {
+				t.Errorf("classify(%v) logged at error = %v, want %v", tt.err, loud, tt.loud)
+			}
+		})
+	}
+}
+
+func TestNeverSent(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused"`), true},
+		{status.Error(codes.Unavailable, "error reading from server: EOF"), false}, // may have reached Triton
+		{status.Error(codes.Unavailable, "[request id: x] Exceeds maximum queue size"), false},
+		{status.Error(codes.Internal, "connection error"), false},
+		{errors.New("connection error"), false},
+	} {
+		if got := neverSent(tt.err); got != tt.want {
+			t.Errorf("neverSent(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestEncodeInts(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		data    []int64
+		n       int
+		int32s  bool
+		want    []byte
+		wantErr bool
+	}{
+		{"Int64", []int64{1, -2}, 2, false, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, false},
+		{"Int32", []int64{1, 258}, 2, true, []byte{1, 0, 0, 0, 2, 1, 0, 0}, false},
+		{"NilIsZeros", nil, 3, true, make([]byte, 12), false},
+		{"Int32Overflow", []int64{1 << 40}, 1, true, nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := encodeInts(tt.data, tt.n, tt.int32s)
+			if (err != nil) != tt.wantErr || string(got) != string(tt.want) {
+				t.Errorf("encodeInts(%v, %d, %v) = %v, %v; want %v, error %v", tt.data, tt.n, tt.int32s, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDecode(t *testing.T) {
+	p := plan{spec: gateway.ModelSpec{Output: gateway.Pooled, Hidden: 2}, output: sentenceEmbedding}
+	b := &gateway.Batch{ID: "b", Rows: 2, Len: 3}
+	good := []byte{0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40, 0, 0, 0x80, 0x40} // 1 2 3 4
+	resp := func(name, dtype string, shape []int64, raw ...[]byte) *tritonstubs.ModelInferResponse {
+		return &tritonstubs.ModelInferResponse{Outputs: []*tritonstubs.ModelInferResponse_InferOutputTensor{
+			{Name: "other", Datatype: "FP32", Shape: []int64{2}}, {Name: name, Datatype: dtype, Shape: shape}},
+			RawOutputContents: append([][]byte{{0, 0, 0, 0, 0, 0, 0, 0}}, raw...)}
+	}
+	for _, tt := range []struct {
+		name string
+		resp *tritonstubs.ModelInferResponse
+		want string // fmt of Data, or "error"
+	}{
+		{"ByName", resp(sentenceEmbedding, "FP32", []int64{2, 2}, good), "[1 2 3 4]"},
+		{"Unaligned", resp(sentenceEmbedding, "FP32", []int64{2, 2}, append([]byte{9}, good...)[1:]), "[1 2 3 4]"},
+		{"Missing", resp("x", "FP32", []int64{2, 2}, good), "error"},
+		{"NoRaw", resp(sentenceEmbedding, "FP32", []int64{2, 2}), "error"},
+		{"FP16", resp(sentenceEmbedding, "FP16", []int64{2, 2}, good[:8]), "error"},
+		{"Shape", resp(sentenceEmbedding, "FP32", []int64{1, 4}, good), "error"},
+		{"Rank", resp(sentenceEmbedding, "FP32", []int64{2, 2, 1}, good), "error"},
+		{"ShortData", resp(sentenceEmbedding, "FP32", []int64{2, 2}, good[:12]), "error"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := p.decode(b, tt.resp)
+			got := "error"
+			if err == nil {
+				got = fmt.Sprint(out.Data)
+			} else if gateway.KindOf(err) != gateway.Backend {
+				t.Errorf("decode() error kind = %v, want Backend", gateway.KindOf(err))
+			}
+			if got != tt.want {
+				t.Errorf("decode() = %s (%v), want %s", got, err, tt.want)
+			}
+		})
+	}
+}

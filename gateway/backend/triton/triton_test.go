@@ -1,0 +1,175 @@
+//go:build cgo
+
+package triton_test
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+	"testing"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/backend/backendtest"
+	"github.com/embedgate/embedgate/gateway/backend/triton"
+	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
+	"github.com/embedgate/embedgate/gateway/testmodel"
+)
+
+func TestConformance(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		model  []testmodel.Option
+		server []tritontest.Option
+		want   gateway.ModelSpec
+	}{
+		{"Hidden", nil, nil,
+			gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32, MaxBatch: 32}},
+		{"Pooled", []testmodel.Option{testmodel.WithPooled()}, nil,
+			gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Pooled, Hidden: 32, MaxBatch: 32}},
+		{"NoTokenTypeIDs", []testmodel.Option{testmodel.WithoutTokenTypeIDs()}, nil,
+			gateway.ModelSpec{Output: gateway.Hidden, Hidden: 32, MaxBatch: 32}},
+		{"Int32", nil, []tritontest.Option{tritontest.WithInt32Inputs()},
+			gateway.ModelSpec{HasTokenTypeIDs: true, InputDType: gateway.Int32, Output: gateway.Hidden, Hidden: 32, MaxBatch: 32}},
+		{"PooledInt32", []testmodel.Option{testmodel.WithPooled()}, []tritontest.Option{tritontest.WithInt32Inputs()},
+			gateway.ModelSpec{HasTokenTypeIDs: true, InputDType: gateway.Int32, Output: gateway.Pooled, Hidden: 32, MaxBatch: 32}},
+		{"NoTritonBatching", nil, []tritontest.Option{tritontest.WithMaxBatchSize(0)},
+			gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32}},
+		{"ServerReadyFallback", nil, []tritontest.Option{tritontest.WithoutHealthService()},
+			gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32, MaxBatch: 32}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := tritontest.Start(t, openONNX(t, tt.model...), tt.server...)
+			b := openTriton(t, options(t, srv))
+			tt.want.Name = srv.Name()
+			if got := b.Spec(); got != tt.want {
+				t.Errorf("Spec() = %+v, want %+v", got, tt.want)
+			}
+			backendtest.Run(t, b)
+		})
+	}
+}
+
+// TestSameAsONNX checks that going through Triton changes no bit of the
+// model's output, for each wire dtype and output kind.
+func TestSameAsONNX(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		model  []testmodel.Option
+		server []tritontest.Option
+	}{
+		{"HiddenInt64", nil, nil},
+		{"HiddenInt32", nil, []tritontest.Option{tritontest.WithInt32Inputs()}},
+		{"Pooled", []testmodel.Option{testmodel.WithPooled()}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			direct := openONNX(t, tt.model...)
+			srv := tritontest.Start(t, direct, tt.server...)
+			b := openTriton(t, options(t, srv))
+			in := batch(7, 3, 12, 1)
+			in.TokenTypeIDs[3] = 1
+			want, err := direct.Embed(context.Background(), in)
+			if err != nil {
+				t.Fatalf("onnx Embed: %v", err)
+			}
+			got, err := b.Embed(context.Background(), in)
+			if err != nil {
+				t.Fatalf("triton Embed: %v", err)
+			}
+			if got.Kind != want.Kind || got.Rows != want.Rows || got.Len != want.Len || got.Hidden != want.Hidden || len(got.Data) != len(want.Data) {
+				t.Fatalf("Embed() = %v %dx%dx%d (%d values), want %v %dx%dx%d (%d values)", got.Kind, got.Rows, got.Len, got.Hidden,
+					len(got.Data), want.Kind, want.Rows, want.Len, want.Hidden, len(want.Data))
+			}
+			for i := range want.Data {
+				if d := math.Abs(float64(got.Data[i] - want.Data[i])); d > 1e-6 {
+					t.Fatalf("Data[%d] = %v, want %v (onnx directly)", i, got.Data[i], want.Data[i])
+				}
+			}
+		})
+	}
+}
+
+// TestWire checks what reaches Triton: raw_input_contents only, one entry
+// per input in order, the right dtype and byte size, little-endian values,
+// only the needed output, the batch id, and the traceparent.
+func TestWire(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		server   []tritontest.Option
+		dtype    string
+		elemSize int
+	}{
+		{"Int64", nil, "INT64", 8},
+		{"Int32", []tritontest.Option{tritontest.WithInt32Inputs()}, "INT32", 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := tritontest.Start(t, openONNX(t), tt.server...)
+			b := openTriton(t, options(t, srv))
+			in := batch(5, 2)
+			in.ID = "req-42"
+			in.TokenTypeIDs = nil // sent as zeros
+			const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+			if _, err := b.Embed(triton.WithTraceparent(context.Background(), tp), in); err != nil {
+				t.Fatalf("Embed: %v", err)
+			}
+			req, md := srv.LastInfer()
+			if req.GetId() != in.ID {
+				t.Errorf("request id = %q, want %q", req.GetId(), in.ID)
+			}
+			if got := md.Get("traceparent"); len(got) != 1 || got[0] != tp {
+				t.Errorf("traceparent metadata = %q, want [%q]", got, tp)
+			}
+			if outs := req.GetOutputs(); len(outs) != 1 || outs[0].GetName() != "last_hidden_state" {
+				t.Errorf("requested outputs = %v, want only last_hidden_state", outs)
+			}
+			wantNames := []string{"input_ids", "attention_mask", "token_type_ids"}
+			wantData := [][]int64{in.InputIDs, in.AttentionMask, make([]int64, len(in.InputIDs))}
+			if len(req.GetInputs()) != len(wantNames) || len(req.GetRawInputContents()) != len(wantNames) {
+				t.Fatalf("request has %d inputs and %d raw contents, want %d each", len(req.GetInputs()), len(req.GetRawInputContents()), len(wantNames))
+			}
+			for i, tensor := range req.GetInputs() {
+				if tensor.GetName() != wantNames[i] || tensor.GetDatatype() != tt.dtype || tensor.GetContents() != nil {
+					t.Errorf("input %d = %s %s contents=%v, want %s %s and no contents", i, tensor.GetName(), tensor.GetDatatype(),
+						tensor.GetContents(), wantNames[i], tt.dtype)
+				}
+				if s := tensor.GetShape(); len(s) != 2 || s[0] != 2 || s[1] != 5 {
+					t.Errorf("input %s shape = %v, want [2 5]", tensor.GetName(), s)
+				}
+				raw := req.GetRawInputContents()[i]
+				if len(raw) != 10*tt.elemSize {
+					t.Fatalf("input %s has %d bytes, want %d", tensor.GetName(), len(raw), 10*tt.elemSize)
+				}
+				for j, want := range wantData[i] {
+					var got int64
+					if tt.elemSize == 4 {
+						got = int64(int32(binary.LittleEndian.Uint32(raw[4*j:])))
+					} else {
+						got = int64(binary.LittleEndian.Uint64(raw[8*j:]))
+					}
+					if got != want {
+						t.Fatalf("input %s value %d = %d, want %d", tensor.GetName(), j, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestPropagate(t *testing.T) {
+	srv := tritontest.Start(t, openONNX(t))
+	opts := options(t, srv)
+	opts.Propagate = func(ctx context.Context, set func(k, v string)) {
+		set("traceparent", "00-11111111111111111111111111111111-2222222222222222-01")
+		set("baggage", "k=v")
+	}
+	b := openTriton(t, opts)
+	if _, err := b.Embed(context.Background(), batch(3)); err != nil {
+		t.Fatalf("Embed: %v", err)
+	}
+	_, md := srv.LastInfer()
+	if got := md.Get("traceparent"); len(got) != 1 || got[0] != "00-11111111111111111111111111111111-2222222222222222-01" {
+		t.Errorf("traceparent = %q, want the propagator's", got)
+	}
+	if got := md.Get("baggage"); len(got) != 1 || got[0] != "k=v" {
+		t.Errorf("baggage = %q, want [k=v]", got)
+	}
+}

@@ -1,0 +1,337 @@
+package tritontest
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/tritonstubs"
+)
+
+// Tensor names, as optimum exports them.
+const (
+	inputIDs          = "input_ids"
+	attentionMask     = "attention_mask"
+	tokenTypeIDs      = "token_type_ids"
+	lastHiddenState   = "last_hidden_state"
+	sentenceEmbedding = "sentence_embedding"
+)
+
+// service answers the RPCs; everything it knows lives in s.
+type service struct {
+	tritonstubs.UnimplementedGRPCInferenceServiceServer
+	s *Server
+}
+
+func (v *service) fault() Fault { return Fault(v.s.fault.Load()) }
+
+func (v *service) ServerLive(context.Context, *tritonstubs.ServerLiveRequest) (*tritonstubs.ServerLiveResponse, error) {
+	return &tritonstubs.ServerLiveResponse{Live: true}, nil
+}
+
+func (v *service) ServerReady(context.Context, *tritonstubs.ServerReadyRequest) (*tritonstubs.ServerReadyResponse, error) {
+	return &tritonstubs.ServerReadyResponse{Ready: v.fault() != NotReady}, nil
+}
+
+// model resolves name and version as Triton does (version "" = latest).
+func (v *service) model(name, version string) error {
+	if name != v.s.cfg.name {
+		return status.Errorf(codes.NotFound, "Request for unknown model: '%s' is not found", name)
+	}
+	if version != "" && version != "1" {
+		return status.Errorf(codes.NotFound, "Request for unknown model: '%s' version %s is not found", name, version)
+	}
+	return nil
+}
+
+func (v *service) ModelReady(ctx context.Context, req *tritonstubs.ModelReadyRequest) (*tritonstubs.ModelReadyResponse, error) {
+	if err := v.model(req.GetName(), req.GetVersion()); err != nil {
+		return nil, err
+	}
+	return &tritonstubs.ModelReadyResponse{Ready: v.fault() != NotReady && v.s.model.Health(ctx) == nil}, nil
+}
+
+func (v *service) ServerMetadata(context.Context, *tritonstubs.ServerMetadataRequest) (*tritonstubs.ServerMetadataResponse, error) {
+	return &tritonstubs.ServerMetadataResponse{Name: "triton", Version: "2.59.0",
+		Extensions: []string{"classification", "sequence", "model_repository", "schedule_policy", "model_configuration", "statistics"}}, nil
+}
+
+// inputNames are the model's inputs in the order Triton lists them.
+func (v *service) inputNames() []string {
+	if v.s.spec.HasTokenTypeIDs {
+		return []string{inputIDs, attentionMask, tokenTypeIDs}
+	}
+	return []string{inputIDs, attentionMask}
+}
+
+func (v *service) output() (name string, dims []int64) {
+	if v.s.spec.Output == gateway.Pooled {
+		return sentenceEmbedding, []int64{int64(v.s.spec.Hidden)}
+	}
+	return lastHiddenState, []int64{-1, int64(v.s.spec.Hidden)}
+}
+
+func (v *service) inputDType() (wire string, cfg tritonstubs.DataType) {
+	if v.s.int32s.Load() {
+		return "INT32", tritonstubs.DataType_TYPE_INT32
+	}
+	return "INT64", tritonstubs.DataType_TYPE_INT64
+}
+
+// fullShape is what metadata reports: the batch dim (-1) is included both
+// with Triton batching (prepended) and without (part of dims).
+func fullShape(dims ...int64) []int64 { return append([]int64{-1}, dims...) }
+
+func (v *service) ModelMetadata(_ context.Context, req *tritonstubs.ModelMetadataRequest) (*tritonstubs.ModelMetadataResponse, error) {
+	if err := v.model(req.GetName(), req.GetVersion()); err != nil {
+		return nil, err
+	}
+	dt, _ := v.inputDType()
+	resp := &tritonstubs.ModelMetadataResponse{Name: v.s.cfg.name, Versions: []string{"1"}, Platform: "onnxruntime_onnx"}
+	for _, name := range v.inputNames() {
+		resp.Inputs = append(resp.Inputs, &tritonstubs.ModelMetadataResponse_TensorMetadata{Name: name, Datatype: dt, Shape: fullShape(-1)})
+	}
+	out, dims := v.output()
+	resp.Outputs = []*tritonstubs.ModelMetadataResponse_TensorMetadata{{Name: out, Datatype: "FP32", Shape: fullShape(dims...)}}
+	return resp, nil
+}
+
+func (v *service) ModelConfig(_ context.Context, req *tritonstubs.ModelConfigRequest) (*tritonstubs.ModelConfigResponse, error) {
+	if err := v.model(req.GetName(), req.GetVersion()); err != nil {
+		return nil, err
+	}
+	mbs := v.s.cfg.maxBatchSize
+	// With max_batch_size > 0 dims exclude the batch dim; with 0 they are
+	// the full shape.
+	shape := func(dims ...int64) []int64 {
+		if mbs == 0 {
+			return fullShape(dims...)
+		}
+		return dims
+	}
+	_, dt := v.inputDType()
+	cfg := &tritonstubs.ModelConfig{Name: v.s.cfg.name, Platform: "onnxruntime_onnx", Backend: "onnxruntime",
+		MaxBatchSize: int32(mbs), DefaultModelFilename: "model.onnx",
+		InstanceGroup: []*tritonstubs.ModelInstanceGroup{{Name: v.s.cfg.name + "_0", Kind: tritonstubs.ModelInstanceGroup_KIND_CPU, Count: 1}},
+	}
+	for _, name := range v.inputNames() {
+		cfg.Input = append(cfg.Input, &tritonstubs.ModelInput{Name: name, DataType: dt, Dims: shape(-1)})
+	}
+	out, dims := v.output()
+	cfg.Output = []*tritonstubs.ModelOutput{{Name: out, DataType: tritonstubs.DataType_TYPE_FP32, Dims: shape(dims...)}}
+	if mbs > 0 {
+		// The normalized config: preferred_batch_size defaults to [max_batch_size].
+		cfg.SchedulingChoice = &tritonstubs.ModelConfig_DynamicBatching{DynamicBatching: &tritonstubs.ModelDynamicBatching{
+			PreferredBatchSize: []int32{int32(mbs)},
+			DefaultQueuePolicy: &tritonstubs.ModelQueuePolicy{MaxQueueSize: 64},
+		}}
+	}
+	return &tritonstubs.ModelConfigResponse{Config: cfg}, nil
+}
+
+// ModelInfer validates req like Triton's gRPC frontend and core, plays the
+// current fault, then runs the model.
+func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferRequest) (*tritonstubs.ModelInferResponse, error) {
+	v.s.record(ctx, req)
+	name := req.GetModelName()
+	if err := v.model(name, req.GetModelVersion()); err != nil {
+		return nil, err
+	}
+	id := req.GetId()
+	if id == "" {
+		id = "<id_unknown>"
+	}
+	fail := func(c codes.Code, format string, args ...any) error {
+		return status.Errorf(c, "[request id: %s] %s", id, fmt.Sprintf(format, args...))
+	}
+	if v.fault() == NotReady {
+		return nil, status.Errorf(codes.NotFound, "Request for unknown model: '%s' has no available versions", name)
+	}
+	batch, err := v.decode(req, fail)
+	if err != nil {
+		return nil, err
+	}
+	outName, err := v.requested(req, fail)
+	if err != nil {
+		return nil, err
+	}
+	switch v.fault() {
+	case QueueFull:
+		return nil, fail(codes.Unavailable, "Exceeds maximum queue size")
+	case InvalidArgument:
+		return nil, fail(codes.InvalidArgument, "inference input '%s' data-type is 'FP16', but model '%s' expects 'INT64'", inputIDs, name)
+	case InternalError:
+		return nil, fail(codes.Internal, "onnx runtime error 6: Non-zero status code returned while running Gather node")
+	}
+	if d := time.Duration(v.s.delay.Load()); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	out, err := v.s.model.Embed(ctx, batch)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return nil, fail(codes.Internal, "%v", err)
+	}
+	return v.respond(req, outName, out), nil
+}
+
+// decode checks inputs as Triton does and returns them as a batch.
+func (v *service) decode(req *tritonstubs.ModelInferRequest, fail func(codes.Code, string, ...any) error) (*gateway.Batch, error) {
+	name := req.GetModelName()
+	want := v.inputNames()
+	dt, _ := v.inputDType()
+	size := 8
+	if dt == "INT32" {
+		size = 4
+	}
+	raw := req.GetRawInputContents()
+	var got []string
+	for _, in := range req.GetInputs() {
+		if len(raw) > 0 && in.GetContents() != nil {
+			return nil, fail(codes.InvalidArgument, "contents field must not be specified when using raw_input_contents for '%s' for model '%s'", in.GetName(), name)
+		}
+		if !slices.Contains(want, in.GetName()) {
+			return nil, fail(codes.InvalidArgument, "unexpected inference input '%s' for model '%s'", in.GetName(), name)
+		}
+		got = append(got, in.GetName())
+	}
+	if len(got) != len(want) {
+		var missing []string
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				missing = append(missing, w)
+			}
+		}
+		return nil, fail(codes.InvalidArgument, "expected %d inputs but got %d inputs for model '%s'. Got input(s) [%s], but missing required input(s) [%s]. Please provide all required input(s).",
+			len(want), len(got), name, strings.Join(got, ","), strings.Join(missing, ","))
+	}
+	batch := &gateway.Batch{ID: req.GetId()}
+	next := 0
+	for i, in := range req.GetInputs() {
+		if in.GetDatatype() != dt {
+			return nil, fail(codes.InvalidArgument, "inference input '%s' data-type is '%s', but model '%s' expects '%s'", in.GetName(), in.GetDatatype(), name, dt)
+		}
+		shape := in.GetShape()
+		if len(shape) != 2 {
+			return nil, fail(codes.InvalidArgument, "unexpected shape for input '%s' for model '%s'. Expected [-1,-1], got %s", in.GetName(), name, dimsString(shape))
+		}
+		if shape[0] < 0 || shape[1] < 0 {
+			return nil, fail(codes.InvalidArgument, "All input dimensions should be specified for input '%s' for model '%s', got %s", in.GetName(), name, dimsString(shape))
+		}
+		if i == 0 {
+			batch.Rows, batch.Len = int(shape[0]), int(shape[1])
+		} else if int(shape[0]) != batch.Rows {
+			return nil, fail(codes.InvalidArgument, "input '%s' batch size does not match other inputs for '%s'", in.GetName(), name)
+		} else if int(shape[1]) != batch.Len {
+			return nil, fail(codes.InvalidArgument, "unexpected shape for input '%s' for model '%s'. Expected [-1,%d], got %s", in.GetName(), name, batch.Len, dimsString(shape))
+		}
+		if mbs := v.s.cfg.maxBatchSize; mbs > 0 && batch.Rows > mbs {
+			return nil, fail(codes.InvalidArgument, "inference request batch-size must be <= %d for '%s'", mbs, name)
+		}
+		n := batch.Rows * batch.Len
+		var vals []int64
+		if c := in.GetContents(); c != nil {
+			vals = contentsInts(c, dt)
+			if len(vals) != n {
+				return nil, fail(codes.InvalidArgument, "unexpected number of elements for input '%s' for model '%s'. Expected %d, got %d", in.GetName(), name, n, len(vals))
+			}
+		} else {
+			if next >= len(raw) {
+				return nil, fail(codes.InvalidArgument, "unable to find data for input tensor '%s' for model '%s' in request.", in.GetName(), name)
+			}
+			b := raw[next]
+			next++
+			if len(b) != n*size {
+				return nil, fail(codes.InvalidArgument, "input byte size mismatch for input '%s' for model '%s'. Expected %d, got %d", in.GetName(), name, n*size, len(b))
+			}
+			vals = rawInts(b, size)
+		}
+		switch in.GetName() {
+		case inputIDs:
+			batch.InputIDs = vals
+		case attentionMask:
+			batch.AttentionMask = vals
+		case tokenTypeIDs:
+			batch.TokenTypeIDs = vals
+		}
+	}
+	if next != len(raw) {
+		return nil, fail(codes.InvalidArgument, "raw_input_contents has %d entries but %d were used for model '%s'", len(raw), next, name)
+	}
+	if batch.Rows == 0 || batch.Len == 0 {
+		return nil, fail(codes.InvalidArgument, "empty input shape [%d,%d] for model '%s'", batch.Rows, batch.Len, name)
+	}
+	return batch, nil
+}
+
+// requested returns the output to send: the one asked for, or the model's
+// only output when none is named (Triton then returns all outputs).
+func (v *service) requested(req *tritonstubs.ModelInferRequest, fail func(codes.Code, string, ...any) error) (string, error) {
+	have, _ := v.output()
+	for _, o := range req.GetOutputs() {
+		if o.GetName() != have {
+			return "", fail(codes.InvalidArgument, "unexpected inference output '%s' for model '%s'", o.GetName(), req.GetModelName())
+		}
+	}
+	return have, nil
+}
+
+func (v *service) respond(req *tritonstubs.ModelInferRequest, name string, out *gateway.Output) *tritonstubs.ModelInferResponse {
+	shape := []int64{int64(out.Rows), int64(out.Hidden)}
+	if out.Kind == gateway.Hidden {
+		shape = []int64{int64(out.Rows), int64(out.Len), int64(out.Hidden)}
+	}
+	b := make([]byte, 4*len(out.Data))
+	for i, f := range out.Data {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return &tritonstubs.ModelInferResponse{ModelName: req.GetModelName(), ModelVersion: "1", Id: req.GetId(),
+		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: name, Datatype: "FP32", Shape: shape}},
+		RawOutputContents: [][]byte{b}}
+}
+
+func rawInts(b []byte, size int) []int64 {
+	vals := make([]int64, len(b)/size)
+	for i := range vals {
+		if size == 4 {
+			vals[i] = int64(int32(binary.LittleEndian.Uint32(b[4*i:])))
+		} else {
+			vals[i] = int64(binary.LittleEndian.Uint64(b[8*i:]))
+		}
+	}
+	return vals
+}
+
+func contentsInts(c *tritonstubs.InferTensorContents, dt string) []int64 {
+	if dt == "INT32" {
+		vals := make([]int64, len(c.GetIntContents()))
+		for i, x := range c.GetIntContents() {
+			vals[i] = int64(x)
+		}
+		return vals
+	}
+	return slices.Clone(c.GetInt64Contents())
+}
+
+func dimsString(d []int64) string {
+	parts := make([]string, len(d))
+	for i, x := range d {
+		parts[i] = fmt.Sprint(x)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}

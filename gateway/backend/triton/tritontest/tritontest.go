@@ -1,0 +1,328 @@
+// Package tritontest provides an in-process stand-in for Triton Inference
+// Server: a loopback gRPC server implementing our GRPCInferenceService
+// (ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata,
+// ModelConfig, ModelInfer) and grpc-go's standard health service, that runs
+// a real model (an onnx.Backend, or any value with Spec, Embed and Health).
+// It reports metadata and the normalized config the way Triton does for an
+// onnxruntime_onnx model, validates requests as Triton does (same gRPC codes
+// and messages, "[request id: …]" prefixes), and has fault modes switchable
+// at run time: not ready, queue full, slow, INVALID_ARGUMENT, INTERNAL,
+// INT32 inputs (like a TensorRT engine), and Stop/Restart on one address.
+//
+// Tests use Start; the benchmark harness uses New and Serve. It imports
+// gateway, tritonstubs and grpc.
+package tritontest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/tritonstubs"
+)
+
+// Model is what the server runs: infer.Backend's method set, declared here
+// so that tests need not import infer.
+type Model interface {
+	Spec() gateway.ModelSpec
+	Embed(ctx context.Context, b *gateway.Batch) (*gateway.Output, error)
+	Health(ctx context.Context) error
+}
+
+// Fault is a failure the server plays until it is set back to NoFault.
+type Fault int
+
+const (
+	// NoFault serves normally.
+	NoFault Fault = iota
+	// NotReady: health NOT_SERVING, ServerReady and ModelReady false, and
+	// ModelInfer NOT_FOUND "has no available versions", like a Triton whose
+	// model is (re)loading.
+	NotReady
+	// QueueFull: ModelInfer answers UNAVAILABLE "Exceeds maximum queue size"
+	// at once, like a dynamic batcher whose max_queue_size is reached.
+	QueueFull
+	// InvalidArgument: ModelInfer answers INVALID_ARGUMENT, as Triton does
+	// for a request that does not fit the model (a gateway bug).
+	InvalidArgument
+	// InternalError: ModelInfer answers INTERNAL, like a backend runtime failure.
+	InternalError
+)
+
+func (f Fault) String() string {
+	switch f {
+	case NoFault:
+		return "NoFault"
+	case NotReady:
+		return "NotReady"
+	case QueueFull:
+		return "QueueFull"
+	case InvalidArgument:
+		return "InvalidArgument"
+	case InternalError:
+		return "InternalError"
+	}
+	return fmt.Sprintf("Fault(%d)", int(f))
+}
+
+// Option configures New and Start.
+type Option func(*config)
+
+type config struct {
+	name         string
+	maxBatchSize int
+	int32Inputs  bool
+	noHealth     bool
+	maxQueueSize uint32
+}
+
+// WithName sets the model name served (default "embed").
+func WithName(name string) Option { return func(c *config) { c.name = name } }
+
+// WithMaxBatchSize sets the config's max_batch_size (default 32). With 0,
+// Triton batching is off and the dims carry the batch dim as -1.
+func WithMaxBatchSize(n int) Option { return func(c *config) { c.maxBatchSize = n } }
+
+// WithInt32Inputs starts in INT32 mode (see Server.SetInt32Inputs).
+func WithInt32Inputs() Option { return func(c *config) { c.int32Inputs = true } }
+
+// WithoutHealthService leaves grpc.health.v1 unregistered, so clients must
+// fall back to ServerReady.
+func WithoutHealthService() Option { return func(c *config) { c.noHealth = true } }
+
+// Server is one stand-in Triton. Its methods are safe for concurrent use.
+type Server struct {
+	cfg    config
+	model  Model
+	spec   gateway.ModelSpec
+	health *health.Server
+
+	fault  atomic.Int32
+	delay  atomic.Int64 // time.Duration before each ModelInfer answers
+	int32s atomic.Bool
+	infers atomic.Int64
+
+	mu      sync.Mutex
+	addr    string
+	gs      *grpc.Server // the running gRPC server; nil while stopped
+	stopped bool         // between Stop and Restart
+	serving bool         // Serve was called
+	closed  bool
+	last    *tritonstubs.ModelInferRequest
+	lastMD  metadata.MD
+	restart chan net.Listener
+	done    chan struct{} // closed by Close
+}
+
+// New checks the model and builds a server; Serve runs it.
+func New(model Model, opts ...Option) (*Server, error) {
+	cfg := config{name: "embed", maxBatchSize: 32}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	spec := model.Spec()
+	if spec.Hidden <= 0 {
+		return nil, fmt.Errorf("tritontest: model hidden size %d, want > 0", spec.Hidden)
+	}
+	if cfg.maxBatchSize < 0 || cfg.name == "" {
+		return nil, fmt.Errorf("tritontest: bad options: name %q, max_batch_size %d", cfg.name, cfg.maxBatchSize)
+	}
+	s := &Server{cfg: cfg, model: model, spec: spec, health: health.NewServer(),
+		restart: make(chan net.Listener), done: make(chan struct{})}
+	s.int32s.Store(cfg.int32Inputs)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	return s, nil
+}
+
+// Start runs a server for model on a free loopback port until the test
+// ends.
+func Start(t testing.TB, model Model, opts ...Option) *Server {
+	t.Helper()
+	s, err := New(model, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("tritontest: listen: %v", err)
+	}
+	s.mu.Lock()
+	s.addr = lis.Addr().String() // known before Serve runs
+	s.mu.Unlock()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(lis) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-errc; err != nil {
+			t.Errorf("tritontest: serve: %v", err)
+		}
+	})
+	return s
+}
+
+// Serve serves on lis until Close, surviving Stop/Restart cycles; it
+// returns nil after Close (also when Close came first). Call it once.
+func (s *Server) Serve(lis net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		lis.Close()
+		return nil
+	}
+	if s.serving {
+		s.mu.Unlock()
+		lis.Close()
+		return errors.New("tritontest: Serve called twice")
+	}
+	s.serving = true
+	s.addr = lis.Addr().String()
+	s.mu.Unlock()
+	for {
+		gs := s.newGRPC()
+		s.mu.Lock()
+		closed, stopped := s.closed, s.stopped
+		if !closed && !stopped {
+			s.gs = gs
+		}
+		s.mu.Unlock()
+		switch {
+		case closed:
+			lis.Close()
+			return nil
+		case stopped: // Stop came before this listener was served
+			lis.Close()
+		default:
+			if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("tritontest: %w", err)
+			}
+		}
+		select {
+		case <-s.done:
+			return nil
+		case lis = <-s.restart:
+		}
+	}
+}
+
+func (s *Server) newGRPC() *grpc.Server {
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(256<<20),
+		// Like Triton's own defaults, lenient enough for a client pinging
+		// every 30 s during long calls.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
+	)
+	tritonstubs.RegisterGRPCInferenceServiceServer(gs, &service{s: s})
+	if !s.cfg.noHealth {
+		healthpb.RegisterHealthServer(gs, s.health)
+	}
+	return gs
+}
+
+// Addr is the host:port clients dial.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Name is the served model's name.
+func (s *Server) Name() string { return s.cfg.name }
+
+// Stop drops every connection and closes the listener: clients get
+// "connection refused" until Restart. In-flight calls end with an error.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	gs := s.gs
+	s.gs, s.stopped = nil, true
+	s.mu.Unlock()
+	if gs != nil {
+		gs.Stop()
+	}
+}
+
+// Restart listens again on the same address after Stop, as a restarted
+// Triton would.
+func (s *Server) Restart() error {
+	s.mu.Lock()
+	if !s.stopped || s.closed {
+		s.mu.Unlock()
+		return errors.New("tritontest: Restart without Stop, or after Close")
+	}
+	lis, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("tritontest: listen again on %s: %w", s.addr, err)
+	}
+	// Serve's loop serves lis unless Stop runs again before it takes it.
+	s.stopped = false
+	s.mu.Unlock()
+	select {
+	case s.restart <- lis:
+		return nil
+	case <-s.done:
+		lis.Close()
+		return errors.New("tritontest: closed")
+	}
+}
+
+// Close stops the server for good; Serve returns. Later calls do nothing.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.done)
+	s.mu.Unlock()
+	s.Stop()
+}
+
+// SetFault switches the fault played from now on.
+func (s *Server) SetFault(f Fault) {
+	s.fault.Store(int32(f))
+	st := healthpb.HealthCheckResponse_SERVING
+	if f == NotReady {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	s.health.SetServingStatus("", st)
+}
+
+// SetDelay makes each ModelInfer wait d (or until the client gives up)
+// before it runs; 0 turns it off.
+func (s *Server) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
+
+// SetInt32Inputs switches the reported input dtype to INT32 (like a
+// TensorRT engine) or back to INT64; requests must match it.
+func (s *Server) SetInt32Inputs(on bool) { s.int32s.Store(on) }
+
+// InferCount is the number of ModelInfer calls received, faulted or not.
+func (s *Server) InferCount() int64 { return s.infers.Load() }
+
+// LastInfer returns the last ModelInfer request received and its metadata
+// (nil before the first). Callers must not modify them.
+func (s *Server) LastInfer() (*tritonstubs.ModelInferRequest, metadata.MD) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, s.lastMD
+}
+
+func (s *Server) record(ctx context.Context, req *tritonstubs.ModelInferRequest) {
+	s.infers.Add(1)
+	md, _ := metadata.FromIncomingContext(ctx)
+	s.mu.Lock()
+	s.last, s.lastMD = req, md
+	s.mu.Unlock()
+}

@@ -1,0 +1,230 @@
+// Package batcher cuts length-sorted batches of tokenized inputs under a
+// padded-token budget. Padding costs real compute (rows × longest is what the
+// model runs), so each batch groups inputs of similar length; it is anchored
+// on the oldest waiting input so that no input starves behind a stream of
+// better-fitting ones.
+package batcher
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Item is one tokenized input waiting for inference.
+type Item interface {
+	// Tokens returns the input's ids and type ids (nil type ids mean zeros).
+	Tokens() (ids, typeIDs []int32)
+	// Context is the request's: once it is done the item is not run.
+	Context() context.Context
+}
+
+// Options bound every batch.
+type Options struct {
+	MaxTokens int // rows × longest row
+	MaxRows   int
+	PadID     int32
+}
+
+// Queue holds waiting items. Push never blocks: admission bounds the inflow.
+type Queue[T Item] struct {
+	opts  Options
+	mu    sync.Mutex
+	items []T
+	ready chan struct{} // has a token while items is non-empty
+
+	queued    prometheus.Gauge
+	rows      prometheus.Histogram
+	tokens    prometheus.Histogram
+	padding   prometheus.Histogram
+	cancelled prometheus.Counter
+}
+
+// New checks opts and registers the queue's metrics on reg.
+func New[T Item](opts Options, reg prometheus.Registerer) (*Queue[T], error) {
+	if opts.MaxTokens < 1 || opts.MaxRows < 1 {
+		return nil, errors.New("batcher: max tokens and max rows must be positive")
+	}
+	f := promauto.With(reg)
+	return &Queue[T]{
+		opts:  opts,
+		ready: make(chan struct{}, 1),
+		queued: f.NewGauge(prometheus.GaugeOpts{
+			Name: "embedgate_queue_size", Help: "Inputs waiting for a batch.",
+		}),
+		rows: f.NewHistogram(prometheus.HistogramOpts{
+			Name: "embedgate_batch_size", Help: "Rows per backend batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		tokens: f.NewHistogram(prometheus.HistogramOpts{
+			Name: "embedgate_batch_tokens", Help: "Padded tokens (rows × longest) per backend batch.",
+			Buckets: prometheus.ExponentialBuckets(16, 2, 12),
+		}),
+		padding: f.NewHistogram(prometheus.HistogramOpts{
+			Name: "embedgate_batch_padding_ratio", Help: "Share of a batch's tokens that are padding.",
+			Buckets: prometheus.LinearBuckets(0, 0.1, 10),
+		}),
+		cancelled: f.NewCounter(prometheus.CounterOpts{
+			Name: "embedgate_queue_dropped_total", Help: "Inputs dropped before inference because their request was done.",
+		}),
+	}, nil
+}
+
+// Push queues items.
+func (q *Queue[T]) Push(items ...T) {
+	q.mu.Lock()
+	q.items = append(q.items, items...)
+	q.queued.Set(float64(len(q.items)))
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Len is the number of waiting items.
+func (q *Queue[T]) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Next waits for items and returns the next batch to run, plus the items
+// dropped because their context ended while they waited (the caller answers
+// them). It returns ctx's error once ctx is done.
+func (q *Queue[T]) Next(ctx context.Context) (batch, dropped []T, err error) {
+	for {
+		batch, dropped = q.cut()
+		if len(batch) > 0 || len(dropped) > 0 {
+			return batch, dropped, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-q.ready:
+		}
+	}
+}
+
+func (q *Queue[T]) cut() (batch, dropped []T) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	live := q.items[:0]
+	for _, it := range q.items {
+		if it.Context().Err() != nil {
+			dropped = append(dropped, it)
+			continue
+		}
+		live = append(live, it)
+	}
+	clear(q.items[len(live):])
+	q.items = live
+	q.cancelled.Add(float64(len(dropped)))
+	if len(live) == 0 {
+		q.queued.Set(0)
+		return nil, dropped
+	}
+
+	// order lists positions in q.items by length; stable, so equal lengths
+	// keep arrival order.
+	order := make([]int, len(live))
+	for i := range order {
+		order[i] = i
+	}
+	length := func(pos int) int { ids, _ := live[pos].Tokens(); return len(ids) }
+	slices.SortStableFunc(order, func(a, b int) int { return length(a) - length(b) })
+
+	anchor := slices.Index(order, 0) // the oldest item
+	lo, hi := anchor, anchor
+	longest := length(0)
+	for rows := 1; rows < q.opts.MaxRows; rows++ {
+		// Grow towards the neighbour that adds the least padding: a shorter
+		// one pads itself up to longest, a longer one pads every row so far.
+		wasteLo, wasteHi := -1, -1
+		if lo > 0 && (rows+1)*longest <= q.opts.MaxTokens {
+			wasteLo = longest - length(order[lo-1])
+		}
+		if hi < len(order)-1 {
+			if l := length(order[hi+1]); (rows+1)*l <= q.opts.MaxTokens {
+				wasteHi = (l - longest) * rows
+			}
+		}
+		switch {
+		case wasteLo >= 0 && (wasteHi < 0 || wasteLo <= wasteHi):
+			lo--
+		case wasteHi >= 0:
+			hi++
+			longest = length(order[hi])
+		default:
+			rows = q.opts.MaxRows // nothing fits: stop
+			continue
+		}
+	}
+
+	take := make([]bool, len(live))
+	for _, pos := range order[lo : hi+1] {
+		take[pos] = true
+	}
+	rest := live[:0]
+	for i, it := range live {
+		if take[i] {
+			batch = append(batch, it)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	clear(live[len(rest):])
+	q.items = rest
+	q.queued.Set(float64(len(rest)))
+	if len(rest) > 0 {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	return batch, dropped
+}
+
+// Pad builds the padded [rows, longest] batch for items, right-padded with
+// the queue's pad id, attention 0 and type id 0, and records its shape.
+func (q *Queue[T]) Pad(items []T) *gateway.Batch {
+	longest, real := 0, 0
+	for _, it := range items {
+		ids, _ := it.Tokens()
+		longest = max(longest, len(ids))
+		real += len(ids)
+	}
+	n := len(items) * longest
+	b := &gateway.Batch{
+		Rows:          len(items),
+		Len:           longest,
+		InputIDs:      make([]int64, n),
+		AttentionMask: make([]int64, n),
+		TokenTypeIDs:  make([]int64, n),
+	}
+	for r, it := range items {
+		ids, types := it.Tokens()
+		row := r * longest
+		for i, id := range ids {
+			b.InputIDs[row+i] = int64(id)
+			b.AttentionMask[row+i] = 1
+		}
+		for i, t := range types {
+			b.TokenTypeIDs[row+i] = int64(t)
+		}
+		for i := len(ids); i < longest; i++ {
+			b.InputIDs[row+i] = int64(q.opts.PadID)
+		}
+	}
+	q.rows.Observe(float64(len(items)))
+	q.tokens.Observe(float64(n))
+	if n > 0 {
+		q.padding.Observe(float64(n-real) / float64(n))
+	}
+	return b
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
+)
+
+// instance is one embedgate started through run on a free loopback port.
+type instance struct {
+	url    string
+	cancel context.CancelFunc
+	errc   chan error
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// baseEnv serves the tiny generated model on the onnx backend.
+func baseEnv(t testing.TB) map[string]string {
+	return map[string]string{
+		"MODEL_ID":             testenv.TinyModel(t),
+		"ORT_LIB":              testenv.ORTLib(t),
+		"INTRA_OP_THREADS":     "1",
+		"TOKENIZATION_WORKERS": "2",
+		"HOME":                 t.TempDir(),
+		"RATE_LIMIT_RPS":       "10000",
+		"RATE_LIMIT_BURST":     "10000",
+	}
+}
+
+// startGateway runs the gateway until the test ends; a clean drain must
+// return nil.
+func startGateway(t *testing.T, env map[string]string, args ...string) *instance {
+	t.Helper()
+	env["HOSTNAME"], env["PORT"] = "127.0.0.1", freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &instance{url: "http://127.0.0.1:" + env["PORT"], cancel: cancel, errc: make(chan error, 1), logs: &syncBuffer{}}
+	go func() {
+		g.errc <- run(ctx, append([]string{"embedgate"}, args...), func(k string) string { return env[k] }, nil, io.Discard, g.logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-g.errc:
+			if err != nil {
+				t.Errorf("run() = %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("run() did not return after cancel")
+		}
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", g.logs.String())
+		}
+	})
+	g.waitReady(t)
+	return g
+}
+
+func (g *instance) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-g.errc:
+			t.Fatalf("run() returned before ready: %v\n%s", err, g.logs.String())
+		default:
+		}
+		resp, err := http.Get(g.url + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("gateway not ready in 30s\n%s", g.logs.String())
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (g *instance) post(t testing.TB, path, body string, headers ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, g.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] != "" {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	return do(t, req)
+}
+
+func (g *instance) get(t testing.TB, path string, headers ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, g.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] != "" {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	return do(t, req)
+}
+
+func do(t testing.TB, req *http.Request) response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+func decode[T any](t testing.TB, r response) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decoding %s: %v", r.body, err)
+	}
+	return v
+}

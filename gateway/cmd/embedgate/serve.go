@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/auth"
+	"github.com/embedgate/embedgate/gateway/backend/onnx"
+	"github.com/embedgate/embedgate/gateway/backend/triton"
+	"github.com/embedgate/embedgate/gateway/config"
+	"github.com/embedgate/embedgate/gateway/hfmodel"
+	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/pooling"
+	"github.com/embedgate/embedgate/gateway/ratelimit"
+	"github.com/embedgate/embedgate/gateway/server"
+	"github.com/embedgate/embedgate/gateway/tokenizer"
+)
+
+// serve loads the model, starts the pipeline and the HTTP server, and on
+// ctx's end drains: /ready turns 503, in-flight requests finish, then the
+// batch loop stops and the backend closes.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger := newLogger(cfg, stderr)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	start := time.Now()
+	dir, err := hfmodel.Resolve(ctx, cfg.ModelID, cfg.Revision, cfg.Backend == "onnx", cfg.DType, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	model, err := hfmodel.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := config.CheckModel(cfg, model.MaxInputLength); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	method, err := poolingMethod(cfg.Pooling, model.Pooling)
+	if err != nil {
+		return err
+	}
+	tok, err := tokenizer.LoadFile(model.TokenizerPath)
+	if err != nil {
+		return err
+	}
+
+	backend, inflight, closeBackend, err := openBackend(ctx, cfg, model, logger)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+	logger.Info("model loaded", "model", cfg.ModelID, "dir", dir, "backend", cfg.Backend, "pooling", method.String(),
+		"max_input_length", model.MaxInputLength, "hidden", backend.Spec().Hidden, "took", time.Since(start).Round(time.Millisecond))
+
+	eng, err := infer.New(infer.Options{
+		ModelID:           cfg.ModelID,
+		Revision:          cfg.Revision,
+		BackendName:       cfg.Backend,
+		Version:           version,
+		Pooling:           method,
+		MaxInputLength:    model.MaxInputLength,
+		MaxConcurrent:     cfg.MaxConcurrentRequests,
+		MaxBatchTokens:    cfg.MaxBatchTokens,
+		MaxBatchRequests:  cfg.MaxBatchRequests,
+		MaxClientBatch:    cfg.MaxClientBatchSize,
+		MaxInflight:       inflight,
+		DefaultTruncate:   cfg.AutoTruncate,
+		Workers:           cfg.TokenizationWorkers,
+		Prompts:           model.Prompts,
+		DefaultPromptName: firstNonEmpty(cfg.DefaultPromptName, model.DefaultPromptName),
+		DefaultPrompt:     cfg.DefaultPrompt,
+	}, tok, backend, logger, reg)
+	if err != nil {
+		return err
+	}
+
+	mw, keys, closeLimiter, err := guards(cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer closeLimiter()
+
+	srv, err := server.New(server.Options{BodyLimit: cfg.PayloadLimit, RequestTimeout: cfg.RequestTimeout}, logger, eng, reg, mw)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return err
+	}
+
+	// The batch loop outlives SIGTERM: it stops only after the HTTP server
+	// has drained, so accepted requests are answered.
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEngine()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return eng.Run(engCtx) })
+	g.Go(func() error { return srv.App().Listener(ln) })
+	if cfg.MetricsPort != 0 {
+		mln, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.MetricsPort)))
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		metricsApp := fiber.New(fiber.Config{DisableStartupMessage: true})
+		metricsApp.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+		g.Go(func() error { return metricsApp.Listener(mln) })
+		g.Go(func() error { <-gctx.Done(); return metricsApp.Shutdown() })
+	}
+	if keys != nil && cfg.APIKeysFile != "" {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		g.Go(func() error {
+			defer signal.Stop(hup)
+			return keys.Run(gctx, hup, cfg.APIKeysFile, logger)
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		defer stopEngine()
+		logger.Info("draining", "grace", cfg.ShutdownGrace)
+		srv.Drain()
+		return srv.App().ShutdownWithTimeout(cfg.ShutdownGrace)
+	})
+	logger.Info("listening", "addr", ln.Addr().String())
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	if cfg.JSONOutput {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// openBackend opens the configured backend and says how many batches may
+// run on it at once.
+func openBackend(ctx context.Context, cfg *config.Config, model *hfmodel.Model, logger *slog.Logger) (infer.Backend, int, func(), error) {
+	switch cfg.Backend {
+	case "onnx":
+		path, err := model.ONNXPath(cfg.DType)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		b, err := onnx.Open(onnx.Options{LibraryPath: cfg.ORTLib, ModelPath: path, IntraOpThreads: cfg.IntraOpThreads, Logger: logger})
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		// One batch at a time: ONNX Runtime already uses every intra-op
+		// thread for it, and a second would only contend.
+		return b, 1, func() { _ = b.Close() }, nil
+	case "triton":
+		b, err := triton.Open(ctx, triton.Options{
+			URL:         cfg.TritonURL,
+			Model:       cfg.TritonModelName(),
+			Timeout:     cfg.TritonTimeout,
+			MaxInflight: cfg.TritonMaxInflight,
+			Logger:      logger,
+		})
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		if err := checkTritonModel(b.Spec(), model); err != nil {
+			_ = b.Close()
+			return nil, 0, nil, err
+		}
+		// Triton runs several batches at once (instances, its own queue);
+		// the backend bounds its calls with the same number.
+		return b, cfg.TritonMaxInflight, func() { _ = b.Close() }, nil
+	}
+	return nil, 0, nil, fmt.Errorf("unknown backend %q", cfg.Backend)
+}
+
+// guards builds the auth and rate-limit middlewares. Without keys, limits
+// apply per client IP.
+func guards(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (server.Middlewares, *auth.Keys, func(), error) {
+	var mw server.Middlewares
+	var keys *auth.Keys
+	var err error
+	switch {
+	case cfg.APIKeysFile != "":
+		keys, err = auth.FromFile(cfg.APIKeysFile)
+	case cfg.APIKey != "":
+		keys, err = auth.FromSingle(cfg.APIKey)
+	}
+	if err != nil {
+		return mw, nil, nil, err
+	}
+	if keys != nil {
+		mw.Auth = auth.Require(keys, logger)
+	}
+
+	var lim ratelimit.Limiter
+	closeLimiter := func() {}
+	if cfg.RedisURL != "" {
+		r, err := ratelimit.NewRedis(cfg.RedisURL, ratelimit.RedisOptions{FailClosed: !cfg.RateLimitFailOpen}, logger, reg)
+		if err != nil {
+			return mw, nil, nil, err
+		}
+		lim, closeLimiter = r, func() { _ = r.Close() }
+	} else {
+		lim = ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	}
+	byIP := ratelimit.ByClientIP(cfg.TrustProxyHeaders)
+	subject := func(c *fiber.Ctx) (string, ratelimit.Limit) {
+		if k, ok := auth.KeyFrom(c); ok {
+			return "key:" + k.Name, ratelimit.Limit{RPS: k.RPS, Burst: k.Burst, TPM: k.TPM}
+		}
+		return byIP(c)
+	}
+	mw.RateLimit = ratelimit.Middleware(lim, ratelimit.Limit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, TPM: cfg.RateLimitTPM}, subject)
+	mw.ChargeTokens = ratelimit.ChargeTokens
+	return mw, keys, closeLimiter, nil
+}
+
+func poolingMethod(flag, fromModel string) (pooling.Method, error) {
+	name := firstNonEmpty(flag, fromModel)
+	if name == "" {
+		return 0, errors.New("the model does not say how to pool (no 1_Pooling/config.json): set --pooling to cls, mean or last-token")
+	}
+	return pooling.ParseMethod(name)
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// checkTritonModel compares what Triton serves with the model files the
+// gateway tokenizes for: a mismatch would give plausible, wrong vectors.
+func checkTritonModel(spec gateway.ModelSpec, model *hfmodel.Model) error {
+	var problems []error
+	if model.HiddenSize > 0 && spec.Hidden != model.HiddenSize {
+		problems = append(problems, fmt.Errorf("triton model %q outputs %d dimensions but %s says hidden_size %d: --triton-model and --model-id must be the same model", spec.Name, spec.Hidden, model.Dir, model.HiddenSize))
+	}
+	if spec.VocabSize > 0 && model.VocabSize > 0 && spec.VocabSize != model.VocabSize {
+		problems = append(problems, fmt.Errorf("triton model %q has a vocabulary of %d but %s says %d", spec.Name, spec.VocabSize, model.Dir, model.VocabSize))
+	}
+	return errors.Join(problems...)
+}

@@ -1,0 +1,57 @@
+// Command testmodel writes a generated BERT-architecture embedding model
+// (package testmodel) into a directory, for `make testmodel` and for manual
+// runs of the gateway without a download:
+//
+//	go run ./gateway/cmd/testmodel -out DIR [-size tiny|minilm] [-pooled] [-seed N]
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/embedgate/embedgate/gateway/testmodel"
+)
+
+func main() {
+	if err := run(os.Args, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "testmodel: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; tests call it too.
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "output directory (required)")
+	size := fs.String("size", "tiny", "architecture: tiny or minilm")
+	pooled := fs.Bool("pooled", false, "add the sentence_embedding output (mean pooled, L2-normalized)")
+	noTypes := fs.Bool("no-token-type-ids", false, "model without the token_type_ids input")
+	seed := fs.Uint64("seed", 0, "weight seed")
+	pooling := fs.String("pooling", "mean", "1_Pooling mode: mean, cls or lasttoken")
+	maxSeq := fs.Int("max-seq-length", 512, "sentence_bert_config.json max_seq_length")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("-out is required")
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	sz, err := testmodel.ParseSize(*size)
+	if err != nil {
+		return err
+	}
+	cfg := testmodel.Config{Size: sz, Seed: *seed, Pooled: *pooled, NoTokenTypeIDs: *noTypes, Pooling: *pooling, MaxSeqLength: *maxSeq}
+	start := time.Now()
+	if err := testmodel.Write(*out, cfg); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s model to %s in %v\n", sz, *out, time.Since(start).Round(time.Millisecond))
+	return nil
+}

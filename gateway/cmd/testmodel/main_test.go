@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"testmodel", "-out", dir, "-pooled", "-seed", "3"}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v (stderr %q)", err, stderr.String())
+	}
+	for _, f := range []string{"onnx/model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json",
+		"1_Pooling/config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+	if !strings.Contains(stdout.String(), "wrote tiny model") {
+		t.Errorf("stdout = %q, want a summary", stdout.String())
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"NoOut", nil},
+		{"BadSize", []string{"-out", "x", "-size", "huge"}},
+		{"BadFlag", []string{"-nope"}},
+		{"ExtraArgs", []string{"-out", "x", "extra"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := run(append([]string{"testmodel"}, tt.args...), &out, &out); err == nil {
+				t.Errorf("run(%q) = nil, want an error", tt.args)
+			}
+		})
+	}
+}

@@ -1,0 +1,290 @@
+// Package config builds embedgate's Config from command-line flags and
+// environment variables (every flag has one, named in upper snake case),
+// prints --help, and runs the startup checks. Only cmd/embedgate imports it;
+// each stage gets its own Options from cmd. It imports only the standard
+// library.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Config is every setting of the gateway. Zero values of optional strings
+// mean "not set".
+type Config struct {
+	// Model
+	ModelID             string // local directory or hub repo id
+	Revision            string // hub branch, tag or commit
+	Backend             string // "onnx" or "triton"
+	DType               string // "auto", "float32", "float16", "int8"
+	Pooling             string // "", "cls", "mean", "last-token"; "" = from the model's config
+	ORTLib              string // path to libonnxruntime.so for the onnx backend
+	IntraOpThreads      int    // ONNX Runtime intra-op threads; Parse turns 0 into the CPU count
+	TokenizationWorkers int    // Parse turns 0 into the CPU count
+
+	DefaultPromptName string
+	DefaultPrompt     string
+
+	// Triton
+	TritonURL         string
+	TritonModel       string // "" = derived from ModelID, see TritonModelName
+	TritonTimeout     time.Duration
+	TritonMaxInflight int
+
+	// Batching and limits
+	MaxConcurrentRequests int
+	MaxBatchTokens        int
+	MaxBatchRequests      int
+	MaxClientBatchSize    int
+	AutoTruncate          bool
+	PayloadLimit          int
+	RequestTimeout        time.Duration
+
+	// HTTP
+	Hostname          string
+	Port              int
+	MetricsPort       int // 0 = /metrics only on the main port
+	TrustProxyHeaders bool
+	Pprof             bool
+	ShutdownGrace     time.Duration
+
+	// Auth and rate limits
+	APIKey            string
+	APIKeysFile       string
+	RedisURL          string
+	RateLimitRPS      float64
+	RateLimitBurst    int
+	RateLimitTPM      int // 0 = no token limit
+	RateLimitFailOpen bool
+
+	// Observability
+	JSONOutput      bool
+	OTLPEndpoint    string
+	OTLPServiceName string
+	DisableSpans    bool
+}
+
+// EnvName is the environment variable of a flag: "max-batch-tokens" →
+// "MAX_BATCH_TOKENS".
+func EnvName(flagName string) string {
+	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// newFlagSet binds every flag to c, with its default; defaults live here only.
+func newFlagSet(c *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("embedgate", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // Parse reports errors itself; --help goes to stderr
+
+	fs.StringVar(&c.ModelID, "model-id", "./Qwen3-Embedding-0.6B", "local model directory or hub repo id")
+	fs.StringVar(&c.Revision, "revision", "main", "hub branch, tag or commit")
+	fs.StringVar(&c.Backend, "backend", "onnx", "inference backend: onnx (in-process) or triton")
+	fs.StringVar(&c.TritonURL, "triton-url", "localhost:8001", "Triton gRPC address")
+	fs.StringVar(&c.TritonModel, "triton-model", "", "model name in Triton's repository (default: last element of --model-id)")
+	fs.DurationVar(&c.TritonTimeout, "triton-timeout", 10*time.Second, "deadline of one Triton call")
+	fs.IntVar(&c.TritonMaxInflight, "triton-max-inflight", 4, "batches in flight to Triton at once")
+	fs.IntVar(&c.TokenizationWorkers, "tokenization-workers", 0, "tokenizer goroutines (0 = CPU cores)")
+	fs.StringVar(&c.DType, "dtype", "auto", "ONNX variant: auto, float32, float16 or int8 (auto = float32 on CPU)")
+	fs.StringVar(&c.Pooling, "pooling", "", "cls, mean or last-token (default: the model's config)")
+	fs.IntVar(&c.MaxConcurrentRequests, "max-concurrent-requests", 512, "requests admitted at once; beyond: 429")
+	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 16384, "padded tokens (rows × longest) per batch")
+	fs.IntVar(&c.MaxBatchRequests, "max-batch-requests", 32, "rows per batch (≤ Triton max_batch_size)")
+	fs.IntVar(&c.MaxClientBatchSize, "max-client-batch-size", 2048, "inputs per request")
+	fs.BoolVar(&c.AutoTruncate, "auto-truncate", true, "truncate over-long inputs when the request does not say")
+	fs.IntVar(&c.PayloadLimit, "payload-limit", 2000000, "largest request body in bytes")
+	fs.StringVar(&c.Hostname, "hostname", "0.0.0.0", "address to listen on")
+	fs.IntVar(&c.Port, "port", 8080, "port to listen on")
+	fs.StringVar(&c.APIKey, "api-key", "", "single bearer key (default: no auth)")
+	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "file of named keys, each with its own limits")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis for distributed rate limits (default: in-memory)")
+	fs.Float64Var(&c.RateLimitRPS, "rate-limit-rps", 80, "requests per second per key (per client IP without keys)")
+	fs.IntVar(&c.RateLimitBurst, "rate-limit-burst", 50, "request burst per key")
+	fs.IntVar(&c.RateLimitTPM, "rate-limit-tpm", 0, "tokens per minute per key (0 = no limit)")
+	fs.BoolVar(&c.RateLimitFailOpen, "rate-limit-fail-open", true, "admit requests while Redis is unreachable")
+	fs.BoolVar(&c.JSONOutput, "json-output", false, "JSON logs")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "OTLP gRPC endpoint for traces (default: no traces)")
+	fs.StringVar(&c.OTLPServiceName, "otlp-service-name", "s3-embedding.server", "service name in traces")
+	fs.BoolVar(&c.DisableSpans, "disable-spans", false, "do not create spans")
+	fs.IntVar(&c.MetricsPort, "metrics-port", 0, "separate port for /metrics (0 = none)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 30*time.Second, "whole-request deadline")
+	fs.BoolVar(&c.TrustProxyHeaders, "trust-proxy-headers", false, "take the client IP from X-Forwarded-For")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof")
+	fs.IntVar(&c.IntraOpThreads, "intra-op-threads", 0, "ONNX Runtime intra-op threads (0 = CPU cores)")
+	fs.StringVar(&c.DefaultPromptName, "default-prompt-name", "", "prompt (by name in the model's prompts) for requests without prompt_name")
+	fs.StringVar(&c.DefaultPrompt, "default-prompt", "", "prompt text for requests without prompt_name")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "time to finish in-flight requests on shutdown")
+	fs.StringVar(&c.ORTLib, "ort-lib", "", "path of libonnxruntime.so for the onnx backend")
+	return fs
+}
+
+// Parse reads args (without the program name) and then, for every flag not
+// given in args, its environment variable through getenv: a flag wins over
+// its env var, which wins over the default. An empty env var counts as unset.
+// --help or -h prints the usage to stderr and returns flag.ErrHelp. Parse does
+// not call Validate.
+func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := newFlagSet(c)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stderr, fs)
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		env := EnvName(f.Name)
+		v := getenv(env)
+		if v == "" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: invalid value for --%s: %w", env, v, f.Name, err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// 0 = "as many as the machine has": resolved once here, so every stage
+	// gets a real number (ONNX Runtime's own default used one thread).
+	if c.TokenizationWorkers == 0 {
+		c.TokenizationWorkers = runtime.NumCPU()
+	}
+	if c.IntraOpThreads == 0 {
+		c.IntraOpThreads = runtime.NumCPU()
+	}
+	return c, nil
+}
+
+// printUsage lists every flag with its env var, default and description.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: embedgate [flags]\n       embedgate tokenize [flags] ...\n\n")
+	fmt.Fprintf(w, "Every flag can also be set by its environment variable; a flag wins over\nits env var, which wins over the default. Bools take true/false/1/0,\ndurations Go syntax (500ms, 30s, 1m).\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "FLAG\tENV\tDEFAULT\tDESCRIPTION\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		def := f.DefValue
+		if def == "" {
+			def = "none"
+		}
+		fmt.Fprintf(tw, "--%s\t%s\t%s\t%s\n", f.Name, EnvName(f.Name), def, f.Usage)
+	})
+	tw.Flush()
+}
+
+// TritonModelName is --triton-model, or else the last element of --model-id
+// ("BAAI/bge-small-en-v1.5" → "bge-small-en-v1.5").
+func (c *Config) TritonModelName() string {
+	if c.TritonModel != "" {
+		return c.TritonModel
+	}
+	return path.Base(strings.TrimRight(strings.ReplaceAll(c.ModelID, "\\", "/"), "/"))
+}
+
+// Validate returns every problem of c at once, joined, one message each.
+func (c *Config) Validate() error {
+	var (
+		backends = []string{"onnx", "triton"}
+		dtypes   = []string{"auto", "float32", "float16", "int8"}
+		poolings = []string{"cls", "mean", "last-token"}
+		errs     []error
+	)
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	oneOf := func(name, v string, choices []string, allowEmpty bool) {
+		if v == "" && allowEmpty {
+			return
+		}
+		for _, ch := range choices {
+			if v == ch {
+				return
+			}
+		}
+		bad("--%s %q is not one of %s", name, v, strings.Join(choices, ", "))
+	}
+	atLeast := func(name string, v, min int) {
+		if v < min {
+			bad("--%s must be at least %d, got %d", name, min, v)
+		}
+	}
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			bad("--%s must be a positive duration, got %s", name, d)
+		}
+	}
+	port := func(name string, v int, allowZero bool) {
+		if allowZero && v == 0 {
+			return
+		}
+		if v < 1 || v > 65535 {
+			bad("--%s %d is outside 1-65535", name, v)
+		}
+	}
+
+	if c.ModelID == "" {
+		bad("--model-id is empty")
+	}
+	if c.Revision == "" {
+		bad("--revision is empty")
+	}
+	oneOf("backend", c.Backend, backends, false)
+	oneOf("dtype", c.DType, dtypes, false)
+	oneOf("pooling", c.Pooling, poolings, true)
+	if c.Backend == "triton" && c.TritonURL == "" {
+		bad("--triton-url is empty but --backend is triton")
+	}
+	positive("triton-timeout", c.TritonTimeout)
+	atLeast("triton-max-inflight", c.TritonMaxInflight, 1)
+	atLeast("tokenization-workers", c.TokenizationWorkers, 0)
+	atLeast("intra-op-threads", c.IntraOpThreads, 0)
+	atLeast("max-concurrent-requests", c.MaxConcurrentRequests, 1)
+	atLeast("max-batch-tokens", c.MaxBatchTokens, 1)
+	atLeast("max-batch-requests", c.MaxBatchRequests, 1)
+	atLeast("max-client-batch-size", c.MaxClientBatchSize, 1)
+	atLeast("payload-limit", c.PayloadLimit, 1)
+	positive("request-timeout", c.RequestTimeout)
+	if c.ShutdownGrace < 0 {
+		bad("--shutdown-grace must not be negative, got %s", c.ShutdownGrace)
+	}
+	port("port", c.Port, false)
+	port("metrics-port", c.MetricsPort, true)
+	if c.MetricsPort != 0 && c.MetricsPort == c.Port {
+		bad("--metrics-port %d is the same as --port: leave it 0 to serve /metrics on the main port", c.MetricsPort)
+	}
+	if c.RateLimitRPS <= 0 {
+		bad("--rate-limit-rps must be positive, got %g", c.RateLimitRPS)
+	}
+	atLeast("rate-limit-burst", c.RateLimitBurst, 1)
+	atLeast("rate-limit-tpm", c.RateLimitTPM, 0)
+	if c.DefaultPromptName != "" && c.DefaultPrompt != "" {
+		bad("--default-prompt-name and --default-prompt are both set: use one")
+	}
+	return errors.Join(errs...)
+}
+
+// CheckModel checks c against the loaded model. An input of the model's full
+// length must fit in one batch, or it could never be scheduled.
+func CheckModel(c *Config, maxInputLength int) error {
+	if maxInputLength < 1 {
+		return fmt.Errorf("the model's max input length is %d: it must be at least 1", maxInputLength)
+	}
+	if c.MaxBatchTokens < maxInputLength {
+		return fmt.Errorf("--max-batch-tokens (%d) is smaller than the model's max input length (%d): an input of full length could never be batched; raise --max-batch-tokens", c.MaxBatchTokens, maxInputLength)
+	}
+	return nil
+}

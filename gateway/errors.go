@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind classifies an error for the client; the server maps each Kind to a
+// status and an error_type in one table.
+type Kind int
+
+const (
+	Internal     Kind = iota // 500, a bug or an unexpected failure
+	Malformed                // 400 Validation: bad JSON, wrong content type
+	Validation               // 422 (native, TEI) / 400 (OpenAI)
+	Empty                    // 400: empty inputs or an empty string
+	TooLarge                 // 413: body over the payload limit
+	Unauthorized             // 401
+	RateLimited              // 429 + Retry-After
+	Overloaded               // 429 + Retry-After: gateway or Triton queue full
+	Unhealthy                // 503: backend unavailable, not ready, draining
+	Timeout                  // 504: deadline exceeded
+	Backend                  // 500: inference failed
+	NotFound                 // 404: unknown route
+)
+
+var kindNames = [...]string{
+	Internal: "Internal", Malformed: "Validation", Validation: "Validation", Empty: "Empty",
+	TooLarge: "Validation", Unauthorized: "Unauthorized", RateLimited: "RateLimited",
+	Overloaded: "Overloaded", Unhealthy: "Unhealthy", Timeout: "Backend", Backend: "Backend",
+	NotFound: "NotFound",
+}
+
+// String is the TEI-style error_type of the kind.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Error is the one error type that reaches clients. Param names the
+// offending field or input ("inputs[3]"), Msg is safe to show, Err is the
+// cause (logged, not shown).
+type Error struct {
+	Kind       Kind
+	Param      string
+	Msg        string
+	RetryAfter time.Duration // for RateLimited and Overloaded
+	Err        error
+}
+
+func (e *Error) Error() string {
+	msg := e.Msg
+	if e.Param != "" {
+		msg = e.Param + ": " + msg
+	}
+	if e.Err != nil {
+		return msg + ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an *Error of kind k about param.
+func Errorf(k Kind, param, format string, args ...any) *Error {
+	return &Error{Kind: k, Param: param, Msg: fmt.Sprintf(format, args...)}
+}
+
+// KindOf returns the Kind of the first *Error in err's chain, or Internal.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return Internal
+}

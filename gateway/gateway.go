@@ -1,0 +1,156 @@
+// Package gateway holds the domain types that flow through embedgate's
+// pipeline: requests, inputs, padded batches, backend outputs, results and
+// the one error type. It imports nothing of ours, so every stage can use it.
+package gateway
+
+import (
+	"context"
+	"time"
+)
+
+// Input is one item of a request: either text to tokenize or token ids that
+// go to the model as given.
+type Input struct {
+	Text  string
+	IDs   []int32
+	IsIDs bool
+}
+
+// Direction says which end of an over-long input truncation cuts.
+type Direction int
+
+const (
+	Right Direction = iota
+	Left
+)
+
+// EmbedRequest is a decoded, API-independent embedding request.
+type EmbedRequest struct {
+	Inputs     []Input
+	Truncate   bool
+	Direction  Direction
+	PromptName string // "" = the model's default prompt, if any
+	Normalize  bool
+	Dimensions int // 0 = all of the model's dimensions
+	// Base64 asks for base64 vectors (OpenAI encoding_format); only the
+	// codec that decoded the request reads it, when encoding the response.
+	Base64 bool
+
+	// Charge, when set, is called with the request's token count after
+	// tokenization and before admission, so a token rate limit can refuse
+	// the request before it costs inference. An error ends the request.
+	Charge func(ctx context.Context, tokens int) error
+}
+
+// Limits are what codecs validate requests against.
+type Limits struct {
+	MaxClientBatch  int // inputs per request
+	MaxInputLength  int // tokens per input, special tokens included
+	Dimensions      int // the model's embedding size
+	DefaultTruncate bool
+}
+
+// Timings of one request, each stage measured once.
+type Timings struct {
+	Tokenization time.Duration
+	Queue        time.Duration
+	Inference    time.Duration
+	Total        time.Duration
+}
+
+// Usage counts the tokens a request cost (prompt tokens, special tokens
+// included, after truncation).
+type Usage struct {
+	PromptTokens int
+	Characters   int
+}
+
+// EmbedResult answers an EmbedRequest: one vector per input, in input order.
+type EmbedResult struct {
+	Embeddings [][]float32
+	Usage      Usage
+	Timings    Timings
+}
+
+// DType is the element type of the model's token inputs.
+type DType int
+
+const (
+	Int64 DType = iota
+	Int32
+)
+
+// OutputKind says what the backend returns for a batch.
+type OutputKind int
+
+const (
+	// Hidden is last_hidden_state [B,L,H]: pooling happens in the gateway.
+	Hidden OutputKind = iota
+	// Pooled is sentence_embedding [B,H]: the model pooled (and maybe normalized).
+	Pooled
+)
+
+// ModelSpec describes a backend's model so the pipeline can feed it.
+type ModelSpec struct {
+	Name            string
+	HasTokenTypeIDs bool
+	InputDType      DType
+	Output          OutputKind
+	Hidden          int // embedding size H
+	MaxBatch        int // rows per call; 0 = no limit from the backend
+	VocabSize       int // 0 = unknown
+}
+
+// Batch is one padded [Rows, Len] call to a backend. Slices are row-major,
+// Rows*Len long; padding rows carry attention 0.
+type Batch struct {
+	ID            string // request id sent to the backend, for correlation
+	Rows, Len     int
+	InputIDs      []int64
+	AttentionMask []int64
+	TokenTypeIDs  []int64
+}
+
+// Output is what a backend returns for a Batch: Data is row-major,
+// Rows*Hidden (Pooled) or Rows*Len*Hidden (Hidden) long.
+type Output struct {
+	Kind      OutputKind
+	Rows, Len int
+	Hidden    int
+	Data      []float32
+}
+
+// Token is one token of a /tokenize answer; Start and Stop are byte offsets
+// into the input text (after the prompt, if one was prepended).
+type Token struct {
+	ID      int32
+	Text    string
+	Special bool
+	Start   int
+	Stop    int
+}
+
+// TokenizeRequest is a decoded /tokenize request.
+type TokenizeRequest struct {
+	Inputs           []string
+	AddSpecialTokens bool
+	PromptName       string
+}
+
+// Info describes the served model and the pipeline's limits for /info and
+// /v1/models.
+type Info struct {
+	ModelID          string
+	Revision         string
+	Pooling          string
+	Dimensions       int
+	MaxInputLength   int
+	MaxBatchTokens   int
+	MaxBatchRequests int
+	MaxClientBatch   int
+	MaxConcurrent    int
+	Backend          string
+	Version          string
+	Prompts          map[string]string
+	DefaultPrompt    string
+}

@@ -1,0 +1,532 @@
+package infer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/admit"
+	"github.com/embedgate/embedgate/gateway/batcher"
+	"github.com/embedgate/embedgate/gateway/pooling"
+	"github.com/embedgate/embedgate/gateway/tokenizer"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure one model's pipeline.
+type Options struct {
+	ModelID, Revision string
+	BackendName       string
+	Version           string
+	Pooling           pooling.Method
+	MaxInputLength    int // tokens, special tokens included
+	MaxConcurrent     int // requests in the pipeline at once
+	MaxBatchTokens    int // padded tokens per backend batch
+	MaxBatchRequests  int // rows per backend batch
+	MaxClientBatch    int // inputs per request
+	MaxInflight       int // backend batches running at once (1 for in-process backends)
+	DefaultTruncate   bool
+	Workers           int // tokenization goroutines at once
+	Prompts           map[string]string
+	DefaultPromptName string
+	DefaultPrompt     string // explicit prompt text; wins over DefaultPromptName
+}
+
+// Engine is one model's pipeline: tokenizer, admission gate, batch queue,
+// backend and pooling. New starts nothing; Run drives the batch loop.
+type Engine struct {
+	opts    Options
+	tok     *tokenizer.Tokenizer
+	backend Backend
+	spec    gateway.ModelSpec
+	logger  *slog.Logger
+
+	gate    *admit.Gate
+	queue   *batcher.Queue[*entry]
+	workers chan struct{} // tokenization slots
+	running atomic.Bool
+	batchID atomic.Uint64
+	m       *metrics
+}
+
+// New checks opts against the model and the backend and registers the
+// pipeline's metrics on reg.
+func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
+	spec := backend.Spec()
+	var problems []error
+	if opts.MaxInputLength < 1 {
+		problems = append(problems, fmt.Errorf("max input length must be positive, got %d", opts.MaxInputLength))
+	}
+	if opts.MaxBatchTokens < opts.MaxInputLength {
+		problems = append(problems, fmt.Errorf("max batch tokens (%d) is smaller than the model's max input length (%d): a full-length input could never be batched", opts.MaxBatchTokens, opts.MaxInputLength))
+	}
+	if spec.MaxBatch > 0 && opts.MaxBatchRequests > spec.MaxBatch {
+		logger.Warn("max batch requests lowered to the backend's max batch size", "requested", opts.MaxBatchRequests, "max_batch_size", spec.MaxBatch)
+		opts.MaxBatchRequests = spec.MaxBatch
+	}
+	if spec.Hidden < 1 {
+		problems = append(problems, fmt.Errorf("backend reports hidden size %d", spec.Hidden))
+	}
+	if spec.VocabSize > 0 && tok.VocabSize() > spec.VocabSize {
+		problems = append(problems, fmt.Errorf("tokenizer has %d tokens but the model's vocabulary has %d: they do not belong together", tok.VocabSize(), spec.VocabSize))
+	}
+	if opts.DefaultPrompt == "" && opts.DefaultPromptName != "" {
+		if _, ok := opts.Prompts[opts.DefaultPromptName]; !ok {
+			problems = append(problems, fmt.Errorf("default prompt name %q is not one of the model's prompts (%s)", opts.DefaultPromptName, promptNames(opts.Prompts)))
+		}
+	}
+	opts.MaxConcurrent = max(opts.MaxConcurrent, 1)
+	opts.MaxInflight = max(opts.MaxInflight, 1)
+	opts.Workers = max(opts.Workers, 1)
+	padID, _ := tok.PadID()
+	queue, err := batcher.New[*entry](batcher.Options{MaxTokens: opts.MaxBatchTokens, MaxRows: opts.MaxBatchRequests, PadID: padID}, reg)
+	if err != nil {
+		problems = append(problems, err)
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	return &Engine{
+		opts:    opts,
+		tok:     tok,
+		backend: backend,
+		spec:    spec,
+		logger:  logger,
+		gate:    admit.New(opts.MaxConcurrent),
+		queue:   queue,
+		workers: make(chan struct{}, opts.Workers),
+		m:       newMetrics(reg),
+	}, nil
+}
+
+// Run drives the batch loop until ctx is done, then waits for the batches in
+// flight. Inputs still queued then are answered Unhealthy, so no request hangs.
+func (e *Engine) Run(ctx context.Context) error {
+	e.running.Store(true)
+	defer e.running.Store(false)
+	slots := make(chan struct{}, e.opts.MaxInflight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			e.failQueued()
+			return nil
+		}
+		items, dropped, err := e.queue.Next(ctx)
+		for _, it := range dropped {
+			it.req.fail(it.ctx.Err())
+		}
+		if err != nil {
+			<-slots
+			continue // ctx is done: the select above returns
+		}
+		if len(items) == 0 {
+			<-slots
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			e.runBatch(ctx, items)
+		}()
+	}
+}
+
+func (e *Engine) failQueued() {
+	for {
+		items, dropped, err := e.queue.Next(closedContext{})
+		if err != nil || len(items)+len(dropped) == 0 {
+			return
+		}
+		for _, it := range append(items, dropped...) {
+			it.req.fail(gateway.Errorf(gateway.Unhealthy, "", "the gateway is shutting down"))
+		}
+	}
+}
+
+// closedContext is a done context that still lets Next return what is queued.
+type closedContext struct{ context.Context }
+
+func (closedContext) Done() <-chan struct{} { return closed }
+func (closedContext) Err() error            { return context.Canceled }
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
+	start := time.Now()
+	// The batch may run as long as its longest-lived request still waits.
+	var deadline time.Time
+	for _, it := range items {
+		if d, ok := it.ctx.Deadline(); !ok {
+			deadline = time.Time{}
+			break
+		} else if d.After(deadline) {
+			deadline = d
+		}
+	}
+	ctx := context.WithoutCancel(runCtx)
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	b := e.queue.Pad(items)
+	b.ID = fmt.Sprintf("b%d", e.batchID.Add(1))
+	for _, it := range items {
+		it.req.started(start.Sub(it.enqueued))
+		e.m.queue.Observe(start.Sub(it.enqueued).Seconds())
+	}
+	out, err := e.backend.Embed(ctx, b)
+	elapsed := time.Since(start)
+	e.m.inference.Observe(elapsed.Seconds())
+	if err == nil {
+		err = checkOutput(out, b, e.spec)
+	}
+	if err != nil {
+		kind := gateway.KindOf(err)
+		e.m.backendErrors.WithLabelValues(kind.String()).Inc()
+		e.logger.Error("backend batch failed", "batch", b.ID, "rows", b.Rows, "len", b.Len, "err", err)
+		for _, it := range items {
+			it.req.fail(fmt.Errorf("infer: batch of %d rows: %w", b.Rows, err))
+		}
+		return
+	}
+	h := out.Hidden
+	for r, it := range items {
+		vec := make([]float32, h)
+		if out.Kind == gateway.Pooled {
+			copy(vec, out.Data[r*h:(r+1)*h])
+		} else {
+			l := out.Len
+			pooling.Pool(vec, out.Data[r*l*h:(r+1)*l*h], b.AttentionMask[r*b.Len:(r+1)*b.Len], l, h, e.opts.Pooling)
+		}
+		it.req.set(it.index, vec)
+	}
+}
+
+func checkOutput(out *gateway.Output, b *gateway.Batch, spec gateway.ModelSpec) error {
+	want := b.Rows * out.Hidden
+	if out.Kind == gateway.Hidden {
+		want *= b.Len
+		if out.Len != b.Len {
+			return gateway.Errorf(gateway.Backend, "", "backend returned sequence length %d for a batch of length %d", out.Len, b.Len)
+		}
+	}
+	if out.Rows != b.Rows || out.Hidden != spec.Hidden || len(out.Data) != want {
+		return gateway.Errorf(gateway.Backend, "", "backend returned %d rows × %d dims (%d values) for %d rows × %d dims", out.Rows, out.Hidden, len(out.Data), b.Rows, spec.Hidden)
+	}
+	return nil
+}
+
+// Embed tokenizes, admits, batches, runs and pools req's inputs. It returns
+// a *gateway.Error for anything the client should see.
+func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway.EmbedResult, error) {
+	start := time.Now()
+	if err := e.checkRequest(req); err != nil {
+		return nil, err
+	}
+	prompt, err := e.prompt(req.PromptName)
+	if err != nil {
+		return nil, err
+	}
+	encs, err := e.encode(ctx, req, prompt)
+	if err != nil {
+		return nil, err
+	}
+	tokenized := time.Now()
+	e.m.tokenization.Observe(tokenized.Sub(start).Seconds())
+	if req.Charge != nil {
+		tokens := 0
+		for _, enc := range encs {
+			tokens += len(enc.ids)
+		}
+		if err := req.Charge(ctx, tokens); err != nil {
+			return nil, err
+		}
+	}
+
+	if !e.gate.TryEnter() {
+		e.m.overloaded.Inc()
+		return nil, &gateway.Error{Kind: gateway.Overloaded, Msg: "the gateway is at its limit of concurrent requests; retry later", RetryAfter: time.Second}
+	}
+	defer e.gate.Done()
+
+	p := newPending(len(encs))
+	items := make([]*entry, len(encs))
+	res := &gateway.EmbedResult{}
+	for i, enc := range encs {
+		items[i] = &entry{ids: enc.ids, typeIDs: enc.typeIDs, ctx: ctx, req: p, index: i, enqueued: tokenized}
+		res.Usage.PromptTokens += len(enc.ids)
+		res.Usage.Characters += enc.chars
+	}
+	e.queue.Push(items...)
+
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return nil, contextError(ctx.Err())
+	}
+	if p.err != nil {
+		return nil, asClientError(p.err)
+	}
+	for i, v := range p.vecs {
+		p.vecs[i] = pooling.Shape(v, req.Dimensions, req.Normalize)
+	}
+	res.Embeddings = p.vecs
+	res.Timings = gateway.Timings{
+		Tokenization: tokenized.Sub(start),
+		Queue:        p.queueWait(),
+		Total:        time.Since(start),
+	}
+	res.Timings.Inference = max(0, res.Timings.Total-res.Timings.Tokenization-res.Timings.Queue)
+	return res, nil
+}
+
+func (e *Engine) checkRequest(req *gateway.EmbedRequest) error {
+	if len(req.Inputs) == 0 {
+		return gateway.Errorf(gateway.Empty, "inputs", "inputs cannot be empty")
+	}
+	if len(req.Inputs) > e.opts.MaxClientBatch {
+		return gateway.Errorf(gateway.Validation, "inputs", "batch size %d is larger than the maximum of %d", len(req.Inputs), e.opts.MaxClientBatch)
+	}
+	if req.Dimensions < 0 || req.Dimensions > e.spec.Hidden {
+		return gateway.Errorf(gateway.Validation, "dimensions", "dimensions must be between 1 and %d, got %d", e.spec.Hidden, req.Dimensions)
+	}
+	vocab := e.tok.VocabSize()
+	if e.spec.VocabSize > 0 {
+		vocab = e.spec.VocabSize
+	}
+	for i, in := range req.Inputs {
+		if in.IsIDs {
+			if len(in.IDs) == 0 {
+				return gateway.Errorf(gateway.Empty, fmt.Sprintf("inputs[%d]", i), "token ids cannot be empty")
+			}
+			for j, id := range in.IDs {
+				if id < 0 || int(id) >= vocab {
+					return gateway.Errorf(gateway.Validation, fmt.Sprintf("inputs[%d][%d]", i, j), "token id %d is outside the vocabulary (0 to %d)", id, vocab-1)
+				}
+			}
+		} else if in.Text == "" {
+			return gateway.Errorf(gateway.Empty, fmt.Sprintf("inputs[%d]", i), "input cannot be an empty string")
+		}
+	}
+	return nil
+}
+
+func (e *Engine) prompt(name string) (string, error) {
+	if name != "" {
+		p, ok := e.opts.Prompts[name]
+		if !ok {
+			return "", gateway.Errorf(gateway.Validation, "prompt_name", "unknown prompt name %q; the model's prompts are: %s", name, promptNames(e.opts.Prompts))
+		}
+		return p, nil
+	}
+	if e.opts.DefaultPrompt != "" {
+		return e.opts.DefaultPrompt, nil
+	}
+	return e.opts.Prompts[e.opts.DefaultPromptName], nil
+}
+
+func promptNames(prompts map[string]string) string {
+	if len(prompts) == 0 {
+		return "none"
+	}
+	names := make([]string, 0, len(prompts))
+	for n := range prompts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+type encoded struct {
+	ids, typeIDs []int32
+	chars        int
+}
+
+// encode tokenizes req's inputs on the tokenization workers, in chunks so a
+// large request uses every worker but a small one costs no goroutines.
+func (e *Engine) encode(ctx context.Context, req *gateway.EmbedRequest, prompt string) ([]encoded, error) {
+	out := make([]encoded, len(req.Inputs))
+	errs := make([]error, len(req.Inputs))
+	chunk := max(16, (len(req.Inputs)+cap(e.workers)-1)/cap(e.workers))
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(req.Inputs); lo += chunk {
+		hi := min(lo+chunk, len(req.Inputs))
+		work := func() {
+			select {
+			case e.workers <- struct{}{}:
+			case <-ctx.Done():
+				for i := lo; i < hi; i++ {
+					errs[i] = contextError(ctx.Err())
+				}
+				return
+			}
+			defer func() { <-e.workers }()
+			for i := lo; i < hi; i++ {
+				out[i], errs[i] = e.encodeOne(i, req.Inputs[i], req, prompt)
+			}
+		}
+		if hi == len(req.Inputs) {
+			work() // the last chunk runs here
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); work() }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, err := range errs {
+			if err != nil {
+				return nil, err // the first, by input index
+			}
+		}
+	}
+	return out, nil
+}
+
+func (e *Engine) encodeOne(i int, in gateway.Input, req *gateway.EmbedRequest, prompt string) (encoded, error) {
+	limit := e.opts.MaxInputLength
+	if in.IsIDs {
+		ids := in.IDs
+		if len(ids) > limit {
+			if !req.Truncate {
+				return encoded{}, tooLong(i, len(ids), limit)
+			}
+			if req.Direction == gateway.Left {
+				ids = ids[len(ids)-limit:]
+			} else {
+				ids = ids[:limit]
+			}
+		}
+		return encoded{ids: ids, chars: 0}, nil
+	}
+	opts := tokenizer.EncodeOptions{AddSpecialTokens: true, TruncateLeft: req.Direction == gateway.Left}
+	if req.Truncate {
+		opts.MaxLength = limit
+	}
+	enc := e.tok.Encode(prompt+in.Text, opts)
+	if len(enc.IDs) > limit {
+		return encoded{}, tooLong(i, len(enc.IDs), limit)
+	}
+	types := enc.TypeIDs
+	if !e.spec.HasTokenTypeIDs || allZero(types) {
+		types = nil
+	}
+	return encoded{ids: enc.IDs, typeIDs: types, chars: utf8.RuneCountInString(in.Text)}, nil
+}
+
+func tooLong(i, n, limit int) error {
+	return gateway.Errorf(gateway.Validation, fmt.Sprintf("inputs[%d]", i), "input is %d tokens long, more than the model's maximum of %d; set truncate to true or shorten the input", n, limit)
+}
+
+func allZero(v []int32) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// contextError turns a request context's end into the client's error.
+func contextError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &gateway.Error{Kind: gateway.Timeout, Msg: "request deadline exceeded", Err: err}
+	}
+	return &gateway.Error{Kind: gateway.Unhealthy, Msg: "request cancelled", Err: err}
+}
+
+// asClientError keeps a *gateway.Error as it is and classifies the rest.
+func asClientError(err error) error {
+	var ge *gateway.Error
+	if errors.As(err, &ge) {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return contextError(err)
+	}
+	return &gateway.Error{Kind: gateway.Backend, Msg: "inference failed", Err: err}
+}
+
+// Tokenize returns the tokens of each input with byte offsets into the
+// text the model sees (the prompt, if any, included).
+func (e *Engine) Tokenize(ctx context.Context, req *gateway.TokenizeRequest) ([][]gateway.Token, error) {
+	if len(req.Inputs) == 0 {
+		return nil, gateway.Errorf(gateway.Empty, "inputs", "inputs cannot be empty")
+	}
+	if len(req.Inputs) > e.opts.MaxClientBatch {
+		return nil, gateway.Errorf(gateway.Validation, "inputs", "batch size %d is larger than the maximum of %d", len(req.Inputs), e.opts.MaxClientBatch)
+	}
+	prompt, err := e.prompt(req.PromptName)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]gateway.Token, len(req.Inputs))
+	for i, in := range req.Inputs {
+		if in == "" {
+			return nil, gateway.Errorf(gateway.Empty, fmt.Sprintf("inputs[%d]", i), "input cannot be an empty string")
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, contextError(err)
+		}
+		text := prompt + in
+		enc := e.tok.Encode(text, tokenizer.EncodeOptions{AddSpecialTokens: req.AddSpecialTokens, Offsets: true})
+		toks := make([]gateway.Token, len(enc.IDs))
+		for j, id := range enc.IDs {
+			special := enc.SpecialTokensMask[j] == 1
+			t := gateway.Token{ID: id, Special: special, Start: enc.Offsets[j][0], Stop: enc.Offsets[j][1], Text: enc.Tokens[j]}
+			if !special && t.Start <= t.Stop && t.Stop <= len(text) {
+				t.Text = text[t.Start:t.Stop]
+			}
+			toks[j] = t
+		}
+		out[i] = toks
+	}
+	return out, nil
+}
+
+// Limits are what codecs validate requests against.
+func (e *Engine) Limits() gateway.Limits {
+	return gateway.Limits{
+		MaxClientBatch:  e.opts.MaxClientBatch,
+		MaxInputLength:  e.opts.MaxInputLength,
+		Dimensions:      e.spec.Hidden,
+		DefaultTruncate: e.opts.DefaultTruncate,
+	}
+}
+
+// Info describes the model and the pipeline.
+func (e *Engine) Info() gateway.Info {
+	return gateway.Info{
+		ModelID:          e.opts.ModelID,
+		Revision:         e.opts.Revision,
+		Pooling:          e.opts.Pooling.String(),
+		Dimensions:       e.spec.Hidden,
+		MaxInputLength:   e.opts.MaxInputLength,
+		MaxBatchTokens:   e.opts.MaxBatchTokens,
+		MaxBatchRequests: e.opts.MaxBatchRequests,
+		MaxClientBatch:   e.opts.MaxClientBatch,
+		MaxConcurrent:    e.opts.MaxConcurrent,
+		Backend:          e.opts.BackendName,
+		Version:          e.opts.Version,
+		Prompts:          e.opts.Prompts,
+		DefaultPrompt:    e.opts.DefaultPromptName,
+	}
+}
+
+// Health reports whether the backend answers.
+func (e *Engine) Health(ctx context.Context) error { return e.backend.Health(ctx) }
+
+// Ready reports whether the batch loop is running.
+func (e *Engine) Ready() bool { return e.running.Load() }

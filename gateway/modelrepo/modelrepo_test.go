@@ -1,0 +1,274 @@
+package modelrepo_test
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/embedgate/embedgate/gateway/config"
+	"github.com/embedgate/embedgate/gateway/modelrepo"
+	"github.com/embedgate/embedgate/tritonstubs"
+)
+
+// check runs modelrepo.Check with what the gateway can send and pool
+// (BRIEF §2, §8). position_ids is allowed, but no shipped config declares
+// it: the gateway does not send it (see qwen3-embedding-0.6b/config.pbtxt).
+func check(cfg *tritonstubs.ModelConfig) error {
+	inputs := []string{modelrepo.InputIDs, modelrepo.AttentionMask, modelrepo.TokenTypeIDs, modelrepo.PositionIDs}
+	outputs := []string{modelrepo.LastHiddenState, modelrepo.SentenceEmbedding}
+	return modelrepo.Check(cfg, inputs, outputs)
+}
+
+// defaultMaxBatchRequests is the gateway's --max-batch-requests default,
+// read from gateway/config so the two cannot drift apart.
+func defaultMaxBatchRequests(t *testing.T) int {
+	t.Helper()
+	cfg, err := config.Parse(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("config.Parse(defaults): %v", err)
+	}
+	return cfg.MaxBatchRequests
+}
+
+// TestShippedConfigs parses every model_repository/*/config.pbtxt and checks
+// it against the gateway.
+func TestShippedConfigs(t *testing.T) {
+	paths, err := filepath.Glob(filepath.Join("..", "..", "model_repository", "*", "config.pbtxt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hidden sizes of the models we ship configs for; a new config needs a
+	// row here, which makes its author check the output dims.
+	hidden := map[string]int64{
+		"bge-small-en-v1.5":     384,
+		"bge-small-en-v1.5-trt": 384,
+		"qwen3-embedding-0.6b":  1024,
+	}
+	if len(paths) < len(hidden) {
+		t.Fatalf("found %d configs (%v), want at least %d", len(paths), paths, len(hidden))
+	}
+	minBatch := defaultMaxBatchRequests(t)
+	for _, path := range paths {
+		dir := filepath.Base(filepath.Dir(path))
+		t.Run(dir, func(t *testing.T) {
+			cfg, err := modelrepo.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.GetName() != dir {
+				t.Errorf("name = %q, want the directory name %q", cfg.GetName(), dir)
+			}
+			if err := check(cfg); err != nil {
+				t.Errorf("Check:\n%v", err)
+			}
+			if got := int(cfg.GetMaxBatchSize()); got < minBatch {
+				t.Errorf("max_batch_size = %d, want >= the gateway's default --max-batch-requests %d", got, minBatch)
+			}
+			h, ok := hidden[dir]
+			if !ok {
+				t.Fatalf("no hidden size listed for %s in this test", dir)
+			}
+			for _, out := range cfg.GetOutput() {
+				if d := out.GetDims(); len(d) == 0 || d[len(d)-1] != h {
+					t.Errorf("output %q dims = %v, want hidden size %d last", out.GetName(), d, h)
+				}
+			}
+			// Triton needs a version directory; 1/ is committed with a .gitkeep.
+			if fi, err := os.Stat(filepath.Join(filepath.Dir(path), "1")); err != nil || !fi.IsDir() {
+				t.Errorf("version directory 1/ missing: %v", err)
+			}
+		})
+	}
+}
+
+// base is a minimal config that passes Check; cases below break one thing.
+const base = `
+name: "m"
+backend: "onnxruntime"
+max_batch_size: 32
+input [
+  { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] },
+  { name: "attention_mask" data_type: TYPE_INT64 dims: -1 }
+]
+output [ { name: "last_hidden_state" data_type: TYPE_FP32 dims: [ -1, 8 ] } ]
+dynamic_batching { default_queue_policy { max_queue_size: 4 } }
+model_warmup [ {
+  name: "w" batch_size: 2
+  inputs { key: "input_ids" value: { data_type: TYPE_INT64 dims: [ 16 ] zero_data: true } }
+  inputs { key: "attention_mask" value: { data_type: TYPE_INT64 dims: [ 16 ] zero_data: true } }
+} ]
+`
+
+const trt = `
+optimization { execution_accelerators { gpu_execution_accelerator [ {
+  name: "tensorrt"
+  parameters { key: "trt_profile_min_shapes" value: "input_ids:1x1,attention_mask:1x1" }
+  parameters { key: "trt_profile_opt_shapes" value: "input_ids:8x64,attention_mask:8x64" }
+  parameters { key: "trt_profile_max_shapes" value: "input_ids:32x512,attention_mask:32x512" }
+} ] } }
+`
+
+func parse(t *testing.T, text string) *tritonstubs.ModelConfig {
+	t.Helper()
+	cfg := &tritonstubs.ModelConfig{}
+	if err := (prototext.UnmarshalOptions{DiscardUnknown: true}).Unmarshal([]byte(text), cfg); err != nil {
+		t.Fatalf("parse: %v\n%s", err, text)
+	}
+	return cfg
+}
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		name    string
+		text    string
+		edit    func(*tritonstubs.ModelConfig)
+		wantErr string // "" = valid
+	}{
+		{name: "base is valid", text: base},
+		{name: "tensorrt profile is valid", text: base + trt},
+		{name: "sentence_embedding output", text: base, edit: func(c *tritonstubs.ModelConfig) {
+			c.Output = []*tritonstubs.ModelOutput{{Name: "sentence_embedding", DataType: tritonstubs.DataType_TYPE_FP32, Dims: []int64{8}}}
+		}},
+		{name: "int32 inputs", text: strings.ReplaceAll(base, "TYPE_INT64", "TYPE_INT32")},
+		{name: "no batching", text: base, edit: func(c *tritonstubs.ModelConfig) { c.MaxBatchSize = 0 },
+			wantErr: "max_batch_size is 0"},
+		{name: "unknown input", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Input[1].Name = "pixel_values" },
+			wantErr: `input "pixel_values" is not one the gateway sends`},
+		{name: "missing mask", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Input = c.Input[:1] },
+			wantErr: `input "attention_mask" is missing`},
+		{name: "float input", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Input[0].DataType = tritonstubs.DataType_TYPE_FP32 },
+			wantErr: `input "input_ids" is TYPE_FP32`},
+		{name: "batch in dims", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Input[0].Dims = []int64{-1, -1} },
+			wantErr: `input "input_ids" dims [-1 -1]`},
+		{name: "fp16 output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].DataType = tritonstubs.DataType_TYPE_FP16 },
+			wantErr: "is TYPE_FP16, want TYPE_FP32"},
+		{name: "unknown output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].Name = "logits" },
+			wantErr: `output "logits" is not one the gateway pools`},
+		{name: "token states of wrong rank", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].Dims = []int64{8} },
+			wantErr: "want 2 dims"},
+		{name: "no dynamic batching", text: base, edit: func(c *tritonstubs.ModelConfig) { c.SchedulingChoice = nil },
+			wantErr: "no dynamic_batching"},
+		{name: "unbounded queue", text: base, edit: func(c *tritonstubs.ModelConfig) {
+			c.GetDynamicBatching().DefaultQueuePolicy.MaxQueueSize = 0
+		}, wantErr: "the queue is unbounded"},
+		{name: "unbounded priority queue", text: base, edit: func(c *tritonstubs.ModelConfig) {
+			c.GetDynamicBatching().PriorityQueuePolicy = map[uint64]*tritonstubs.ModelQueuePolicy{1: {}}
+		}, wantErr: "priority_queue_policy[1]"},
+		{name: "no warmup", text: base, edit: func(c *tritonstubs.ModelConfig) { c.ModelWarmup = nil },
+			wantErr: "no model_warmup"},
+		{name: "warmup misses an input", text: base, edit: func(c *tritonstubs.ModelConfig) {
+			delete(c.ModelWarmup[0].Inputs, "attention_mask")
+		}, wantErr: `input "attention_mask" has no data`},
+		{name: "warmup batch too big", text: base, edit: func(c *tritonstubs.ModelConfig) { c.ModelWarmup[0].BatchSize = 33 },
+			wantErr: "batch_size 33 is outside"},
+		{name: "warmup with -1", text: base, edit: func(c *tritonstubs.ModelConfig) { c.ModelWarmup[0].Inputs["input_ids"].Dims = []int64{-1} },
+			wantErr: "do not fit the model's"},
+		{name: "warmup wrong dtype", text: base, edit: func(c *tritonstubs.ModelConfig) {
+			c.ModelWarmup[0].Inputs["input_ids"].DataType = tritonstubs.DataType_TYPE_INT32
+		}, wantErr: "the model's is TYPE_INT64"},
+		{name: "warmup without data", text: base, edit: func(c *tritonstubs.ModelConfig) {
+			c.ModelWarmup[0].Inputs["input_ids"].InputDataType = nil
+		}, wantErr: "sets none of"},
+		{name: "warmup extra input", text: base, edit: func(c *tritonstubs.ModelConfig) {
+			c.ModelWarmup[0].Inputs["token_type_ids"] = proto.Clone(c.ModelWarmup[0].Inputs["input_ids"]).(*tritonstubs.ModelWarmup_Input)
+		}, wantErr: `input "token_type_ids" is not a model input`},
+		{name: "tensorrt without profiles", text: base + `optimization { execution_accelerators { gpu_execution_accelerator [ { name: "tensorrt" } ] } }`,
+			wantErr: "trt_profile_min_shapes is unset"},
+		{name: "tensorrt profile below max_batch_size", text: strings.ReplaceAll(base+trt, "32x512", "16x512"),
+			wantErr: "max batch 16 < max_batch_size 32"},
+		{name: "tensorrt profile misses an input", text: strings.ReplaceAll(base+trt, ",attention_mask:8x64", ""),
+			wantErr: `tensorrt profile for "attention_mask"`},
+		{name: "tensorrt profile min above opt", text: strings.ReplaceAll(base+trt, "input_ids:1x1", "input_ids:1x100"),
+			wantErr: "min 100 <= opt 64"},
+		{name: "tensorrt bad syntax", text: strings.ReplaceAll(base+trt, "input_ids:1x1", "input_ids=1x1"),
+			wantErr: "is not name:AxB"},
+		{name: "warmup outside tensorrt profile", text: strings.ReplaceAll(base+trt, "dims: [ 16 ]", "dims: [ 1024 ]"),
+			wantErr: "outside the tensorrt profile"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := parse(t, tt.text)
+			if tt.edit != nil {
+				tt.edit(cfg)
+			}
+			err := check(cfg)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Check = %v, want nil", err)
+			case tt.wantErr != "" && err == nil:
+				t.Errorf("Check = nil, want an error containing %q", tt.wantErr)
+			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
+				t.Errorf("Check = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name, dir, text string
+		wantErr         string
+	}{
+		// Triton options outside our subset (sequence_batching, model_metrics,
+		// rate_limiter, ...) are skipped, not errors.
+		{name: "unknown fields are discarded", dir: "m", text: base +
+			`instance_group [ { kind: KIND_GPU count: 1 rate_limiter { resources [ { name: "r" count: 1 } ] } } ]
+			 model_metrics { metric_control [ { metric_identifier { family: "f" } } ] }
+			 parameters { key: "intra_op_thread_count" value: { string_value: "2" } }`},
+		{name: "name differs from directory", dir: "other", text: base, wantErr: `name "m" differs from its directory "other"`},
+		{name: "unknown enum value", dir: "m", text: strings.Replace(base, "TYPE_INT64", "TYPE_INT65", 1), wantErr: "TYPE_INT65"},
+		{name: "no name is fine", dir: "m", text: strings.Replace(base, `name: "m"`, "", 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), tt.dir, "config.pbtxt")
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(tt.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := modelrepo.Load(path)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Load = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load = %v", err)
+			}
+			if len(cfg.GetInput()) != 2 || cfg.GetInput()[1].GetDims()[0] != -1 {
+				t.Errorf("inputs = %v, want 2 with dims [-1] (both text forms of dims)", cfg.GetInput())
+			}
+		})
+	}
+}
+
+// TestAcceleratorParameters checks the two "parameters" shapes of
+// config.pbtxt land where they belong.
+func TestAcceleratorParameters(t *testing.T) {
+	cfg, err := modelrepo.Load(filepath.Join("..", "..", "model_repository", "bge-small-en-v1.5-trt", "config.pbtxt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accs := cfg.GetOptimization().GetExecutionAccelerators().GetGpuExecutionAccelerator()
+	if len(accs) != 1 || accs[0].GetName() != "tensorrt" {
+		t.Fatalf("gpu accelerators = %v, want one tensorrt", accs)
+	}
+	p := accs[0].GetParameters()
+	for key, want := range map[string]string{"precision_mode": "FP16", "trt_engine_cache_enable": "true"} {
+		if p[key] != want {
+			t.Errorf("tensorrt parameters[%q] = %q, want %q", key, p[key], want)
+		}
+	}
+	top := parse(t, `parameters { key: "k" value: { string_value: "v" } }`)
+	if got := top.GetParameters()["k"].GetStringValue(); got != "v" {
+		t.Errorf("parameters[k].string_value = %q, want v", got)
+	}
+}

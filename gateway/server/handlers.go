@@ -1,0 +1,282 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"mime"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/auth"
+	"github.com/embedgate/embedgate/gateway/openai"
+	"github.com/embedgate/embedgate/gateway/tei"
+)
+
+const (
+	headerRequestID = "x-request-id"
+	routeUnmatched  = "unmatched" // the route label of 404s, 405s and pre-routing errors
+)
+
+// recordKey is the c.Locals key of the request's *record.
+type recordKey struct{}
+
+// record is what the log line and the metrics need to know about a request;
+// handlers fill it, observe reports it.
+type record struct {
+	id      string
+	route   string
+	inputs  int
+	tokens  int
+	timings gateway.Timings
+	err     error
+}
+
+// observe wraps every request: it sets the request id and the deadline,
+// writes any error, then logs one line and updates the HTTP metrics.
+//
+// The deadline lives on c.UserContext(), which is what the engine gets.
+// fasthttp cannot tell a handler that the client went away
+// (valyala/fasthttp#965), so this deadline is what sheds abandoned work;
+// cancel releases it as soon as the handler returns.
+func (s *Server) observe(c *fiber.Ctx) error {
+	start := time.Now()
+	rec := &record{id: requestID(c)}
+	c.Set(headerRequestID, rec.id)
+	c.Locals(recordKey{}, rec)
+	ctx, cancel := context.WithTimeout(c.UserContext(), s.opts.RequestTimeout)
+	defer cancel()
+	c.SetUserContext(ctx)
+
+	own := c.Route()
+	if err := next(c); err != nil {
+		s.writeError(c, rec, err)
+	}
+	// c.Route() is the last route that matched: still observe's own when
+	// no API route did.
+	if r := c.Route(); r == own {
+		rec.route = routeUnmatched
+	} else {
+		rec.route = r.Path
+	}
+	s.finish(c, rec, time.Since(start))
+	return nil
+}
+
+// next runs the rest of the chain; a panicking handler becomes a 500
+// instead of taking the process down.
+func next(c *fiber.Ctx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("server: handler panicked: %v", r)
+		}
+	}()
+	return c.Next()
+}
+
+// finish logs the request's one line and counts it. Never logs input text.
+func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
+	status := c.Response().StatusCode()
+	s.metrics.requests.WithLabelValues(rec.route, strconv.Itoa(status)).Inc()
+	s.metrics.duration.WithLabelValues(rec.route).Observe(elapsed.Seconds())
+
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	ctx := context.Background() // the request's own context may be past its deadline
+	if !s.logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("id", rec.id),
+		slog.String("method", c.Method()),
+		slog.String("route", rec.route),
+		slog.Int("status", status),
+		slog.Duration("total", elapsed),
+	)
+	if rec.inputs > 0 {
+		attrs = append(attrs,
+			slog.Int("inputs", rec.inputs),
+			slog.Int("tokens", rec.tokens),
+			slog.Duration("tokenization", rec.timings.Tokenization),
+			slog.Duration("queue", rec.timings.Queue),
+			slog.Duration("inference", rec.timings.Inference),
+		)
+	}
+	if name, ok := c.Locals(auth.LocalKeyName).(string); ok && name != "" {
+		attrs = append(attrs, slog.String("key", name))
+	}
+	if rec.err != nil {
+		attrs = append(attrs, slog.String("error", rec.err.Error()))
+	}
+	s.logger.LogAttrs(ctx, level, "request", attrs...)
+}
+
+// requestID is the client's x-request-id when it is sane (1-128 of
+// [A-Za-z0-9._:-]), else a fresh random one.
+func requestID(c *fiber.Ctx) string {
+	id := c.Request().Header.Peek(headerRequestID)
+	if len(id) == 0 || len(id) > 128 {
+		return rand.Text()
+	}
+	for _, b := range id {
+		ok := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' ||
+			b == '-' || b == '_' || b == '.' || b == ':'
+		if !ok {
+			return rand.Text()
+		}
+	}
+	return string(id) // a copy: fasthttp reuses the header buffer
+}
+
+// checkJSON rejects POST bodies that do not say they are JSON.
+func checkJSON(c *fiber.Ctx) error {
+	ct := string(c.Request().Header.ContentType())
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != fiber.MIMEApplicationJSON {
+		return gateway.Errorf(gateway.Malformed, "", "Content-Type must be application/json, got %q", ct)
+	}
+	return nil
+}
+
+func (s *Server) checkDraining() error {
+	if s.draining.Load() {
+		return &gateway.Error{Kind: gateway.Unhealthy, Msg: "server is shutting down"}
+	}
+	return nil
+}
+
+// handleEmbed serves one embedding route in codec's shape.
+func (s *Server) handleEmbed(codec Codec) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		if err := s.checkDraining(); err != nil {
+			return err
+		}
+		if err := checkJSON(c); err != nil {
+			return err
+		}
+		req, err := codec.DecodeEmbed(c.Body(), s.eng.Limits())
+		if err != nil {
+			return err
+		}
+		if s.charge != nil {
+			req.Charge = func(ctx context.Context, tokens int) error { return s.charge(ctx, c, tokens) }
+		}
+		rec, _ := c.Locals(recordKey{}).(*record)
+		if rec != nil {
+			rec.inputs = len(req.Inputs)
+		}
+		res, err := s.eng.Embed(c.UserContext(), req)
+		if err != nil {
+			return err
+		}
+		if rec != nil {
+			rec.tokens, rec.timings = res.Usage.PromptTokens, res.Timings
+		}
+		bp := s.bufs.Get().(*[]byte)
+		defer s.bufs.Put(bp)
+		body, err := codec.AppendEmbed((*bp)[:0], res, req, s.eng.Info().ModelID)
+		*bp = body[:0]
+		if err != nil {
+			return err
+		}
+		setTimingHeaders(c, res, time.Since(start))
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		c.Response().SetBody(body)
+		return nil
+	}
+}
+
+// setTimingHeaders writes the compute and timing headers (milliseconds)
+// that TEI clients read.
+func setTimingHeaders(c *fiber.Ctx, res *gateway.EmbedResult, total time.Duration) {
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	c.Set("x-compute-tokens", strconv.Itoa(res.Usage.PromptTokens))
+	c.Set("x-compute-characters", strconv.Itoa(res.Usage.Characters))
+	c.Set("x-total-time", ms(total))
+	c.Set("x-tokenization-time", ms(res.Timings.Tokenization))
+	c.Set("x-queue-time", ms(res.Timings.Queue))
+	c.Set("x-inference-time", ms(res.Timings.Inference))
+}
+
+func (s *Server) handleTokenize() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if err := s.checkDraining(); err != nil {
+			return err
+		}
+		if err := checkJSON(c); err != nil {
+			return err
+		}
+		req, err := tei.DecodeTokenize(c.Body(), s.eng.Limits())
+		if err != nil {
+			return err
+		}
+		if rec, ok := c.Locals(recordKey{}).(*record); ok {
+			rec.inputs = len(req.Inputs)
+		}
+		toks, err := s.eng.Tokenize(c.UserContext(), req)
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		c.Response().SetBody(tei.AppendTokens(nil, toks))
+		return nil
+	}
+}
+
+func (s *Server) handleHealth() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if err := s.eng.Health(c.UserContext()); err != nil {
+			return &gateway.Error{Kind: gateway.Unhealthy, Msg: "backend unavailable", Err: err}
+		}
+		return sendJSON(c, `{"status":"ok"}`)
+	}
+}
+
+func (s *Server) handleReady() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		switch {
+		case s.draining.Load():
+			return &gateway.Error{Kind: gateway.Unhealthy, Msg: "draining"}
+		case !s.eng.Ready():
+			return &gateway.Error{Kind: gateway.Unhealthy, Msg: "model not ready"}
+		}
+		return sendJSON(c, `{"status":"ready"}`)
+	}
+}
+
+func (s *Server) handleInfo() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		b, err := tei.EncodeInfo(s.eng.Info())
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		c.Response().SetBody(b)
+		return nil
+	}
+}
+
+func (s *Server) handleModels() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		b, err := openai.EncodeModels(s.eng.Info())
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		c.Response().SetBody(b)
+		return nil
+	}
+}
+
+func sendJSON(c *fiber.Ctx, body string) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.SendString(body)
+}

@@ -1,0 +1,157 @@
+// Package tei is the codec of the text-embeddings-inference API: POST /embed
+// (texts or token ids → [[..],..]), POST /tokenize and the GET /info body,
+// plus TEI's error bodies. It imports only gateway and native (whose wire
+// pieces it shares).
+package tei
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/native"
+)
+
+// Codec decodes and encodes the TEI API. The zero value is ready.
+type Codec struct{}
+
+type embedRequest struct {
+	Inputs              native.Inputs    `json:"inputs"`
+	Truncate            *bool            `json:"truncate"`
+	TruncationDirection native.Direction `json:"truncation_direction"`
+	PromptName          *string          `json:"prompt_name"`
+	Normalize           *bool            `json:"normalize"`
+	Dimensions          *int             `json:"dimensions"`
+}
+
+// DecodeEmbed parses and validates a /embed body; inputs may be token ids.
+func (Codec) DecodeEmbed(body []byte, lim gateway.Limits) (*gateway.EmbedRequest, error) {
+	var w embedRequest
+	if err := json.Unmarshal(body, &w); err != nil {
+		return nil, native.DecodeError(err, "inputs")
+	}
+	if err := native.CheckInputs(w.Inputs, "inputs", lim); err != nil {
+		return nil, err
+	}
+	return native.Build(w.Inputs, w.Truncate, w.TruncationDirection, w.PromptName, w.Normalize, w.Dimensions, lim)
+}
+
+// AppendEmbed appends [[..],..], one vector per input in input order.
+func (Codec) AppendEmbed(dst []byte, res *gateway.EmbedResult, _ *gateway.EmbedRequest, _ string) ([]byte, error) {
+	var err error
+	dst = append(dst, '[')
+	for i, v := range res.Embeddings {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		if dst, err = native.AppendFloats(dst, v); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, ']'), nil
+}
+
+// ErrorBody is {"error":"<message>","error_type":"<Type>"}.
+func (Codec) ErrorBody(e *gateway.Error) []byte { return native.AppendError(nil, e) }
+
+type tokenizeRequest struct {
+	Inputs           native.Inputs `json:"inputs"`
+	AddSpecialTokens *bool         `json:"add_special_tokens"`
+	PromptName       *string       `json:"prompt_name"`
+}
+
+// DecodeTokenize parses and validates a /tokenize body: inputs is a string
+// or [string], add_special_tokens defaults to true.
+func DecodeTokenize(body []byte, lim gateway.Limits) (*gateway.TokenizeRequest, error) {
+	var w tokenizeRequest
+	if err := json.Unmarshal(body, &w); err != nil {
+		return nil, native.DecodeError(err, "inputs")
+	}
+	if err := native.CheckInputs(w.Inputs, "inputs", lim); err != nil {
+		return nil, err
+	}
+	req := &gateway.TokenizeRequest{Inputs: make([]string, len(w.Inputs.List)), AddSpecialTokens: true}
+	for i, in := range w.Inputs.List {
+		if in.IsIDs {
+			return nil, gateway.Errorf(gateway.Validation, "inputs["+strconv.Itoa(i)+"]", "expected a string")
+		}
+		req.Inputs[i] = in.Text
+	}
+	if w.AddSpecialTokens != nil {
+		req.AddSpecialTokens = *w.AddSpecialTokens
+	}
+	if w.PromptName != nil {
+		req.PromptName = *w.PromptName
+	}
+	return req, nil
+}
+
+// AppendTokens appends [[{"id","text","special","start","stop"}]], one list
+// per input.
+func AppendTokens(dst []byte, toks [][]gateway.Token) []byte {
+	dst = append(dst, '[')
+	for i, list := range toks {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '[')
+		for j, t := range list {
+			if j > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"id":`...)
+			dst = strconv.AppendInt(dst, int64(t.ID), 10)
+			dst = append(dst, `,"text":`...)
+			dst = native.AppendString(dst, t.Text)
+			dst = append(dst, `,"special":`...)
+			dst = strconv.AppendBool(dst, t.Special)
+			dst = append(dst, `,"start":`...)
+			dst = strconv.AppendInt(dst, int64(t.Start), 10)
+			dst = append(dst, `,"stop":`...)
+			dst = strconv.AppendInt(dst, int64(t.Stop), 10)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, ']')
+}
+
+// info is the /info body: TEI's field names where TEI has them.
+type info struct {
+	ModelID               string            `json:"model_id"`
+	Revision              string            `json:"model_sha"`
+	ModelType             modelType         `json:"model_type"`
+	Dimensions            int               `json:"dimensions"`
+	MaxInputLength        int               `json:"max_input_length"`
+	MaxBatchTokens        int               `json:"max_batch_tokens"`
+	MaxBatchRequests      int               `json:"max_batch_requests"`
+	MaxClientBatchSize    int               `json:"max_client_batch_size"`
+	MaxConcurrentRequests int               `json:"max_concurrent_requests"`
+	Backend               string            `json:"backend"`
+	Version               string            `json:"version"`
+	Prompts               map[string]string `json:"prompts,omitempty"`
+	DefaultPromptName     string            `json:"default_prompt_name,omitempty"`
+}
+
+type modelType struct {
+	Embedding struct {
+		Pooling string `json:"pooling"`
+	} `json:"embedding"`
+}
+
+// EncodeInfo is the GET /info body.
+func EncodeInfo(in gateway.Info) ([]byte, error) {
+	w := info{
+		ModelID: in.ModelID, Revision: in.Revision, Dimensions: in.Dimensions,
+		MaxInputLength: in.MaxInputLength, MaxBatchTokens: in.MaxBatchTokens,
+		MaxBatchRequests: in.MaxBatchRequests, MaxClientBatchSize: in.MaxClientBatch,
+		MaxConcurrentRequests: in.MaxConcurrent, Backend: in.Backend, Version: in.Version,
+		Prompts: in.Prompts, DefaultPromptName: in.DefaultPrompt,
+	}
+	w.ModelType.Embedding.Pooling = in.Pooling
+	b, err := json.Marshal(w)
+	if err != nil {
+		return nil, &gateway.Error{Kind: gateway.Internal, Msg: "internal error", Err: err}
+	}
+	return b, nil
+}

@@ -1,0 +1,173 @@
+package testmodel
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// builder accumulates the nodes and initialisers of a BERT encoder graph.
+// Weights are drawn in the order the graph asks for them, and the pooled
+// head draws none, so a model with and without sentence_embedding share
+// every weight.
+type builder struct {
+	g   graph
+	rng rng
+	n   int // node counter, for unique names
+}
+
+// tmp returns a fresh intermediate tensor name.
+func (b *builder) tmp(op string) string {
+	b.n++
+	return "/" + op + "_" + strconv.Itoa(b.n)
+}
+
+// op adds a node with one output and returns that output's name.
+func (b *builder) op(op string, inputs []string, attrs ...attr) string {
+	out := b.tmp(op)
+	b.opTo(out, op, inputs, attrs...)
+	return out
+}
+
+func (b *builder) opTo(out, op string, inputs []string, attrs ...attr) {
+	b.g.nodes = append(b.g.nodes, node{op: op, name: out + "_node", inputs: inputs, outputs: []string{out}, attrs: attrs})
+}
+
+func (b *builder) init(t tensor) string {
+	b.g.inits = append(b.g.inits, t)
+	return t.name
+}
+
+// weight adds a seeded N(mean, 0.02) float initialiser.
+func (b *builder) weight(name string, mean float64, dims ...int64) string {
+	n := int64(1)
+	for _, d := range dims {
+		n *= d
+	}
+	return b.init(floatTensor(name, dims, b.rng.fill(int(n), mean, 0.02)))
+}
+
+// scalar adds a float constant of shape [] named after its use.
+func (b *builder) scalar(name string, v float32) string {
+	return b.init(floatTensor(name, nil, []float32{v}))
+}
+
+func (b *builder) ints(name string, v ...int64) string {
+	return b.init(int64Tensor(name, []int64{int64(len(v))}, v))
+}
+
+func (b *builder) layerNorm(x, prefix string, hidden int64, out string) string {
+	gamma := b.weight(prefix+".weight", 1, hidden)
+	beta := b.weight(prefix+".bias", 0, hidden)
+	if out == "" {
+		out = b.tmp("LayerNormalization")
+	}
+	b.opTo(out, "LayerNormalization", []string{x, gamma, beta},
+		attr{name: "axis", kind: attrInt, i: -1},
+		attr{name: "epsilon", kind: attrFloat, f: 1e-12})
+	return out
+}
+
+// linear is x·W + b with W stored [in, out] under HF parameter names.
+func (b *builder) linear(x, prefix string, in, out int64) string {
+	w := b.weight(prefix+".weight", 0, in, out)
+	bias := b.weight(prefix+".bias", 0, out)
+	return b.op("Add", []string{b.op("MatMul", []string{x, w}), bias})
+}
+
+// build returns the encoded ONNX model for cfg.
+func build(cfg Config) ([]byte, error) {
+	a := cfg.Size.Arch()
+	if a.Hidden%a.Heads != 0 {
+		return nil, fmt.Errorf("testmodel: hidden %d not divisible by %d heads", a.Hidden, a.Heads)
+	}
+	H, heads := int64(a.Hidden), int64(a.Heads)
+	d := H / heads
+	b := &builder{rng: rng{state: cfg.Seed}}
+	b.g.name = "main_graph"
+	dyn := []string{"batch_size", "sequence_length"}
+	b.g.inputs = []valueInfo{
+		{name: "input_ids", dtype: dtInt64, dims: []int64{0, 0}, params: dyn},
+		{name: "attention_mask", dtype: dtInt64, dims: []int64{0, 0}, params: dyn},
+	}
+	if !cfg.NoTokenTypeIDs {
+		b.g.inputs = append(b.g.inputs, valueInfo{name: "token_type_ids", dtype: dtInt64, dims: []int64{0, 0}, params: dyn})
+	}
+
+	// Embeddings: word + position + token type, then LayerNorm.
+	word := b.weight("embeddings.word_embeddings.weight", 0, int64(a.Vocab), H)
+	pos := b.weight("embeddings.position_embeddings.weight", 0, int64(a.MaxPos), H)
+	typ := b.weight("embeddings.token_type_embeddings.weight", 0, 2, H)
+	posIDs := make([]int64, a.MaxPos)
+	for i := range posIDs {
+		posIDs[i] = int64(i)
+	}
+	posBuf := b.init(int64Tensor("embeddings.position_ids", []int64{1, int64(a.MaxPos)}, posIDs))
+	x := b.op("Gather", []string{word, "input_ids"})
+	seqLen := b.op("Shape", []string{"input_ids"}, attr{name: "start", kind: attrInt, i: 1}, attr{name: "end", kind: attrInt, i: 2})
+	posSlice := b.op("Slice", []string{posBuf, b.ints("/zero_1d", 0), seqLen, b.ints("/axis_1", 1)})
+	x = b.op("Add", []string{x, b.op("Gather", []string{pos, posSlice})})
+	if cfg.NoTokenTypeIDs {
+		// Exports without the input use type 0 everywhere: one row, broadcast.
+		zero := b.init(int64Tensor("/type_zero", nil, []int64{0}))
+		x = b.op("Add", []string{x, b.op("Gather", []string{typ, zero})})
+	} else {
+		x = b.op("Add", []string{x, b.op("Gather", []string{typ, "token_type_ids"})})
+	}
+	x = b.layerNorm(x, "embeddings.LayerNorm", H, "")
+
+	// Additive mask [B,1,1,S]: 0 where attended, float32 min where padded,
+	// as HF's eager attention exports it.
+	maskF := b.op("Cast", []string{"attention_mask"}, attr{name: "to", kind: attrInt, i: dtFloat})
+	mask4 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_1_2", 1, 2)})
+	one := b.scalar("/one", 1)
+	add := b.op("Mul", []string{b.op("Sub", []string{one, mask4}), b.scalar("/float_min", -math.MaxFloat32)})
+
+	split := b.ints("/split_heads", 0, 0, heads, d)
+	merge := b.ints("/merge_heads", 0, 0, H)
+	scale := b.scalar("/sqrt_head_dim", float32(math.Sqrt(float64(d))))
+	perm := func(p ...int64) attr { return attr{name: "perm", kind: attrInts, ints: p} }
+	for l := 0; l < a.Layers; l++ {
+		p := fmt.Sprintf("encoder.layer.%d.", l)
+		heads := func(name string, pm attr) string {
+			return b.op("Transpose", []string{b.op("Reshape", []string{b.linear(x, p+"attention.self."+name, H, H), split})}, pm)
+		}
+		q := heads("query", perm(0, 2, 1, 3))
+		k := heads("key", perm(0, 2, 3, 1))
+		v := heads("value", perm(0, 2, 1, 3))
+		s := b.op("Div", []string{b.op("MatMul", []string{q, k}), scale})
+		probs := b.op("Softmax", []string{b.op("Add", []string{s, add})}, attr{name: "axis", kind: attrInt, i: -1})
+		ctx := b.op("Transpose", []string{b.op("MatMul", []string{probs, v})}, perm(0, 2, 1, 3))
+		ctx = b.op("Reshape", []string{ctx, merge})
+		attnOut := b.linear(ctx, p+"attention.output.dense", H, H)
+		x = b.layerNorm(b.op("Add", []string{attnOut, x}), p+"attention.output.LayerNorm", H, "")
+
+		// FFN with exact (erf) GELU: h * 0.5 * (1 + erf(h / sqrt 2)).
+		h := b.linear(x, p+"intermediate.dense", H, int64(a.Intermediate))
+		e := b.op("Erf", []string{b.op("Div", []string{h, b.scalar(p+"gelu.sqrt2", math.Sqrt2)})})
+		g := b.op("Mul", []string{b.op("Mul", []string{h, b.op("Add", []string{e, one})}), b.scalar(p+"gelu.half", 0.5)})
+		out := b.linear(g, p+"output.dense", int64(a.Intermediate), H)
+		name := ""
+		if l == a.Layers-1 {
+			name = "last_hidden_state"
+		}
+		x = b.layerNorm(b.op("Add", []string{out, x}), p+"output.LayerNorm", H, name)
+	}
+	b.g.outputs = []valueInfo{{name: "last_hidden_state", dtype: dtFloat, dims: []int64{0, 0, H}, params: []string{"batch_size", "sequence_length", ""}}}
+
+	if cfg.Pooled {
+		// sentence-transformers Pooling(mean) + Normalize: mask-weighted mean
+		// (count clamped to 1e-9), then x / max(||x||, 1e-12).
+		m3 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_2", 2)})
+		axis1 := b.ints("/reduce_axis_1", 1)
+		keep0 := attr{name: "keepdims", kind: attrInt, i: 0}
+		sum := b.op("ReduceSum", []string{b.op("Mul", []string{x, m3}), axis1}, keep0)
+		cnt := b.op("Max", []string{b.op("ReduceSum", []string{m3, axis1}, keep0), b.scalar("/count_min", 1e-9)})
+		mean := b.op("Div", []string{sum, cnt})
+		sq := b.op("ReduceSum", []string{b.op("Mul", []string{mean, mean}), axis1}, attr{name: "keepdims", kind: attrInt, i: 1})
+		norm := b.op("Max", []string{b.op("Sqrt", []string{sq}), b.scalar("/norm_min", 1e-12)})
+		b.opTo("sentence_embedding", "Div", []string{mean, norm})
+		b.g.outputs = append(b.g.outputs, valueInfo{name: "sentence_embedding", dtype: dtFloat, dims: []int64{0, H}, params: []string{"batch_size", ""}})
+	}
+	return encodeModel(&b.g, "embedgate-testmodel"), nil
+}

@@ -1,0 +1,252 @@
+// Package testmodel writes a BERT-architecture embedding model with seeded
+// random weights, laid out like a sentence-transformers repository with an
+// optimum ONNX export: onnx/model.onnx (opset 17, IR 8, HF input and output
+// names), config.json, the real all-MiniLM-L6-v2 tokenizer files and the
+// sentence-transformers configs. Tests and benchmarks use it so that they
+// need no download; the numbers it produces mean nothing.
+//
+// The ONNX file is encoded with protowire (no generated ONNX types) and is
+// byte-for-byte deterministic for a given Config.
+package testmodel
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// tokenizerJSON is the real all-MiniLM-L6-v2 tokenizer.json (BERT uncased
+// WordPiece, vocabulary 30522), so generated models tokenize like a real one.
+//
+//go:embed tokenizer.json
+var tokenizerJSON []byte
+
+// Size picks the architecture's dimensions.
+type Size int
+
+const (
+	// Tiny is a 2-layer, hidden-32 model (4 MB): cheap enough for every test.
+	Tiny Size = iota
+	// MiniLM has all-MiniLM-L6-v2's dimensions (90 MB): for benchmarks.
+	MiniLM
+)
+
+// Arch holds the BertConfig dimensions of a Size.
+type Arch struct {
+	Vocab, Hidden, Layers, Heads, Intermediate, MaxPos int
+}
+
+// Arch returns s's dimensions; unknown sizes get Tiny's.
+func (s Size) Arch() Arch {
+	if s == MiniLM {
+		return Arch{Vocab: 30522, Hidden: 384, Layers: 6, Heads: 12, Intermediate: 1536, MaxPos: 512}
+	}
+	return Arch{Vocab: 30522, Hidden: 32, Layers: 2, Heads: 2, Intermediate: 64, MaxPos: 512}
+}
+
+func (s Size) String() string {
+	if s == MiniLM {
+		return "minilm"
+	}
+	return "tiny"
+}
+
+// ParseSize reads "tiny" or "minilm".
+func ParseSize(v string) (Size, error) {
+	switch v {
+	case "tiny":
+		return Tiny, nil
+	case "minilm":
+		return MiniLM, nil
+	}
+	return 0, fmt.Errorf("testmodel: unknown size %q (want tiny or minilm)", v)
+}
+
+// Config selects the model to write. The zero value is the tiny model,
+// seed 0, output last_hidden_state only, with token_type_ids, mean pooling,
+// max_seq_length 512.
+type Config struct {
+	Size           Size
+	Seed           uint64
+	Pooled         bool   // also output sentence_embedding [B,H] (mean, L2-normalized)
+	NoTokenTypeIDs bool   // model without the token_type_ids input
+	Pooling        string // 1_Pooling mode: "mean" (default), "cls" or "lasttoken"
+	MaxSeqLength   int    // sentence_bert_config.json max_seq_length; 0 = 512
+}
+
+// Option changes a Config; testenv takes them to describe the model a test wants.
+type Option func(*Config)
+
+// WithPooled adds the sentence_embedding output.
+func WithPooled() Option { return func(c *Config) { c.Pooled = true } }
+
+// WithoutTokenTypeIDs drops the token_type_ids input.
+func WithoutTokenTypeIDs() Option { return func(c *Config) { c.NoTokenTypeIDs = true } }
+
+// WithSeed sets the weight seed.
+func WithSeed(seed uint64) Option { return func(c *Config) { c.Seed = seed } }
+
+// WithPooling sets the 1_Pooling mode ("mean", "cls", "lasttoken").
+func WithPooling(mode string) Option { return func(c *Config) { c.Pooling = mode } }
+
+// WithMaxSeqLength sets sentence_bert_config.json's max_seq_length.
+func WithMaxSeqLength(n int) Option { return func(c *Config) { c.MaxSeqLength = n } }
+
+// WithSize sets the architecture.
+func WithSize(s Size) Option { return func(c *Config) { c.Size = s } }
+
+// NewConfig applies opts to the zero Config.
+func NewConfig(opts ...Option) Config {
+	var c Config
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+func (c Config) normalized() (Config, error) {
+	if c.Pooling == "" {
+		c.Pooling = "mean"
+	}
+	switch c.Pooling {
+	case "mean", "cls", "lasttoken":
+	default:
+		return c, fmt.Errorf("testmodel: unknown pooling %q (want mean, cls or lasttoken)", c.Pooling)
+	}
+	if c.MaxSeqLength == 0 {
+		c.MaxSeqLength = 512
+	}
+	if a := c.Size.Arch(); c.MaxSeqLength < 0 || c.MaxSeqLength > a.MaxPos {
+		return c, fmt.Errorf("testmodel: max_seq_length %d outside 1..%d", c.MaxSeqLength, a.MaxPos)
+	}
+	return c, nil
+}
+
+// Write writes the model repository for cfg into dir, creating it.
+func Write(dir string, cfg Config) error {
+	cfg, err := cfg.normalized()
+	if err != nil {
+		return err
+	}
+	model, err := build(cfg)
+	if err != nil {
+		return err
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{"onnx/model.onnx", model},
+		{"tokenizer.json", tokenizerJSON},
+	}
+	for name, v := range jsonFiles(cfg) {
+		data, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return fmt.Errorf("testmodel: encode %s: %w", name, err)
+		}
+		files = append(files, struct {
+			name string
+			data []byte
+		}{name, append(data, '\n')})
+	}
+	for _, f := range files {
+		path := filepath.Join(dir, filepath.FromSlash(f.name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("testmodel: %w", err)
+		}
+		if err := os.WriteFile(path, f.data, 0o644); err != nil {
+			return fmt.Errorf("testmodel: %w", err)
+		}
+	}
+	return nil
+}
+
+// jsonFiles returns the JSON side files of a sentence-transformers repo.
+// Structs (not maps) keep the key order fixed.
+func jsonFiles(cfg Config) map[string]any {
+	a := cfg.Size.Arch()
+	type bertConfig struct {
+		Architectures             []string `json:"architectures"`
+		ModelType                 string   `json:"model_type"`
+		VocabSize                 int      `json:"vocab_size"`
+		HiddenSize                int      `json:"hidden_size"`
+		NumHiddenLayers           int      `json:"num_hidden_layers"`
+		NumAttentionHeads         int      `json:"num_attention_heads"`
+		IntermediateSize          int      `json:"intermediate_size"`
+		HiddenAct                 string   `json:"hidden_act"`
+		HiddenDropoutProb         float64  `json:"hidden_dropout_prob"`
+		AttentionProbsDropoutProb float64  `json:"attention_probs_dropout_prob"`
+		MaxPositionEmbeddings     int      `json:"max_position_embeddings"`
+		TypeVocabSize             int      `json:"type_vocab_size"`
+		InitializerRange          float64  `json:"initializer_range"`
+		LayerNormEps              float64  `json:"layer_norm_eps"`
+		PadTokenID                int      `json:"pad_token_id"`
+		PositionEmbeddingType     string   `json:"position_embedding_type"`
+		TorchDtype                string   `json:"torch_dtype"`
+	}
+	type pooling struct {
+		WordEmbeddingDimension int  `json:"word_embedding_dimension"`
+		CLSToken               bool `json:"pooling_mode_cls_token"`
+		MeanTokens             bool `json:"pooling_mode_mean_tokens"`
+		MaxTokens              bool `json:"pooling_mode_max_tokens"`
+		MeanSqrtLenTokens      bool `json:"pooling_mode_mean_sqrt_len_tokens"`
+		WeightedMeanTokens     bool `json:"pooling_mode_weightedmean_tokens"`
+		LastToken              bool `json:"pooling_mode_lasttoken"`
+		IncludePrompt          bool `json:"include_prompt"`
+	}
+	type module struct {
+		Idx  int    `json:"idx"`
+		Name string `json:"name"`
+		Path string `json:"path"`
+		Type string `json:"type"`
+	}
+	type prompts struct {
+		Query   string `json:"query"`
+		Passage string `json:"passage"`
+	}
+	type stConfig struct {
+		Prompts           prompts `json:"prompts"`
+		DefaultPromptName *string `json:"default_prompt_name"`
+		SimilarityFnName  string  `json:"similarity_fn_name"`
+	}
+	return map[string]any{
+		"config.json": bertConfig{
+			Architectures: []string{"BertModel"}, ModelType: "bert",
+			VocabSize: a.Vocab, HiddenSize: a.Hidden, NumHiddenLayers: a.Layers,
+			NumAttentionHeads: a.Heads, IntermediateSize: a.Intermediate, HiddenAct: "gelu",
+			HiddenDropoutProb: 0.1, AttentionProbsDropoutProb: 0.1, MaxPositionEmbeddings: a.MaxPos,
+			TypeVocabSize: 2, InitializerRange: 0.02, LayerNormEps: 1e-12,
+			PositionEmbeddingType: "absolute", TorchDtype: "float32",
+		},
+		"tokenizer_config.json": struct {
+			DoLowerCase        bool   `json:"do_lower_case"`
+			ModelMaxLength     int    `json:"model_max_length"`
+			TokenizerClass     string `json:"tokenizer_class"`
+			PadToken           string `json:"pad_token"`
+			ClsToken           string `json:"cls_token"`
+			SepToken           string `json:"sep_token"`
+			UnkToken           string `json:"unk_token"`
+			MaskToken          string `json:"mask_token"`
+			TokenizeChineseChr bool   `json:"tokenize_chinese_chars"`
+		}{true, cfg.MaxSeqLength, "BertTokenizer", "[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", true},
+		"1_Pooling/config.json": pooling{
+			WordEmbeddingDimension: a.Hidden, IncludePrompt: true,
+			CLSToken: cfg.Pooling == "cls", MeanTokens: cfg.Pooling == "mean", LastToken: cfg.Pooling == "lasttoken",
+		},
+		"modules.json": []module{
+			{0, "0", "", "sentence_transformers.models.Transformer"},
+			{1, "1", "1_Pooling", "sentence_transformers.models.Pooling"},
+			{2, "2", "2_Normalize", "sentence_transformers.models.Normalize"},
+		},
+		"sentence_bert_config.json": struct {
+			MaxSeqLength int  `json:"max_seq_length"`
+			DoLowerCase  bool `json:"do_lower_case"`
+		}{cfg.MaxSeqLength, false},
+		"config_sentence_transformers.json": stConfig{
+			Prompts:          prompts{Query: "query: ", Passage: "passage: "},
+			SimilarityFnName: "cosine",
+		},
+	}
+}

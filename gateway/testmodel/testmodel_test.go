@@ -1,0 +1,172 @@
+package testmodel_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/embedgate/embedgate/gateway/testmodel"
+)
+
+// The generator is locked by the hash of its output: a change to the graph,
+// the weights or the encoder shows here first (and then golden.json in
+// backend/onnx needs regenerating with scripts/reference_model.py).
+const (
+	tinySHA256       = "f7df52a0292f8383410add26139663339dd8956dd00a858e8d585bbb49efc01f"
+	tinyPooledSHA256 = "37363ea5ab3276ea8d960c8e9ee72c92876e7e4de7628807de2f8fd468a827c6"
+)
+
+func sha(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+func TestWriteDeterministic(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  testmodel.Config
+		want string
+	}{
+		{"Tiny", testmodel.Config{}, tinySHA256},
+		{"TinyPooled", testmodel.NewConfig(testmodel.WithPooled()), tinyPooledSHA256},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			start := time.Now()
+			if err := testmodel.Write(dir, tt.cfg); err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			t.Logf("generated in %v", time.Since(start))
+			if got := sha(t, filepath.Join(dir, "onnx", "model.onnx")); got != tt.want {
+				t.Errorf("sha256(model.onnx) = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSeedChangesWeights(t *testing.T) {
+	dir := t.TempDir()
+	if err := testmodel.Write(dir, testmodel.NewConfig(testmodel.WithSeed(7))); err != nil {
+		t.Fatal(err)
+	}
+	if got := sha(t, filepath.Join(dir, "onnx", "model.onnx")); got == tinySHA256 {
+		t.Errorf("seed 7 wrote the seed-0 model")
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func TestWriteFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testmodel.NewConfig(testmodel.WithPooling("cls"), testmodel.WithMaxSeqLength(128))
+	if err := testmodel.Write(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	type dims struct {
+		ModelType    string `json:"model_type"`
+		HiddenSize   int    `json:"hidden_size"`
+		VocabSize    int    `json:"vocab_size"`
+		MaxPosition  int    `json:"max_position_embeddings"`
+		NumLayers    int    `json:"num_hidden_layers"`
+		NumHeads     int    `json:"num_attention_heads"`
+		Intermediate int    `json:"intermediate_size"`
+	}
+	var conf dims
+	readJSON(t, filepath.Join(dir, "config.json"), &conf)
+	if want := (dims{"bert", 32, 30522, 512, 2, 2, 64}); conf != want {
+		t.Errorf("config.json = %+v, want %+v", conf, want)
+	}
+
+	var tok map[string]any
+	readJSON(t, filepath.Join(dir, "tokenizer_config.json"), &tok)
+	for k, want := range map[string]string{"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]", "unk_token": "[UNK]", "mask_token": "[MASK]"} {
+		if tok[k] != want {
+			t.Errorf("tokenizer_config.json %s = %v, want %q", k, tok[k], want)
+		}
+	}
+
+	var pool map[string]any
+	readJSON(t, filepath.Join(dir, "1_Pooling", "config.json"), &pool)
+	if pool["pooling_mode_cls_token"] != true || pool["pooling_mode_mean_tokens"] != false {
+		t.Errorf("1_Pooling/config.json = %v, want cls pooling only", pool)
+	}
+
+	var sbert struct {
+		MaxSeqLength int `json:"max_seq_length"`
+	}
+	readJSON(t, filepath.Join(dir, "sentence_bert_config.json"), &sbert)
+	if sbert.MaxSeqLength != 128 {
+		t.Errorf("max_seq_length = %d, want 128", sbert.MaxSeqLength)
+	}
+
+	var st map[string]any
+	readJSON(t, filepath.Join(dir, "config_sentence_transformers.json"), &st)
+	prompts, _ := st["prompts"].(map[string]any)
+	if prompts["query"] != "query: " || prompts["passage"] != "passage: " {
+		t.Errorf("prompts = %v, want query and passage", st["prompts"])
+	}
+	if v, ok := st["default_prompt_name"]; !ok || v != nil {
+		t.Errorf("default_prompt_name = %v (present %v), want null", v, ok)
+	}
+
+	var modules []map[string]any
+	readJSON(t, filepath.Join(dir, "modules.json"), &modules)
+	if len(modules) != 3 || modules[1]["path"] != "1_Pooling" {
+		t.Errorf("modules.json = %v, want Transformer, Pooling, Normalize", modules)
+	}
+
+	tj, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(tj, []byte(`"[CLS]": 101`)) && !bytes.Contains(tj, []byte(`"[CLS]":101`)) {
+		t.Errorf("tokenizer.json lacks the MiniLM vocabulary")
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  testmodel.Config
+	}{
+		{"UnknownPooling", testmodel.NewConfig(testmodel.WithPooling("max"))},
+		{"MaxSeqTooLong", testmodel.NewConfig(testmodel.WithMaxSeqLength(513))},
+		{"NegativeMaxSeq", testmodel.NewConfig(testmodel.WithMaxSeqLength(-1))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := testmodel.Write(t.TempDir(), tt.cfg); err == nil {
+				t.Errorf("Write(%+v) = nil, want an error", tt.cfg)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]testmodel.Size{"tiny": testmodel.Tiny, "minilm": testmodel.MiniLM} {
+		if got, err := testmodel.ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %v, %v, want %v", in, got, err, want)
+		}
+	}
+	if _, err := testmodel.ParseSize("huge"); err == nil {
+		t.Errorf("ParseSize(huge) = nil error, want one")
+	}
+}
