@@ -18,6 +18,8 @@ import (
 	"github.com/embedgate/embedgate/gateway/pooling"
 	"github.com/embedgate/embedgate/gateway/tokenizer"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Options configure one model's pipeline.
@@ -36,7 +38,11 @@ type Options struct {
 	Workers           int // tokenization goroutines at once
 	Prompts           map[string]string
 	DefaultPromptName string
-	DefaultPrompt     string // explicit prompt text; wins over DefaultPromptName
+	DefaultPrompt     string        // explicit prompt text; wins over DefaultPromptName
+	ProbeInterval     time.Duration // how often Run checks the backend; 0 = 1s
+	// Tracer makes the tokenize, queue and inference spans, children of
+	// the span in Embed's ctx; nil = none.
+	Tracer trace.Tracer
 }
 
 // Engine is one model's pipeline: tokenizer, admission gate, batch queue,
@@ -52,6 +58,7 @@ type Engine struct {
 	queue   *batcher.Queue[*entry]
 	workers chan struct{} // tokenization slots
 	running atomic.Bool
+	healthy atomic.Bool // false after a batch found the backend down or stalled
 	batchID atomic.Uint64
 	m       *metrics
 }
@@ -85,6 +92,12 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 	opts.MaxConcurrent = max(opts.MaxConcurrent, 1)
 	opts.MaxInflight = max(opts.MaxInflight, 1)
 	opts.Workers = max(opts.Workers, 1)
+	if opts.Tracer == nil {
+		opts.Tracer = noop.Tracer{}
+	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = time.Second
+	}
 	padID, _ := tok.PadID()
 	queue, err := batcher.New[*entry](batcher.Options{MaxTokens: opts.MaxBatchTokens, MaxRows: opts.MaxBatchRequests, PadID: padID}, reg)
 	if err != nil {
@@ -93,27 +106,31 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 	if err := errors.Join(problems...); err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
+	gate := admit.New(opts.MaxConcurrent)
 	return &Engine{
 		opts:    opts,
 		tok:     tok,
 		backend: backend,
 		spec:    spec,
 		logger:  logger,
-		gate:    admit.New(opts.MaxConcurrent),
+		gate:    gate,
 		queue:   queue,
 		workers: make(chan struct{}, opts.Workers),
-		m:       newMetrics(reg),
+		m:       newMetrics(reg, gate),
 	}, nil
 }
 
 // Run drives the batch loop until ctx is done, then waits for the batches in
 // flight. Inputs still queued then are answered Unhealthy, so no request hangs.
 func (e *Engine) Run(ctx context.Context) error {
+	e.healthy.Store(true)
 	e.running.Store(true)
 	defer e.running.Store(false)
 	slots := make(chan struct{}, e.opts.MaxInflight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); e.probe(ctx) }()
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -186,14 +203,19 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 		it.req.started(start.Sub(it.enqueued))
 		e.m.queue.Observe(start.Sub(it.enqueued).Seconds())
 	}
-	out, err := e.backend.Embed(ctx, b)
+	bctx, endSpans := e.startInference(ctx, b, items, start)
+	out, err := e.backend.Embed(bctx, b)
 	elapsed := time.Since(start)
 	e.m.inference.Observe(elapsed.Seconds())
 	if err == nil {
 		err = checkOutput(out, b, e.spec)
 	}
+	endSpans(err)
 	if err != nil {
 		kind := gateway.KindOf(err)
+		if kind == gateway.Timeout || kind == gateway.Unhealthy {
+			e.healthy.Store(false) // the probe turns it back on
+		}
 		e.m.backendErrors.WithLabelValues(kind.String()).Inc()
 		e.logger.Error("backend batch failed", "batch", b.ID, "rows", b.Rows, "len", b.Len, "err", err)
 		for _, it := range items {
@@ -201,6 +223,7 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 		}
 		return
 	}
+	e.healthy.Store(true)
 	h := out.Hidden
 	for r, it := range items {
 		vec := make([]float32, h)
@@ -239,7 +262,9 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	if err != nil {
 		return nil, err
 	}
+	_, tspan := e.opts.Tracer.Start(ctx, spanTokenize)
 	encs, err := e.encode(ctx, req, prompt)
+	endTokenize(tspan, encs, err)
 	if err != nil {
 		return nil, err
 	}
@@ -269,6 +294,10 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 		res.Usage.PromptTokens += len(enc.ids)
 		res.Usage.Characters += enc.chars
 	}
+	// The span starts where Timings.Queue does, at tokenization's end: the
+	// token charge and admission count as waiting too.
+	_, qspan := e.opts.Tracer.Start(ctx, spanQueue, trace.WithTimestamp(tokenized))
+	defer endQueue(qspan, p, tokenized)
 	e.queue.Push(items...)
 
 	select {
@@ -528,5 +557,52 @@ func (e *Engine) Info() gateway.Info {
 // Health reports whether the backend answers.
 func (e *Engine) Health(ctx context.Context) error { return e.backend.Health(ctx) }
 
-// Ready reports whether the batch loop is running.
-func (e *Engine) Ready() bool { return e.running.Load() }
+// Ready reports whether the batch loop is running and the backend answered
+// its last batch or probe: a load balancer should send nothing while a
+// stalled backend would only time requests out.
+func (e *Engine) Ready() bool { return e.running.Load() && e.healthy.Load() }
+
+// probe checks the backend every ProbeInterval until ctx is done. Once a
+// batch has failed for lack of a backend, only a successful probe batch
+// marks the engine ready again: a health RPC can answer while inference
+// still stalls, and without readiness no traffic comes to prove otherwise.
+func (e *Engine) probe(ctx context.Context) {
+	t := time.NewTicker(e.opts.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*e.opts.ProbeInterval)
+		err := e.backend.Health(pctx)
+		switch {
+		case err != nil:
+			if e.healthy.Swap(false) && ctx.Err() == nil {
+				e.logger.Warn("backend not ready", "err", err)
+			}
+		case !e.healthy.Load():
+			if err := e.probeBatch(pctx); err == nil {
+				e.healthy.Store(true)
+				e.logger.Info("backend ready again")
+			}
+		}
+		cancel()
+	}
+}
+
+func (e *Engine) probeBatch(ctx context.Context) error {
+	enc := e.tok.Encode("ready", tokenizer.EncodeOptions{AddSpecialTokens: true})
+	b := &gateway.Batch{ID: "probe", Rows: 1, Len: len(enc.IDs)}
+	for _, id := range enc.IDs {
+		b.InputIDs = append(b.InputIDs, int64(id))
+		b.AttentionMask = append(b.AttentionMask, 1)
+		b.TokenTypeIDs = append(b.TokenTypeIDs, 0)
+	}
+	out, err := e.backend.Embed(ctx, b)
+	if err == nil {
+		err = checkOutput(out, b, e.spec)
+	}
+	return err
+}

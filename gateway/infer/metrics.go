@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"github.com/embedgate/embedgate/gateway/admit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -11,8 +12,14 @@ type metrics struct {
 	backendErrors                  *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, gate *admit.Gate) *metrics {
 	f := promauto.With(reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "embedgate_requests_in_flight", Help: "Requests admitted and not yet answered.",
+	}, func() float64 { return float64(gate.InFlight()) })
+	f.NewGauge(prometheus.GaugeOpts{
+		Name: "embedgate_requests_max_in_flight", Help: "Requests admitted at most at once (--max-concurrent-requests).",
+	}).Set(float64(gate.Capacity()))
 	buckets := prometheus.ExponentialBuckets(0.0001, 2.5, 14) // 100µs .. ~15s
 	m := &metrics{
 		tokenization: f.NewHistogram(prometheus.HistogramOpts{

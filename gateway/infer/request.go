@@ -26,6 +26,7 @@ type pending struct {
 	remaining int
 	err       error
 	queue     time.Duration // longest queue wait of its inputs
+	began     bool          // a batch took at least one of its inputs
 	done      chan struct{}
 }
 
@@ -36,7 +37,16 @@ func newPending(n int) *pending {
 func (p *pending) started(wait time.Duration) {
 	p.mu.Lock()
 	p.queue = max(p.queue, wait)
+	p.began = true
 	p.mu.Unlock()
+}
+
+// queued is the longest queue wait so far and whether any input left the
+// queue at all.
+func (p *pending) queued() (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.queue, p.began
 }
 
 func (p *pending) queueWait() time.Duration {

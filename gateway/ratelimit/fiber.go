@@ -8,6 +8,10 @@ import (
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/embedgate/embedgate/gateway"
 )
@@ -77,16 +81,38 @@ type charge struct {
 
 type localCharge struct{}
 
+// Option configures Middleware.
+type Option func(*middlewareOptions)
+
+type middlewareOptions struct{ tracer trace.Tracer }
+
+// WithTracer makes a "ratelimit" span of each request's check, a child of
+// the span in c.UserContext() (the server's request span). Without it
+// there are no spans.
+func WithTracer(t trace.Tracer) Option {
+	return func(o *middlewareOptions) {
+		if t != nil {
+			o.tracer = t
+		}
+	}
+}
+
 // Middleware returns a fiber middleware that charges each request to its
 // subject's request limit (subject's own limits over defaults), sets the
 // x-ratelimit-*-requests headers, and refuses a request over the limit with
 // a *gateway.Error of kind RateLimited carrying RetryAfter (429 with
 // Retry-After). It leaves what ChargeTokens needs in the context.
-func Middleware(lim Limiter, defaults Limit, subject Subject) fiber.Handler {
+func Middleware(lim Limiter, defaults Limit, subject Subject, opts ...Option) fiber.Handler {
+	o := middlewareOptions{tracer: noop.Tracer{}}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	return func(c *fiber.Ctx) error {
 		id, own := subject(c)
 		limit := own.Or(defaults)
-		res, err := lim.AllowRequest(c.UserContext(), id, limit)
+		ctx, span := o.tracer.Start(c.UserContext(), "ratelimit")
+		res, err := lim.AllowRequest(ctx, id, limit)
+		endSpan(span, id, res, err)
 		if err != nil {
 			return limiterError(err)
 		}
@@ -126,6 +152,26 @@ func ChargeTokens(ctx context.Context, c *fiber.Ctx, n int) error {
 		return e
 	}
 	return refusal(res, "tokens", fmt.Sprintf("%d tokens per minute; requested %d", ch.limit.TPM, n))
+}
+
+// endSpan finishes the ratelimit span. The subject is named by its kind
+// only ("key" or "ip"): key names are on the request span, and client
+// addresses stay out of traces.
+func endSpan(span trace.Span, id string, res Result, err error) {
+	if span.IsRecording() {
+		kind, _, _ := strings.Cut(id, ":")
+		span.SetAttributes(
+			attribute.String("embedgate.ratelimit.subject", kind),
+			attribute.Bool("embedgate.ratelimit.allowed", res.Allowed),
+			attribute.Int("embedgate.ratelimit.limit", res.Limit),
+			attribute.Int("embedgate.ratelimit.remaining", res.Remaining),
+			attribute.Bool("embedgate.ratelimit.store_down", res.StoreDown),
+		)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+	}
+	span.End()
 }
 
 func refusal(res Result, what, limit string) *gateway.Error {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/auth"
@@ -34,6 +35,7 @@ type record struct {
 	tokens  int
 	timings gateway.Timings
 	err     error
+	span    trace.Span // the API route's request span; nil elsewhere
 }
 
 // observe wraps every request: it sets the request id and the deadline,
@@ -48,7 +50,7 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	rec := &record{id: requestID(c)}
 	c.Set(headerRequestID, rec.id)
 	c.Locals(recordKey{}, rec)
-	ctx, cancel := context.WithTimeout(c.UserContext(), s.opts.RequestTimeout)
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout(c, s.opts.RequestTimeout))
 	defer cancel()
 	c.SetUserContext(ctx)
 
@@ -81,6 +83,7 @@ func next(c *fiber.Ctx) (err error) {
 // finish logs the request's one line and counts it. Never logs input text.
 func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 	status := c.Response().StatusCode()
+	endSpan(c, rec, status)
 	s.metrics.requests.WithLabelValues(rec.route, strconv.Itoa(status)).Inc()
 	s.metrics.duration.WithLabelValues(rec.route).Observe(elapsed.Seconds())
 

@@ -13,11 +13,12 @@ import (
 
 // addRoutes is the whole HTTP API.
 func addRoutes(app *fiber.App, s *Server, reg *prometheus.Registry, mw Middlewares) {
-	// guarded runs auth, then the rate limit, then h; probes and metrics
-	// stay open so orchestrators and scrapers need no key.
+	// guarded starts the request span, runs auth, then the rate limit,
+	// then h; probes and metrics stay open so orchestrators and scrapers
+	// need no key.
 	guarded := func(h fiber.Handler) []fiber.Handler {
-		hs := make([]fiber.Handler, 0, 3)
-		for _, m := range []fiber.Handler{mw.Auth, mw.RateLimit} {
+		hs := make([]fiber.Handler, 0, 4)
+		for _, m := range []fiber.Handler{s.traceRequest, mw.Auth, mw.RateLimit} {
 			if m != nil {
 				hs = append(hs, m)
 			}
@@ -30,6 +31,9 @@ func addRoutes(app *fiber.App, s *Server, reg *prometheus.Registry, mw Middlewar
 	app.Get("/health", s.handleHealth())
 	app.Get("/ready", s.handleReady())
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	if s.opts.Pprof {
+		MountPprof(app, mw.Auth) // off by default; see MountPprof
+	}
 
 	app.Post("/api/v1/embed", guarded(s.handleEmbed(native.Codec{}))...)
 	app.Post("/embed", guarded(s.handleEmbed(tei.Codec{}))...)

@@ -16,6 +16,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/infer"
@@ -31,6 +34,14 @@ type Options struct {
 	// ReadTimeout, WriteTimeout and IdleTimeout bound the connection; zero
 	// means none (fasthttp's default).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Tracer makes the request span of every API route; nil = none.
+	Tracer trace.Tracer
+	// Propagator reads the client's trace context (W3C traceparent and
+	// tracestate) so request spans join the caller's trace; nil = none.
+	Propagator propagation.TextMapPropagator
+	// Pprof mounts Go's profiler under /debug/pprof/ on this server, behind
+	// Middlewares.Auth when set (see MountPprof). Trusted networks only.
+	Pprof bool
 }
 
 // Middlewares are optional handlers run before every API route (not before
@@ -81,6 +92,9 @@ type Server struct {
 	charge   func(ctx context.Context, c *fiber.Ctx, tokens int) error
 	metrics  *metrics
 	draining atomic.Bool
+	// tracer and propagator are Options' or no-ops.
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
 	// bufs holds response buffers: embeddings are encoded into one, which
 	// is copied into the response, so it goes back as the handler returns.
 	bufs sync.Pool
@@ -110,7 +124,14 @@ func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Re
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, logger: logger, eng: eng, charge: mw.ChargeTokens, metrics: m}
+	s := &Server{opts: opts, logger: logger, eng: eng, charge: mw.ChargeTokens, metrics: m,
+		tracer: opts.Tracer, propagator: opts.Propagator}
+	if s.tracer == nil {
+		s.tracer = noop.Tracer{}
+	}
+	if s.propagator == nil {
+		s.propagator = propagation.NewCompositeTextMapPropagator() // extracts nothing
+	}
 	s.bufs.New = func() any { b := make([]byte, 0, 16<<10); return &b }
 	s.app = fiber.New(fiber.Config{
 		BodyLimit:             opts.BodyLimit,

@@ -188,7 +188,9 @@ func (b *bpe) tokenize(dst []mtok, word []byte, _ *[]byte) []mtok {
 		dst = append(dst, mtok{id: s.id, start: start, end: end})
 		pos += s.len
 	}
-	if cap(sc.syms) <= 1<<16 {
+	// Keep the scratch of ordinary words only: a 1 MB word must not pin
+	// its buffers forever.
+	if cap(sc.syms) <= 1<<16 && cap(sc.heap) <= 1<<17 {
 		b.pool.Put(sc)
 	}
 	return dst

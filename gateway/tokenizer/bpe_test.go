@@ -405,6 +405,36 @@ func TestPathologicalBPE(t *testing.T) {
 	}
 }
 
+// TestConcurrentEncodeBPE shares each BPE tokenizer between goroutines
+// (run with -race): the model's and the Split's pools must not leak state
+// between calls.
+func TestConcurrentEncodeBPE(t *testing.T) {
+	corpus := loadCorpus(t)
+	opts := EncodeOptions{AddSpecialTokens: true, Offsets: true}
+	for _, name := range []string{"roberta-bpe", "qwen3emb", "llama2"} {
+		tk := loadTestTokenizer(t, name)
+		want := make([]Encoding, len(corpus))
+		for i, it := range corpus {
+			want[i] = tk.Encode(it.raw, opts)
+		}
+		var wg sync.WaitGroup
+		var failed atomic.Bool
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := g; i < len(corpus) && !failed.Load(); i += 2 {
+					if got := tk.Encode(corpus[i].raw, opts); !reflect.DeepEqual(got, want[i]) {
+						failed.Store(true)
+						t.Errorf("%s: Encode(%q) concurrently = %v, want %v", name, clip(corpus[i].raw), got.IDs, want[i].IDs)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
+
 // BenchmarkEncodePool encodes the benchmark texts with runtime.NumCPU()
 // goroutines sharing one Tokenizer, as the gateway's workers do.
 func BenchmarkEncodePool(b *testing.B) {

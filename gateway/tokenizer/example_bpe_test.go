@@ -19,4 +19,6 @@ func ExampleTokenizer_Encode_byteLevelBPE() {
 	fmt.Println(e.Tokens)
 	fmt.Println(e.Offsets)
 	// Output:
+	// [<s> H el lo  <mask> Ġworld </s>]
+	// [[0 0] [0 1] [1 3] [3 5] [6 12] [13 18] [0 0]]
 }

@@ -22,7 +22,7 @@ import (
 // (lookaround, possessive and lazy quantifiers) are those of the Oniguruma
 // engine Rust uses.
 type replaceNormalizer struct {
-	literal string         // plain pattern; empty: see rep and re
+	literal []byte         // plain pattern; empty: see rep and re
 	rep     *repeatPattern // r{min,max}
 	re      *regexp2.Regexp
 	content string
@@ -49,11 +49,11 @@ func buildReplace(raw json.RawMessage) (*replaceNormalizer, error) {
 	r := &replaceNormalizer{content: c.Content}
 	switch {
 	case c.Pattern.String != nil:
-		r.literal = *c.Pattern.String
+		r.literal = []byte(*c.Pattern.String)
 	case c.Pattern.Regex != nil:
 		pat := *c.Pattern.Regex
 		if lit, rep, ok := simpleRegex(pat); ok {
-			r.literal, r.rep = lit, rep
+			r.literal, r.rep = []byte(lit), rep
 			break
 		}
 		re, err := regexp2.Compile(pat, regexp2.None)
@@ -109,7 +109,7 @@ func (r *replaceNormalizer) normalize(n *normString, from int) {
 			return
 		}
 	default:
-		if r.literal == "" || !bytes.Contains(seg, []byte(r.literal)) {
+		if len(r.literal) == 0 || !bytes.Contains(seg, r.literal) {
 			return
 		}
 	}
@@ -129,7 +129,7 @@ func (r *replaceNormalizer) normalize(n *normString, from int) {
 // next finds the next match at or after pos (literal and repeat patterns).
 func (r *replaceNormalizer) next(s []byte, pos int) (int, int, bool) {
 	if r.rep == nil {
-		i := bytes.Index(s[pos:], []byte(r.literal))
+		i := bytes.Index(s[pos:], r.literal)
 		if i < 0 {
 			return 0, 0, false
 		}

@@ -23,16 +23,26 @@ const (
 	behaviorContiguous
 )
 
-var behaviors = map[string]splitBehavior{
-	"Removed":            behaviorRemoved,
-	"Isolated":           behaviorIsolated,
-	"MergedWithPrevious": behaviorMergedWithPrevious,
-	"MergedWithNext":     behaviorMergedWithNext,
-	"Contiguous":         behaviorContiguous,
+// parseBehavior reads the behavior field of Split.
+func parseBehavior(s string) (splitBehavior, bool) {
+	switch s {
+	case "Removed":
+		return behaviorRemoved, true
+	case "Isolated":
+		return behaviorIsolated, true
+	case "MergedWithPrevious":
+		return behaviorMergedWithPrevious, true
+	case "MergedWithNext":
+		return behaviorMergedWithNext, true
+	case "Contiguous":
+		return behaviorContiguous, true
+	}
+	return 0, false
 }
 
 // regexTimeout bounds one regexp2 search so that a pathological fallback
 // pattern cannot hang an encode; the rest of the split is then one piece.
+// (regexp2 runs one shared clock goroutine while timed searches run.)
 const regexTimeout = 2 * time.Second
 
 // splitPre is the Split pre-tokenizer. The patterns real tokenizers use
@@ -66,7 +76,7 @@ func buildSplit(raw json.RawMessage) (*splitPre, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("tokenizer: Split: %w", err)
 	}
-	b, ok := behaviors[c.Behavior]
+	b, ok := parseBehavior(c.Behavior)
 	if !ok {
 		return nil, fmt.Errorf("tokenizer: Split: unknown behavior %q", c.Behavior)
 	}

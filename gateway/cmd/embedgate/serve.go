@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/embedgate/embedgate/gateway"
@@ -31,6 +32,7 @@ import (
 	"github.com/embedgate/embedgate/gateway/ratelimit"
 	"github.com/embedgate/embedgate/gateway/server"
 	"github.com/embedgate/embedgate/gateway/tokenizer"
+	"github.com/embedgate/embedgate/gateway/tracing"
 )
 
 // serve loads the model, starts the pipeline and the HTTP server, and on
@@ -48,6 +50,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	tp, prop, flushSpans, err := tracing.New(ctx, tracing.Options{Endpoint: cfg.OTLPEndpoint, ServiceName: cfg.OTLPServiceName,
+		ServiceVersion: version, Disabled: cfg.DisableSpans}, logger)
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: after the HTTP drain and the batch
+	// loop, once every span has ended. Its own deadline, since ctx is done.
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := flushSpans(fctx); err != nil {
+			logger.Warn("spans not flushed", "err", err)
+		}
+	}()
+	tracer := tp.Tracer(tracing.Scope, trace.WithInstrumentationVersion(version))
 
 	start := time.Now()
 	dir, err := hfmodel.Resolve(ctx, cfg.ModelID, cfg.Revision, cfg.Backend == "onnx", cfg.DType, getenv, stderr)
@@ -70,7 +88,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 
-	backend, inflight, closeBackend, err := openBackend(ctx, cfg, model, logger)
+	backend, inflight, closeBackend, err := openBackend(ctx, cfg, model, logger, tracing.InjectFunc(prop))
 	if err != nil {
 		return err
 	}
@@ -95,18 +113,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Prompts:           model.Prompts,
 		DefaultPromptName: firstNonEmpty(cfg.DefaultPromptName, model.DefaultPromptName),
 		DefaultPrompt:     cfg.DefaultPrompt,
+		Tracer:            tracer,
 	}, tok, backend, logger, reg)
 	if err != nil {
 		return err
 	}
 
-	mw, keys, closeLimiter, err := guards(cfg, logger, reg)
+	mw, keys, closeLimiter, err := guards(cfg, logger, reg, tracer)
 	if err != nil {
 		return err
 	}
 	defer closeLimiter()
 
-	srv, err := server.New(server.Options{BodyLimit: cfg.PayloadLimit, RequestTimeout: cfg.RequestTimeout}, logger, eng, reg, mw)
+	// With a metrics port, the profiler goes there, never on the public
+	// listener; see server.MountPprof.
+	pprofPublic := cfg.Pprof && cfg.MetricsPort == 0
+	if pprofPublic && keys == nil {
+		logger.Warn("--pprof serves /debug/pprof/ on the public port without an API key: enable it only on a trusted network, or set --metrics-port to move it there")
+	}
+	srv, err := server.New(server.Options{BodyLimit: cfg.PayloadLimit, RequestTimeout: cfg.RequestTimeout,
+		Tracer: tracer, Propagator: prop, Pprof: pprofPublic}, logger, eng, reg, mw)
 	if err != nil {
 		return err
 	}
@@ -130,6 +156,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		metricsApp := fiber.New(fiber.Config{DisableStartupMessage: true})
 		metricsApp.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+		if cfg.Pprof {
+			server.MountPprof(metricsApp, nil)
+		}
 		g.Go(func() error { return metricsApp.Listener(mln) })
 		g.Go(func() error { <-gctx.Done(); return metricsApp.Shutdown() })
 	}
@@ -165,14 +194,20 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 
 // openBackend opens the configured backend and says how many batches may
 // run on it at once.
-func openBackend(ctx context.Context, cfg *config.Config, model *hfmodel.Model, logger *slog.Logger) (infer.Backend, int, func(), error) {
+// propagate puts the inference span's trace context on each Triton call.
+func openBackend(ctx context.Context, cfg *config.Config, model *hfmodel.Model, logger *slog.Logger,
+	propagate func(ctx context.Context, set func(key, value string))) (infer.Backend, int, func(), error) {
 	switch cfg.Backend {
 	case "onnx":
 		path, err := model.ONNXPath(cfg.DType)
 		if err != nil {
 			return nil, 0, nil, err
 		}
-		b, err := onnx.Open(onnx.Options{LibraryPath: cfg.ORTLib, ModelPath: path, IntraOpThreads: cfg.IntraOpThreads, Logger: logger})
+		lib := cfg.ORTLib
+		if lib == "" {
+			lib = "libonnxruntime.so.1" // found by the dynamic linker's search path
+		}
+		b, err := onnx.Open(onnx.Options{LibraryPath: lib, ModelPath: path, IntraOpThreads: cfg.IntraOpThreads, Logger: logger})
 		if err != nil {
 			return nil, 0, nil, err
 		}
@@ -186,6 +221,7 @@ func openBackend(ctx context.Context, cfg *config.Config, model *hfmodel.Model, 
 			Timeout:     cfg.TritonTimeout,
 			MaxInflight: cfg.TritonMaxInflight,
 			Logger:      logger,
+			Propagate:   propagate,
 		})
 		if err != nil {
 			return nil, 0, nil, err
@@ -203,7 +239,7 @@ func openBackend(ctx context.Context, cfg *config.Config, model *hfmodel.Model, 
 
 // guards builds the auth and rate-limit middlewares. Without keys, limits
 // apply per client IP.
-func guards(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (server.Middlewares, *auth.Keys, func(), error) {
+func guards(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer, tracer trace.Tracer) (server.Middlewares, *auth.Keys, func(), error) {
 	var mw server.Middlewares
 	var keys *auth.Keys
 	var err error
@@ -238,7 +274,8 @@ func guards(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) 
 		}
 		return byIP(c)
 	}
-	mw.RateLimit = ratelimit.Middleware(lim, ratelimit.Limit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, TPM: cfg.RateLimitTPM}, subject)
+	mw.RateLimit = ratelimit.Middleware(lim, ratelimit.Limit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, TPM: cfg.RateLimitTPM}, subject,
+		ratelimit.WithTracer(tracer))
 	mw.ChargeTokens = ratelimit.ChargeTokens
 	return mw, keys, closeLimiter, nil
 }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/embedgate/embedgate/gateway/backend/onnx"
+	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
+)
+
+// startTriton serves the tiny model through the in-process Triton
+// stand-in, which runs it on ONNX Runtime as Triton's onnxruntime backend
+// would.
+func startTriton(t *testing.T, opts ...tritontest.Option) (*tritontest.Server, string) {
+	t.Helper()
+	dir := testenv.TinyModel(t)
+	be, err := onnx.Open(onnx.Options{LibraryPath: testenv.ORTLib(t), ModelPath: filepath.Join(dir, "onnx", "model.onnx"), IntraOpThreads: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = be.Close() })
+	return tritontest.Start(t, be, opts...), dir
+}
+
+func tritonEnv(t *testing.T, srv *tritontest.Server) map[string]string {
+	env := baseEnv(t)
+	env["BACKEND"], env["TRITON_URL"], env["TRITON_MODEL"] = "triton", srv.Addr(), srv.Name()
+	return env
+}
+
+func TestTritonMatchesONNX(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []tritontest.Option
+	}{{"int64", nil}, {"int32 tensorrt-style", []tritontest.Option{tritontest.WithInt32Inputs()}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _ := startTriton(t, tc.opts...)
+			viaTriton := startGateway(t, tritonEnv(t, srv))
+			viaONNX := startGateway(t, baseEnv(t))
+			body := `{"inputs":["The quick brown fox","short","` + strings.Repeat("a longer passage ", 30) + `"]}`
+			a := decode[[][]float32](t, viaTriton.post(t, "/embed", body))
+			b := decode[[][]float32](t, viaONNX.post(t, "/embed", body))
+			for i := range b {
+				assertClose(t, "triton vs onnx", a[i], b[i], 1e-6)
+			}
+			if srv.InferCount() == 0 {
+				t.Error("the Triton stand-in saw no inference")
+			}
+		})
+	}
+}
+
+func TestTritonFaults(t *testing.T) {
+	srv, _ := startTriton(t)
+	env := tritonEnv(t, srv)
+	env["REQUEST_TIMEOUT"] = "400ms"
+	g := startGateway(t, env)
+	embed := func() response { return g.post(t, "/embed", `{"inputs":"hello"}`) }
+	tests := []struct {
+		name      string
+		fault     tritontest.Fault
+		status    int
+		errorType string
+	}{
+		{"queue full", tritontest.QueueFull, 429, "Overloaded"},
+		{"invalid argument", tritontest.InvalidArgument, 500, "Backend"},
+		{"internal", tritontest.InternalError, 500, "Backend"},
+		{"not ready", tritontest.NotReady, 503, "Unhealthy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv.SetFault(tt.fault)
+			defer srv.SetFault(tritontest.NoFault)
+			r := embed()
+			if r.status != tt.status || decode[teiError](t, r).ErrorType != tt.errorType {
+				t.Errorf("status %d %s, want %d %s", r.status, r.body, tt.status, tt.errorType)
+			}
+			if tt.status == 429 && r.header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+		})
+	}
+	waitStatus(t, g, "/ready", 200)
+	if r := embed(); r.status != 200 {
+		t.Fatalf("after faults: %d %s", r.status, r.body)
+	}
+
+	t.Run("stall", func(t *testing.T) {
+		srv.SetDelay(5 * time.Second)
+		start := time.Now()
+		r := embed()
+		if r.status != 504 {
+			t.Errorf("stalled backend: %d %s, want 504", r.status, r.body)
+		}
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("504 took %v, want about the 400ms deadline", took)
+		}
+		waitStatus(t, g, "/ready", 503)
+		srv.SetDelay(0)
+		waitStatus(t, g, "/ready", 200)
+		if r := embed(); r.status != 200 {
+			t.Errorf("after the stall: %d %s", r.status, r.body)
+		}
+	})
+	t.Run("restart", func(t *testing.T) {
+		srv.Stop()
+		if r := embed(); r.status != 503 {
+			t.Errorf("Triton down: %d %s, want 503", r.status, r.body)
+		}
+		waitStatus(t, g, "/health", 503)
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, g, "/ready", 200)
+		waitStatus(t, g, "/health", 200)
+		if r := embed(); r.status != 200 {
+			t.Errorf("after restart: %d %s", r.status, r.body)
+		}
+	})
+}
+
+// waitStatus polls path until it answers status, for up to 15s.
+func waitStatus(t *testing.T, g *instance, path string, status int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	last := 0
+	for time.Now().Before(deadline) {
+		if last = g.get(t, path).status; last == status {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s stayed %d, want %d", path, last, status)
+}
