@@ -28,8 +28,12 @@ import (
 	"github.com/embedgate/embedgate/gateway/infer"
 )
 
+// engineOption adjusts newTinyEngine's options or replaces its backend
+// (which starts as the tiny model on ONNX Runtime).
+type engineOption func(opts *infer.Options, backend *infer.Backend)
+
 // newTinyEngine builds and runs a real engine on the tiny test model.
-func newTinyEngine(t *testing.T) *infer.Engine {
+func newTinyEngine(t *testing.T, tune ...engineOption) *infer.Engine {
 	t.Helper()
 	dir := testenv.TinyModel(t)
 	model, err := hfmodel.Open(dir)
@@ -44,11 +48,16 @@ func newTinyEngine(t *testing.T) *infer.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := infer.New(infer.Options{
+	opts := infer.Options{
 		ModelID: "tiny", Pooling: pooling.Mean, MaxInputLength: model.MaxInputLength, MaxConcurrent: 16,
 		MaxBatchTokens: 4096, MaxBatchRequests: 8, MaxClientBatch: 64, DefaultTruncate: true, Workers: 2,
 		Prompts: model.Prompts,
-	}, tok, be, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	}
+	var backend infer.Backend = be
+	for _, f := range tune {
+		f(&opts, &backend)
+	}
+	eng, err := infer.New(opts, tok, backend, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/embedgate/embedgate/gateway/auth"
 	"github.com/embedgate/embedgate/gateway/openai"
 	"github.com/embedgate/embedgate/gateway/tei"
+	"github.com/embedgate/embedgate/gateway/tokenizer"
 )
 
 const (
@@ -165,7 +166,7 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		if err := checkJSON(c); err != nil {
 			return err
 		}
-		req, err := codec.DecodeEmbed(c.Body(), s.eng.Limits())
+		req, err := codec.DecodeEmbed(tokenizer.ToValidUTF8(c.Body()), s.eng.Limits())
 		if err != nil {
 			return err
 		}
@@ -217,7 +218,7 @@ func (s *Server) handleTokenize() fiber.Handler {
 		if err := checkJSON(c); err != nil {
 			return err
 		}
-		req, err := tei.DecodeTokenize(c.Body(), s.eng.Limits())
+		req, err := tei.DecodeTokenize(tokenizer.ToValidUTF8(c.Body()), s.eng.Limits())
 		if err != nil {
 			return err
 		}

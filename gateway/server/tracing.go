@@ -1,6 +1,8 @@
 package server
 
 import (
+	"strings"
+
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
@@ -24,13 +26,15 @@ func (s *Server) traceRequest(c *fiber.Ctx) error {
 		return c.Next() // observe always sets it; without it nothing would end the span
 	}
 	ctx := s.propagator.Extract(c.UserContext(), headerCarrier{&c.Request().Header})
-	route := c.Route().Path
-	ctx, span := s.tracer.Start(ctx, c.Method()+" "+route,
+	// c.Method() points into fasthttp's buffer, which the next request on
+	// the connection overwrites; the span outlives this one.
+	method, route := strings.Clone(c.Method()), c.Route().Path
+	ctx, span := s.tracer.Start(ctx, method+" "+route,
 		trace.WithSpanKind(trace.SpanKindServer),
 		// OpenTelemetry's HTTP semantic conventions, spelled out: the
 		// semconv packages change with every release.
 		trace.WithAttributes(
-			attribute.String("http.request.method", c.Method()),
+			attribute.String("http.request.method", method),
 			attribute.String("http.route", route),
 			attribute.String("embedgate.request_id", rec.id),
 		))

@@ -169,6 +169,6 @@ func InjectFunc(p propagation.TextMapPropagator) func(ctx context.Context, set f
 // setCarrier is a write-only TextMapCarrier: Inject only sets.
 type setCarrier func(key, value string)
 
-func (s setCarrier) Get(string) string      { return "" }
-func (s setCarrier) Set(key, value string)  { s(key, value) }
-func (s setCarrier) Keys() []string         { return nil }
+func (s setCarrier) Get(string) string     { return "" }
+func (s setCarrier) Set(key, value string) { s(key, value) }
+func (s setCarrier) Keys() []string        { return nil }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -21,6 +24,7 @@ type levelOptions struct {
 	Warmup  time.Duration // load before the window; not counted
 	Window  time.Duration // the measured part
 	Timings bool          // read "timings" from native bodies (overhead runs)
+	Profile string        // if set, save a CPU profile of the gateway's window here
 }
 
 // Level is what one load level measured. Throughput counts 200 responses
@@ -39,6 +43,9 @@ type Level struct {
 	Max200    time.Duration
 	Overhead  quantiles // e2e minus the gateway's own inference time (Timings runs)
 	Errors    []string  // distinct transport errors, at most a few
+	// ProfileErr says why the requested CPU profile could not be saved; a
+	// missing profile does not spoil the measurements.
+	ProfileErr string
 
 	GatewayCPU float64 // cores busy in the gateway process over the window
 	LoaderCPU  float64 // cores busy in this process (load generator, in-process Triton)
@@ -101,46 +108,57 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 	)
 
 	var (
-		mu         sync.Mutex
-		startSnap  snapshot
-		endSnap    snapshot
-		rssMax     int64
-		sampleDone = make(chan struct{})
+		mu        sync.Mutex
+		startSnap snapshot
+		endSnap   snapshot
+		rssMax    int64
+		ended     = make(chan struct{}) // closed once endSnap is taken
+		sampled   = make(chan struct{}) // closed when the sampler returns
 	)
 	begin := time.Now()
 	winStart, winEnd := begin.Add(opts.Warmup), begin.Add(opts.Warmup+opts.Window)
 	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	// The sampler snapshots the gateway at the window's edges (CPU time,
+	// /metrics) and reads its RSS every 200 ms until stopped.
 	go func() {
-		defer close(sampleDone)
+		defer close(sampled)
+		atStart, atEnd := time.NewTimer(time.Until(winStart)), time.NewTimer(time.Until(winEnd))
+		defer atStart.Stop()
+		defer atEnd.Stop()
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
-		started, ended := false, false
 		for {
-			now := time.Now()
-			if !started && !now.Before(winStart) {
-				s := takeSnapshot(sampleCtx, g)
-				mu.Lock()
-				startSnap, started = s, true
-				mu.Unlock()
-			}
-			if !ended && !now.Before(winEnd) {
-				s := takeSnapshot(sampleCtx, g)
-				mu.Lock()
-				endSnap, ended = s, true
-				mu.Unlock()
-			}
-			if st, err := readProc(strconv.Itoa(g.pid())); err == nil {
-				mu.Lock()
-				rssMax = max(rssMax, st.rss)
-				mu.Unlock()
-			}
 			select {
 			case <-sampleCtx.Done():
 				return
+			case <-atStart.C:
+				s := takeSnapshot(sampleCtx, g)
+				mu.Lock()
+				startSnap = s
+				mu.Unlock()
+			case <-atEnd.C:
+				s := takeSnapshot(sampleCtx, g)
+				mu.Lock()
+				endSnap = s
+				mu.Unlock()
+				close(ended)
 			case <-tick.C:
+				if st, err := readProc(strconv.Itoa(g.pid())); err == nil {
+					mu.Lock()
+					rssMax = max(rssMax, st.rss)
+					mu.Unlock()
+				}
 			}
 		}
 	}()
+
+	profiled := make(chan error, 1)
+	if opts.Profile != "" {
+		go func() { profiled <- fetchProfile(sampleCtx, g.url, opts.Profile, winStart, opts.Window) }()
+	} else {
+		profiled <- nil
+	}
 
 	stopOnCancel := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stopOnCancel()
@@ -180,8 +198,14 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 			}
 		}
 	}
+	perr := <-profiled
+	// The last responses can come in just before the window's end.
+	select {
+	case <-ended:
+	case <-ctx.Done():
+	}
 	stopSampling()
-	<-sampleDone
+	<-sampled
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -212,7 +236,44 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 		lv.PaddingTok = max(0, 1-toks/padded)
 	}
 	lv.BackendBusy = d("embedgate_inference_duration_seconds_sum") / span
+	if perr != nil {
+		lv.ProfileErr = perr.Error()
+	}
 	return lv, nil
+}
+
+// fetchProfile waits for the window and saves the gateway's CPU profile
+// over it (net/http/pprof's /debug/pprof/profile).
+func fetchProfile(ctx context.Context, baseURL, path string, at time.Time, window time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(at)):
+	}
+	secs := max(1, int(window.Seconds()))
+	ctx, cancel := context.WithTimeout(ctx, window+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", baseURL, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d: does the gateway serve /debug/pprof (--pprof)?", resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // inferenceTiming reads "inference":"35ms" from a native response body.

@@ -76,11 +76,13 @@ func realTokens(b *gateway.Batch) int {
 }
 
 // runRaw runs the batches one at a time (as the gateway's onnx backend
-// does) in a seeded shuffled order for d, after one warm-up pass over a
-// few of them (ONNX Runtime allocates on the first run of a shape).
+// does), in whole passes of a seeded shuffled order until at least d has
+// passed, so the tokens counted have the mix's length distribution; a
+// warm-up on a few batches comes first (ONNX Runtime allocates on the first
+// run of a shape).
 func runRaw(ctx context.Context, m model, batches []*gateway.Batch, d time.Duration, seed uint64) (*Raw, error) {
-	order := rand.New(rand.NewPCG(seed, 1)).Perm(len(batches))
-	for _, i := range order[:min(4, len(order))] {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for _, i := range rng.Perm(len(batches))[:min(4, len(batches))] {
 		if _, err := m.Embed(ctx, batches[i]); err != nil {
 			return nil, fmt.Errorf("raw: warm-up: %w", err)
 		}
@@ -88,18 +90,20 @@ func runRaw(ctx context.Context, m model, batches []*gateway.Batch, d time.Durat
 	r := &Raw{}
 	var rows, real, padded int
 	start := time.Now()
-	for k := 0; time.Since(start) < d; k++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	for time.Since(start) < d {
+		for _, i := range rng.Perm(len(batches)) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			b := batches[i]
+			if _, err := m.Embed(ctx, b); err != nil {
+				return nil, fmt.Errorf("raw: %w", err)
+			}
+			r.Batches++
+			rows += b.Rows
+			real += realTokens(b)
+			padded += b.Rows * b.Len
 		}
-		b := batches[order[k%len(order)]]
-		if _, err := m.Embed(ctx, b); err != nil {
-			return nil, fmt.Errorf("raw: %w", err)
-		}
-		r.Batches++
-		rows += b.Rows
-		real += realTokens(b)
-		padded += b.Rows * b.Len
 	}
 	r.Elapsed = time.Since(start)
 	s := r.Elapsed.Seconds()

@@ -1,0 +1,394 @@
+// Command embedbench is the benchmark harness behind `make bench`: it
+// starts bin/embedgate as a child process on a generated MiniLM-size model,
+// drives it with vegeta at fixed concurrency levels using a seeded mix of
+// input lengths and batch sizes, and compares its throughput with raw ONNX
+// Runtime on ideal batches measured in the same run. It does the same with
+// --backend triton against the in-process Triton stand-in, measures the
+// gateway's own overhead and memory against an instant backend, and plays
+// a 10× overload. The report (Markdown) goes to stdout, progress to stderr.
+//
+//	embedbench -ort-lib .cache/ort/1.30.0/libonnxruntime.so.1 [-quick]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/backend/onnx"
+	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
+	"github.com/embedgate/embedgate/gateway/hfmodel"
+	"github.com/embedgate/embedgate/gateway/tokenizer"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "embedbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line.
+type options struct {
+	gateway, model, ortLib, logs, profile string
+	window, warmup, raw                   time.Duration
+	levels                                []int
+	runs                                  map[string]bool
+	quick                                 bool
+	seed                                  uint64
+	overloadMax, overloadClients          int
+	memoryClients                         int
+}
+
+// runNames lists the parts of a run, in the order they run.
+const runNames = "raw,onnx,triton,overhead,memory,overload"
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.gateway, "gateway", "bin/embedgate", "the gateway binary (make build)")
+	fs.StringVar(&o.model, "model", ".cache/models/minilm-bench", "model directory (go run ./gateway/cmd/testmodel -size minilm)")
+	fs.StringVar(&o.ortLib, "ort-lib", "", "libonnxruntime.so.1 (required; scripts/fetch-ort)")
+	fs.StringVar(&o.logs, "logs", filepath.Join(os.TempDir(), "embedbench-logs"), "directory for the gateways' logs")
+	fs.StringVar(&o.profile, "profile", "", "save a CPU profile of the gateway during the onnx 64-client window here (the gateway must serve /debug/pprof with --pprof)")
+	fs.DurationVar(&o.window, "window", 15*time.Second, "measured time per level")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before each level's window")
+	fs.DurationVar(&o.raw, "raw", 15*time.Second, "least time for the raw ONNX Runtime baseline (whole passes over the inputs)")
+	levels := fs.String("levels", "1,8,64,256", "concurrent clients per level (onnx and triton)")
+	runs := fs.String("run", runNames, "what to run, any of "+runNames)
+	fs.BoolVar(&o.quick, "quick", false, "short levels (4 s window, 1 s warm-up, one raw pass over fewer inputs) to iterate")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the request mix")
+	fs.IntVar(&o.overloadMax, "overload-max", 8, "MAX_CONCURRENT_REQUESTS for the overload run")
+	fs.IntVar(&o.overloadClients, "overload-clients", 80, "clients in the overload run (10× the admitted requests)")
+	fs.IntVar(&o.memoryClients, "memory-clients", 256, "clients in the memory run")
+	if err := fs.Parse(args[1:]); err != nil {
+		return nil, err
+	}
+	if o.ortLib == "" {
+		return nil, errors.New("-ort-lib is required")
+	}
+	if o.quick {
+		o.window, o.warmup, o.raw = 4*time.Second, time.Second, time.Second
+	}
+	for _, f := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-levels: bad level %q", f)
+		}
+		o.levels = append(o.levels, n)
+	}
+	o.runs = map[string]bool{}
+	for _, f := range strings.Split(*runs, ",") {
+		f = strings.TrimSpace(f)
+		if !slices.Contains(strings.Split(runNames, ","), f) {
+			return nil, fmt.Errorf("-run: unknown %q (want some of %s)", f, runNames)
+		}
+		o.runs[f] = true
+	}
+	return o, nil
+}
+
+// run is the whole program. Every load is bounded in time; every child
+// process and server it starts is stopped before it returns, also on error
+// or SIGINT.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	b, err := newBench(o, stderr)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	rep, err := b.runAll(ctx)
+	if rep != nil {
+		if werr := rep.Write(stdout); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+	return err
+}
+
+// bench holds what every run shares: the model, its tokenizer, the
+// in-process ONNX Runtime session and the request mix.
+type bench struct {
+	o      *options
+	log    *slog.Logger
+	dir    string
+	hf     *hfmodel.Model
+	tok    *tokenizer.Tokenizer
+	ort    *onnx.Backend
+	mix    *Mix
+	envGW  map[string]string
+	closer []func()
+}
+
+func newBench(o *options, stderr io.Writer) (*bench, error) {
+	b := &bench{o: o, log: slog.New(slog.NewTextHandler(stderr, nil))}
+	var err error
+	if b.dir, err = filepath.Abs(o.model); err != nil {
+		return nil, err
+	}
+	if b.hf, err = hfmodel.Open(b.dir); err != nil {
+		return nil, fmt.Errorf("model %s: %w (generate it: go run ./gateway/cmd/testmodel -out %s -size minilm)", b.dir, err, o.model)
+	}
+	if b.tok, err = tokenizer.LoadFile(b.hf.TokenizerPath); err != nil {
+		return nil, err
+	}
+	if b.mix, err = NewMix(DefaultMix(o.seed)); err != nil {
+		return nil, err
+	}
+	lib, err := filepath.Abs(o.ortLib)
+	if err != nil {
+		return nil, err
+	}
+	if o.gateway, err = filepath.Abs(o.gateway); err != nil {
+		return nil, err
+	}
+	b.envGW = map[string]string{"MODEL_ID": b.dir, "ORT_LIB": lib}
+	// One session serves the raw baseline and the Triton stand-in: ONNX
+	// Runtime's environment is process-wide and best loaded once.
+	b.ort, err = onnx.Open(onnx.Options{LibraryPath: lib, ModelPath: filepath.Join(b.dir, "onnx", "model.onnx"),
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	b.closer = append(b.closer, func() { _ = b.ort.Close() })
+	return b, nil
+}
+
+func (b *bench) close() {
+	for i := len(b.closer) - 1; i >= 0; i-- {
+		b.closer[i]()
+	}
+}
+
+func (b *bench) runAll(ctx context.Context) (*Report, error) {
+	o := b.o
+	rep := &Report{Date: time.Now(), Machine: machine(), Quick: o.quick,
+		Model: fmt.Sprintf("%s (generated MiniLM-size BERT, hidden %d, max input %d)", b.dir, b.hf.HiddenSize, b.hf.MaxInputLength),
+		Mix: fmt.Sprintf("%d seeded requests (seed %d): inputs 60%% queries of 5–20 tokens, 30%% passages of 100–300, 10%% documents of 500–540 (truncated to %d); 1–16 inputs per request; "+
+			"50%% OpenAI base64, 25%% OpenAI float, 25%% TEI /embed; closed loop (each client sends on answer); %v warm-up + %v window per level",
+			len(b.mix.Requests), o.seed, b.hf.MaxInputLength, o.warmup, o.window),
+	}
+	if o.runs["raw"] {
+		b.log.Info("raw ONNX Runtime baseline", "for", o.raw)
+		// About 120k tokens: one pass takes ~12 s at the ~10k tokens/s
+		// this machine reaches; quick mode takes a third.
+		texts := 1024
+		if o.quick {
+			texts = 384
+		}
+		batches, err := idealBatches(b.tok, b.mix.Texts(texts), b.hf.MaxInputLength, 32, 16384)
+		if err != nil {
+			return rep, err
+		}
+		if rep.Raw, err = runRaw(ctx, b.ort, batches, o.raw, o.seed); err != nil {
+			return rep, err
+		}
+		b.log.Info("raw", "tokens/s", int(rep.Raw.Tokens), "batches", rep.Raw.Batches)
+	}
+	if o.runs["onnx"] {
+		env := map[string]string{"BACKEND": "onnx"}
+		if o.profile != "" {
+			env["PPROF"] = "true"
+		}
+		if err := b.levels(ctx, rep, "onnx", env, nil); err != nil {
+			return rep, err
+		}
+	}
+	if o.runs["triton"] {
+		// Like a Triton model with instance_group count 1: one batch runs at
+		// a time; the gateway still keeps several in flight.
+		if err := b.levels(ctx, rep, "triton", nil, &oneInstance{model: b.ort}); err != nil {
+			return rep, err
+		}
+	}
+	if o.runs["overhead"] || o.runs["memory"] {
+		if err := b.instant(ctx, rep); err != nil {
+			return rep, err
+		}
+	}
+	if o.runs["overload"] {
+		env := map[string]string{"BACKEND": "onnx", "MAX_CONCURRENT_REQUESTS": strconv.Itoa(o.overloadMax)}
+		name := fmt.Sprintf("overload: onnx, MAX_CONCURRENT_REQUESTS=%d, %d clients", o.overloadMax, o.overloadClients)
+		err := b.withGateway(ctx, "overload", env, nil, func(g *child) error {
+			l, err := b.level(ctx, g, b.mix, levelOptions{Name: name, Clients: o.overloadClients, Warmup: o.warmup, Window: o.window})
+			rep.Overload = l
+			return err
+		})
+		if err != nil {
+			return rep, err
+		}
+		if sat := rep.level("onnx", ratioClients); sat != nil && sat.Tokens > 0 && rep.Overload != nil {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("overload: 200 throughput %.0f tokens/s = %.2f of the %d-client level; the clients retry 429s at once (no backoff), so the gateway also spends CPU refusing",
+				rep.Overload.Tokens, rep.Overload.Tokens/sat.Tokens, ratioClients))
+		}
+	}
+	return rep, nil
+}
+
+// levels runs every concurrency level against one gateway. With a
+// non-nil model the gateway uses --backend triton against an in-process
+// Triton stand-in running it.
+func (b *bench) levels(ctx context.Context, rep *Report, name string, env map[string]string, m model) error {
+	return b.withGateway(ctx, name, env, m, func(g *child) error {
+		for _, n := range b.o.levels {
+			opts := levelOptions{Name: name, Clients: n, Warmup: b.o.warmup, Window: b.o.window}
+			if name == "onnx" && n == ratioClients {
+				opts.Profile = b.o.profile
+			}
+			l, err := b.level(ctx, g, b.mix, opts)
+			if l != nil {
+				rep.Levels = append(rep.Levels, l)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// instant measures the gateway alone: Triton stand-in whose model answers
+// at once, so that the gateway process holds no model and every
+// millisecond a client sees is the gateway's (plus one loopback gRPC hop).
+func (b *bench) instant(ctx context.Context, rep *Report) error {
+	o := b.o
+	spec := b.ort.Spec()
+	short, err := NewMix(ShortQueryMix(o.seed))
+	if err != nil {
+		return err
+	}
+	mixOpts := DefaultMix(o.seed)
+	mixOpts.Routes = [numRoutes]float64{routeNative: 1} // native bodies carry precise timings
+	nativeMix, err := NewMix(mixOpts)
+	if err != nil {
+		return err
+	}
+	kinds := []gateway.OutputKind{gateway.Hidden}
+	if !o.quick {
+		kinds = append(kinds, gateway.Pooled)
+	}
+	for _, kind := range kinds {
+		s := spec
+		s.Output = kind
+		out := "last_hidden_state"
+		if kind == gateway.Pooled {
+			out = "sentence_embedding"
+		}
+		err := b.withGateway(ctx, "instant-"+out, map[string]string{}, newInstant(s, 32, b.hf.MaxInputLength), func(g *child) error {
+			if kind == gateway.Hidden && o.runs["overhead"] {
+				l, err := b.level(ctx, g, short, levelOptions{Name: "instant backend (" + out + "): 1 short query per request", Clients: 1, Warmup: o.warmup, Window: o.window, Timings: true})
+				rep.Overhead = l
+				if err != nil {
+					return err
+				}
+				l, err = b.level(ctx, g, nativeMix, levelOptions{Name: "instant backend (" + out + "): the mix, native route", Clients: 1, Warmup: o.warmup, Window: o.window, Timings: true})
+				rep.OverMix = l
+				if err != nil {
+					return err
+				}
+			}
+			if o.runs["memory"] {
+				l, err := b.level(ctx, g, b.mix, levelOptions{Name: fmt.Sprintf("instant backend (%s): %d clients", out, o.memoryClients), Clients: o.memoryClients, Warmup: o.warmup, Window: o.window})
+				if l != nil {
+					rep.Memory = append(rep.Memory, l)
+				}
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) level(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Level, error) {
+	b.log.Info("level", "run", opts.Name, "clients", opts.Clients, "for", opts.Warmup+opts.Window)
+	l, err := runLevel(ctx, g, mix, opts)
+	if l != nil && l.ProfileErr != "" {
+		b.log.Warn("no CPU profile", "run", opts.Name, "err", l.ProfileErr)
+	}
+	if l != nil {
+		b.log.Info("level done", "run", opts.Name, "clients", opts.Clients, "req/s", fmt.Sprintf("%.1f", l.Requests),
+			"tokens/s", int(l.Tokens), "p50", l.Latency.P50, "statuses", fmtStatus(l.Status))
+	}
+	return l, err
+}
+
+// withGateway starts a gateway (and, with m, a Triton stand-in serving m
+// on a loopback port), runs fn, and stops both whatever happens.
+func (b *bench) withGateway(ctx context.Context, name string, env map[string]string, m model, fn func(*child) error) error {
+	full := map[string]string{}
+	for k, v := range b.envGW {
+		full[k] = v
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	if m != nil {
+		srv, err := tritontest.New(m, tritontest.WithName("minilm-bench"))
+		if err != nil {
+			return err
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(lis) }()
+		defer func() {
+			srv.Close()
+			if err := <-served; err != nil {
+				b.log.Error("triton stand-in", "err", err)
+			}
+		}()
+		full["BACKEND"], full["TRITON_URL"], full["TRITON_MODEL"] = "triton", lis.Addr().String(), srv.Name()
+	}
+	logPath := filepath.Join(b.o.logs, name+".log")
+	b.log.Info("starting gateway", "run", name, "log", logPath)
+	g, err := startGateway(ctx, b.o.gateway, logPath, full)
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	return fn(g)
+}
+
+// machine describes the CPU for the report.
+func machine() string {
+	cpu := "unknown CPU"
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(raw)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d × %s, %s/%s, %s", runtime.NumCPU(), cpu, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Report is everything one run measured.
+type Report struct {
+	Date    time.Time
+	Machine string
+	Model   string
+	Mix     string
+	Quick   bool
+
+	Raw      *Raw
+	Levels   []*Level // every gateway level, in run order, by Name
+	Overhead *Level   // 1 client, short queries, instant backend
+	OverMix  *Level   // 1 client, the mix, instant backend
+	Memory   []*Level // 256 clients, instant backend
+	Overload *Level
+	Notes    []string
+}
+
+// target is one line of BRIEF §12 as this run measured it.
+type target struct {
+	name, want, got string
+	met             bool
+	known           bool // false when the run did not measure it
+}
+
+// ratioLevel is the level the throughput target is judged on.
+const ratioClients = 64
+
+func (r *Report) level(backend string, clients int) *Level {
+	for _, l := range r.Levels {
+		if l.Name == backend && l.Clients == clients {
+			return l
+		}
+	}
+	return nil
+}
+
+func (r *Report) targets() []target {
+	var ts []target
+	for _, b := range []string{"onnx", "triton"} {
+		t := target{name: fmt.Sprintf("%s: tokens/s at %d clients ÷ raw ORT", b, ratioClients), want: "≥ 0.90"}
+		if l := r.level(b, ratioClients); l != nil && r.Raw != nil && r.Raw.Tokens > 0 {
+			ratio := l.Tokens / r.Raw.Tokens
+			t.got, t.met, t.known = fmt.Sprintf("%.2f (%.0f / %.0f)", ratio, l.Tokens, r.Raw.Tokens), ratio >= 0.90, true
+		}
+		ts = append(ts, t)
+	}
+	if l := r.Overhead; l != nil {
+		ts = append(ts, target{name: "gateway overhead p50, 1 client, short query, instant backend", want: "≤ 1 ms",
+			got: fmt.Sprintf("%s end to end, %s minus inference", fmtDur(l.Latency.P50), fmtDur(l.Overhead.P50)),
+			met: l.Overhead.P50 <= time.Millisecond && l.Overhead.N > 0, known: true})
+	}
+	for _, l := range r.Memory {
+		ts = append(ts, target{name: "gateway RSS without model, " + l.Name, want: "≤ 150 MB",
+			got: fmt.Sprintf("%s peak (VmHWM), %s max sampled", fmtMB(l.HWM), fmtMB(l.RSSMax)),
+			met: l.HWM > 0 && l.HWM <= 150<<20, known: true})
+	}
+	if l := r.Overload; l != nil {
+		bad := 0
+		for code, n := range l.Status {
+			if code != 200 && code != 429 {
+				bad += n
+			}
+		}
+		ts = append(ts, target{name: "overload: " + l.Name, want: "only 200/429, 429s ≤ 1 s, no 5xx",
+			got: fmt.Sprintf("%s; slowest 429 %s", fmtStatus(l.Status), fmtDur(l.Max429)),
+			met: bad == 0 && l.Max429 <= time.Second && l.Status[200] > 0, known: true})
+	}
+	return ts
+}
+
+// Write renders the report as Markdown.
+func (r *Report) Write(w io.Writer) error {
+	p := &printer{w: w}
+	p.f("# embedgate benchmark %s\n\n", r.Date.UTC().Format("2006-01-02 15:04 MST"))
+	p.f("- machine: %s\n- model: %s\n- load: %s\n", r.Machine, r.Model, r.Mix)
+	if r.Quick {
+		p.f("- **quick mode**: short levels, numbers are indicative only\n")
+	}
+	p.f("- noise: the machine is shared; expect ±10–20%% between runs\n")
+	p.f("- columns: throughput counts 200s that completed inside the window; latencies and statuses cover requests sent inside it; " +
+		"padding is the mean of embedgate_batch_padding_ratio per batch / 1 − real ÷ padded tokens; backend busy is inference seconds per second " +
+		"(above 100%% when batches wait on Triton in flight); CPU is cores × 100%% (gw = the gateway process, ONNX Runtime included with --backend onnx; " +
+		"bench = this process: load generator, plus ONNX Runtime for the Triton stand-in); RSS from /proc (max sampled every 200 ms / VmHWM)\n\n")
+
+	if raw := r.Raw; raw != nil {
+		p.f("## Raw ONNX Runtime (in process, ideal batches)\n\n")
+		p.f("| batches | rows/batch | padding | embeddings/s | tokens/s |\n|---:|---:|---:|---:|---:|\n")
+		p.f("| %d | %.1f | %s | %.1f | %.0f |\n\n", raw.Batches, raw.Rows, pct(raw.Padding), raw.Embeddings, raw.Tokens)
+	}
+	if len(r.Levels) > 0 {
+		p.f("## Gateway under load\n\n")
+		writeLevels(p, r.Levels, r.Raw)
+	}
+	var extra []*Level
+	for _, l := range []*Level{r.Overhead, r.OverMix} {
+		if l != nil {
+			extra = append(extra, l)
+		}
+	}
+	extra = append(extra, r.Memory...)
+	if r.Overload != nil {
+		extra = append(extra, r.Overload)
+	}
+	if len(extra) > 0 {
+		p.f("## Overhead, memory, overload\n\n")
+		writeLevels(p, extra, nil)
+		for _, l := range extra {
+			if l.Overhead.N > 0 {
+				p.f("- %s: end to end p50 %s p99 %s; minus the gateway's reported inference time p50 %s p90 %s p99 %s (n=%d)\n",
+					l.Name, fmtDur(l.Latency.P50), fmtDur(l.Latency.P99), fmtDur(l.Overhead.P50), fmtDur(l.Overhead.P90), fmtDur(l.Overhead.P99), l.Overhead.N)
+			}
+			if l.Max429 > 0 {
+				p.f("- %s: slowest 429 %s, slowest 200 %s\n", l.Name, fmtDur(l.Max429), fmtDur(l.Max200))
+			}
+		}
+		p.f("\n")
+	}
+	p.f("## Targets (BRIEF §12)\n\n| target | want | measured | |\n|---|---|---|---|\n")
+	for _, t := range r.targets() {
+		mark := "not measured"
+		switch {
+		case t.known && t.met:
+			mark = "met"
+		case t.known:
+			mark = "**missed**"
+		}
+		p.f("| %s | %s | %s | %s |\n", t.name, t.want, t.got, mark)
+	}
+	if len(r.Notes) > 0 {
+		p.f("\n## Notes\n\n")
+		for _, n := range r.Notes {
+			p.f("- %s\n", n)
+		}
+	}
+	return p.err
+}
+
+func writeLevels(p *printer, levels []*Level, raw *Raw) {
+	p.f("| run | clients | req/s | emb/s | tok/s | vs raw | p50 | p90 | p99 | statuses | padding (batch / tok) | rows/batch | backend busy | gw CPU | bench CPU | gw RSS max / peak |\n")
+	p.f("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, l := range levels {
+		vs := "–"
+		if raw != nil && raw.Tokens > 0 {
+			vs = fmt.Sprintf("%.2f", l.Tokens/raw.Tokens)
+		}
+		p.f("| %s | %d | %.1f | %.1f | %.0f | %s | %s | %s | %s | %s | %s / %s | %.1f | %s | %s | %s | %s / %s |\n",
+			l.Name, l.Clients, l.Requests, l.Embedding, l.Tokens, vs,
+			fmtDur(l.Latency.P50), fmtDur(l.Latency.P90), fmtDur(l.Latency.P99), fmtStatus(l.Status),
+			pct(l.Padding), pct(l.PaddingTok), l.BatchRows, pct(l.BackendBusy),
+			pct(l.GatewayCPU), pct(l.LoaderCPU), fmtMB(l.RSSMax), fmtMB(l.HWM))
+		for _, e := range l.Errors {
+			p.f("|  ↳ %s transport error: %s |\n", l.Name, strings.ReplaceAll(e, "|", "/"))
+		}
+	}
+	p.f("\n")
+}
+
+// fmtStatus lists counts by status, "err" for transport errors.
+func fmtStatus(m map[int]int) string {
+	var parts []string
+	for _, code := range slices.Sorted(maps.Keys(m)) {
+		name := strconv.Itoa(code)
+		if code == 0 {
+			name = "err"
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d", name, m[code]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "–"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+func fmtMB(b int64) string {
+	if b <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f MB", float64(b)/(1<<20))
+}
+
+func pct(x float64) string { return fmt.Sprintf("%.0f%%", 100*x) }
+
+// printer keeps the first write error so Write can check once.
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) f(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
