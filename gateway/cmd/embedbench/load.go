@@ -24,19 +24,22 @@ type levelOptions struct {
 	Warmup  time.Duration // load before the window; not counted
 	Window  time.Duration // the measured part
 	Timings bool          // read "timings" from native bodies (overhead runs)
-	Profile string        // if set, save a CPU profile of the gateway's window here
+	// BackendHere says the model runs in this process (the Triton
+	// stand-in): its CPU then counts as the backend's.
+	BackendHere bool
+	Profile     string // if set, save CPU and heap profiles of the gateway's window to Profile+".{cpu,heap}.pprof"
 }
 
-// Level is what one load level measured. Throughput counts 200 responses
-// that completed inside the window; latencies and statuses cover requests
-// sent inside it (including ones that finished after it).
+// Level is what one load level measured (see runLevel for which requests
+// each figure covers).
 type Level struct {
 	Name      string
 	Clients   int
 	Window    time.Duration
-	Requests  float64 // per second
-	Embedding float64 // per second
-	Tokens    float64 // per second
+	Makespan  time.Duration // first request to last answer
+	Requests  float64       // per second
+	Embedding float64       // per second
+	Tokens    float64       // per second
 	Latency   quantiles
 	Status    map[int]int // 0 = transport error (no HTTP status)
 	Max429    time.Duration
@@ -47,12 +50,13 @@ type Level struct {
 	// missing profile does not spoil the measurements.
 	ProfileErr string
 
-	GatewayCPU float64 // cores busy in the gateway process over the window
+	GatewayCPU float64 // cores busy in the gateway process over the makespan
 	LoaderCPU  float64 // cores busy in this process (load generator, in-process Triton)
+	TokPerCPU  float64 // tokens per CPU-second of gateway + backend: robust to other processes' load
 	RSSMax     int64   // highest gateway RSS sampled during the level
 	HWM        int64   // the gateway's peak RSS at the end of the level
 
-	Padding     float64 // mean embedgate_batch_padding_ratio over the window's batches
+	Padding     float64 // mean embedgate_batch_padding_ratio over the level's batches
 	PaddingTok  float64 // 1 - real tokens / padded tokens over the window
 	BatchRows   float64 // mean rows per batch
 	BackendBusy float64 // inference seconds per second (can exceed 1 with Triton in flight)
@@ -97,6 +101,12 @@ func takeSnapshot(ctx context.Context, g *child) snapshot {
 // a fixed worker count), for Warmup+Window; then it waits for the
 // requests still in flight, so that no abandoned work spills into the next
 // level (fasthttp cannot notice a client that left).
+//
+// Throughput, CPU and the /metrics deltas cover the whole level, from the
+// first request to the last answer (work ÷ makespan): at 64 clients a
+// request of the mix can wait longer than any window this machine affords,
+// so counting what completes inside a window would count a handful of
+// requests. Latencies and statuses cover requests sent after the warm-up.
 func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Level, error) {
 	atk := vegeta.NewAttacker(
 		vegeta.Workers(uint64(opts.Clients)), vegeta.MaxWorkers(uint64(opts.Clients)),
@@ -108,54 +118,40 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 	)
 
 	var (
-		mu        sync.Mutex
-		startSnap snapshot
-		endSnap   snapshot
-		rssMax    int64
-		ended     = make(chan struct{}) // closed once endSnap is taken
-		sampled   = make(chan struct{}) // closed when the sampler returns
+		mu      sync.Mutex
+		rssMax  int64
+		sampled = make(chan struct{}) // closed when the sampler returns
 	)
+	first := takeSnapshot(ctx, g)
+	if first.err != nil {
+		return nil, fmt.Errorf("level %s: gateway snapshot: %w", opts.Name, first.err)
+	}
 	begin := time.Now()
 	winStart, winEnd := begin.Add(opts.Warmup), begin.Add(opts.Warmup+opts.Window)
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
-	// The sampler snapshots the gateway at the window's edges (CPU time,
-	// /metrics) and reads its RSS every 200 ms until stopped.
+	// The sampler reads the gateway's RSS every 200 ms until stopped.
 	go func() {
 		defer close(sampled)
-		atStart, atEnd := time.NewTimer(time.Until(winStart)), time.NewTimer(time.Until(winEnd))
-		defer atStart.Stop()
-		defer atEnd.Stop()
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		for {
+			if st, err := readProc(strconv.Itoa(g.pid())); err == nil {
+				mu.Lock()
+				rssMax = max(rssMax, st.rss)
+				mu.Unlock()
+			}
 			select {
 			case <-sampleCtx.Done():
 				return
-			case <-atStart.C:
-				s := takeSnapshot(sampleCtx, g)
-				mu.Lock()
-				startSnap = s
-				mu.Unlock()
-			case <-atEnd.C:
-				s := takeSnapshot(sampleCtx, g)
-				mu.Lock()
-				endSnap = s
-				mu.Unlock()
-				close(ended)
 			case <-tick.C:
-				if st, err := readProc(strconv.Itoa(g.pid())); err == nil {
-					mu.Lock()
-					rssMax = max(rssMax, st.rss)
-					mu.Unlock()
-				}
 			}
 		}
 	}()
 
 	profiled := make(chan error, 1)
 	if opts.Profile != "" {
-		go func() { profiled <- fetchProfile(sampleCtx, g.url, opts.Profile, winStart, opts.Window) }()
+		go func() { profiled <- fetchProfiles(sampleCtx, g.url, opts.Profile, winStart, opts.Window) }()
 	} else {
 		profiled <- nil
 	}
@@ -166,10 +162,13 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 	lv := &Level{Name: opts.Name, Clients: opts.Clients, Window: opts.Window, Status: map[int]int{}}
 	var lat, over []time.Duration
 	var reqs, embs, toks float64
+	last := begin
 	errSeen := map[string]bool{}
 	for res := range atk.Attack(mix.Targeter(g.url), vegeta.ConstantPacer{}, opts.Warmup+opts.Window, opts.Name) {
-		end := res.End()
-		if !end.Before(winStart) && !end.After(winEnd) && res.Code == 200 {
+		if end := res.End(); end.After(last) {
+			last = end
+		}
+		if res.Code == 200 {
 			reqs++
 			embs += float64(inputsFromRequestID(res.Headers.Get("X-Request-Id")))
 			if n, err := strconv.Atoi(res.Headers.Get("X-Compute-Tokens")); err == nil {
@@ -199,39 +198,40 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 		}
 	}
 	perr := <-profiled
-	// The last responses can come in just before the window's end.
-	select {
-	case <-ended:
-	case <-ctx.Done():
-	}
 	stopSampling()
 	<-sampled
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	w := opts.Window.Seconds()
-	lv.Requests, lv.Embedding, lv.Tokens = reqs/w, embs/w, toks/w
-	lv.Latency, lv.Overhead = quantilesOf(lat), quantilesOf(over)
-
-	mu.Lock()
-	defer mu.Unlock()
-	lv.RSSMax = rssMax
-	if err := errors.Join(startSnap.err, endSnap.err); err != nil || startSnap.metrics == nil || endSnap.metrics == nil {
-		return lv, fmt.Errorf("level %s: gateway snapshots: %v", opts.Name, err)
+	end := takeSnapshot(ctx, g)
+	if end.err != nil {
+		return nil, fmt.Errorf("level %s: gateway snapshot: %w", opts.Name, end.err)
 	}
-	span := endSnap.gw.at.Sub(startSnap.gw.at).Seconds()
-	lv.GatewayCPU = (endSnap.gw.cpu - startSnap.gw.cpu).Seconds() / span
-	lv.LoaderCPU = (endSnap.self.cpu - startSnap.self.cpu).Seconds() / span
-	lv.HWM = endSnap.gw.hwm
-	d := func(name string) float64 { return endSnap.metrics[name] - startSnap.metrics[name] }
+	lv.Makespan = last.Sub(begin)
+	span := lv.Makespan.Seconds()
+	lv.Requests, lv.Embedding, lv.Tokens = reqs/span, embs/span, toks/span
+	lv.Latency, lv.Overhead = quantilesOf(lat), quantilesOf(over)
+	lv.RSSMax = rssMax
+
+	// CPU over the same makespan: the end snapshot comes a few ms after
+	// the last answer, when both processes are idle.
+	lv.GatewayCPU = (end.gw.cpu - first.gw.cpu).Seconds() / span
+	lv.LoaderCPU = (end.self.cpu - first.self.cpu).Seconds() / span
+	lv.HWM = end.gw.hwm
+	if cpu := lv.GatewayCPU; cpu > 0 {
+		if opts.BackendHere {
+			cpu += lv.LoaderCPU
+		}
+		lv.TokPerCPU = lv.Tokens / cpu
+	}
+	d := func(name string) float64 { return end.metrics[name] - first.metrics[name] }
 	if n := d("embedgate_batch_padding_ratio_count"); n > 0 {
 		lv.Batches = n
 		lv.Padding = d("embedgate_batch_padding_ratio_sum") / n
 		lv.BatchRows = d("embedgate_batch_size_sum") / n
 	}
-	// Real tokens are those the window's responses reported; padded ones
-	// are what the batches carried. The two windows differ by the requests
-	// in flight at each edge, so this is an estimate.
+	// Real tokens are what the answers reported, padded ones what the
+	// batches carried; requests that timed out make this an estimate.
 	if padded := d("embedgate_batch_tokens_sum"); padded > 0 && toks > 0 {
 		lv.PaddingTok = max(0, 1-toks/padded)
 	}
@@ -242,18 +242,26 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 	return lv, nil
 }
 
-// fetchProfile waits for the window and saves the gateway's CPU profile
-// over it (net/http/pprof's /debug/pprof/profile).
-func fetchProfile(ctx context.Context, baseURL, path string, at time.Time, window time.Duration) error {
+// fetchProfiles waits for the window, saves the gateway's CPU profile over
+// it to prefix+".cpu.pprof" and then its heap profile to
+// prefix+".heap.pprof" (net/http/pprof).
+func fetchProfiles(ctx context.Context, baseURL, prefix string, at time.Time, window time.Duration) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(time.Until(at)):
 	}
 	secs := max(1, int(window.Seconds()))
-	ctx, cancel := context.WithTimeout(ctx, window+30*time.Second)
+	return errors.Join(
+		fetchTo(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", baseURL, secs), prefix+".cpu.pprof", window+30*time.Second),
+		fetchTo(ctx, baseURL+"/debug/pprof/heap", prefix+".heap.pprof", 30*time.Second))
+}
+
+// fetchTo saves what url answers to path.
+func fetchTo(ctx context.Context, url, path string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", baseURL, secs), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}

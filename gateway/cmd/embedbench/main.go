@@ -68,7 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.model, "model", ".cache/models/minilm-bench", "model directory (go run ./gateway/cmd/testmodel -size minilm)")
 	fs.StringVar(&o.ortLib, "ort-lib", "", "libonnxruntime.so.1 (required; scripts/fetch-ort)")
 	fs.StringVar(&o.logs, "logs", filepath.Join(os.TempDir(), "embedbench-logs"), "directory for the gateways' logs")
-	fs.StringVar(&o.profile, "profile", "", "save a CPU profile of the gateway during the onnx 64-client window here (the gateway must serve /debug/pprof with --pprof)")
+	fs.StringVar(&o.profile, "profile", "", "directory for CPU and heap profiles of the gateway (64-client and memory levels; runs it with --pprof)")
 	fs.DurationVar(&o.window, "window", 15*time.Second, "measured time per level")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before each level's window")
 	fs.DurationVar(&o.raw, "raw", 15*time.Second, "least time for the raw ONNX Runtime baseline (whole passes over the inputs)")
@@ -115,6 +115,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
 	}
 	b, err := newBench(o, stderr)
 	if err != nil {
@@ -210,11 +215,7 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 		b.log.Info("raw", "tokens/s", int(rep.Raw.Tokens), "batches", rep.Raw.Batches)
 	}
 	if o.runs["onnx"] {
-		env := map[string]string{"BACKEND": "onnx"}
-		if o.profile != "" {
-			env["PPROF"] = "true"
-		}
-		if err := b.levels(ctx, rep, "onnx", env, nil); err != nil {
+		if err := b.levels(ctx, rep, "onnx", map[string]string{"BACKEND": "onnx"}, nil); err != nil {
 			return rep, err
 		}
 	}
@@ -255,9 +256,9 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 func (b *bench) levels(ctx context.Context, rep *Report, name string, env map[string]string, m model) error {
 	return b.withGateway(ctx, name, env, m, func(g *child) error {
 		for _, n := range b.o.levels {
-			opts := levelOptions{Name: name, Clients: n, Warmup: b.o.warmup, Window: b.o.window}
-			if name == "onnx" && n == ratioClients {
-				opts.Profile = b.o.profile
+			opts := levelOptions{Name: name, Clients: n, Warmup: b.o.warmup, Window: b.o.window, BackendHere: m != nil}
+			if n == ratioClients {
+				opts.Profile = b.profilePath(name, n)
 			}
 			l, err := b.level(ctx, g, b.mix, opts)
 			if l != nil {
@@ -312,7 +313,8 @@ func (b *bench) instant(ctx context.Context, rep *Report) error {
 				}
 			}
 			if o.runs["memory"] {
-				l, err := b.level(ctx, g, b.mix, levelOptions{Name: fmt.Sprintf("instant backend (%s): %d clients", out, o.memoryClients), Clients: o.memoryClients, Warmup: o.warmup, Window: o.window})
+				l, err := b.level(ctx, g, b.mix, levelOptions{Name: fmt.Sprintf("instant backend (%s): %d clients", out, o.memoryClients),
+					Clients: o.memoryClients, Warmup: o.warmup, Window: o.window, Profile: b.profilePath("instant-"+out, o.memoryClients)})
 				if l != nil {
 					rep.Memory = append(rep.Memory, l)
 				}
@@ -350,6 +352,9 @@ func (b *bench) withGateway(ctx context.Context, name string, env map[string]str
 	for k, v := range env {
 		full[k] = v
 	}
+	if b.o.profile != "" {
+		full["PPROF"] = "true"
+	}
 	if m != nil {
 		srv, err := tritontest.New(m, tritontest.WithName("minilm-bench"))
 		if err != nil {
@@ -377,6 +382,14 @@ func (b *bench) withGateway(ctx context.Context, name string, env map[string]str
 	}
 	defer g.stop()
 	return fn(g)
+}
+
+// profilePath is where a level's profiles go ("" = none).
+func (b *bench) profilePath(run string, clients int) string {
+	if b.o.profile == "" {
+		return ""
+	}
+	return filepath.Join(b.o.profile, fmt.Sprintf("%s-%d", run, clients))
 }
 
 // machine describes the CPU for the report.

@@ -20,6 +20,7 @@ type Raw struct {
 	Padding    float64 // share of padded positions over all batches
 	Tokens     float64 // real tokens per second
 	Embeddings float64 // rows per second
+	TokPerCPU  float64 // real tokens per CPU-second of this process
 	Elapsed    time.Duration
 }
 
@@ -89,6 +90,10 @@ func runRaw(ctx context.Context, m model, batches []*gateway.Batch, d time.Durat
 	}
 	r := &Raw{}
 	var rows, real, padded int
+	cpu0, err := readProc("self")
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	for time.Since(start) < d {
 		for _, i := range rng.Perm(len(batches)) {
@@ -106,6 +111,11 @@ func runRaw(ctx context.Context, m model, batches []*gateway.Batch, d time.Durat
 		}
 	}
 	r.Elapsed = time.Since(start)
+	cpu1, err := readProc("self")
+	if err != nil {
+		return nil, err
+	}
+	r.TokPerCPU = float64(real) / (cpu1.cpu - cpu0.cpu).Seconds()
 	s := r.Elapsed.Seconds()
 	r.Rows = float64(rows) / float64(r.Batches)
 	r.Padding = 1 - float64(real)/float64(padded)

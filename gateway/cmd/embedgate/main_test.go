@@ -29,9 +29,17 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
+// Write keeps the last 1 MiB of logs: enough to diagnose a failure,
+// bounded so that long runs (the soak) measure the gateway's memory, not
+// the test's.
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.b.Len() > 1<<20 {
+		rest := append([]byte(nil), s.b.Bytes()[s.b.Len()/2:]...)
+		s.b.Reset()
+		s.b.Write(rest)
+	}
 	return s.b.Write(p)
 }
 
