@@ -154,3 +154,30 @@ type Info struct {
 	Prompts          map[string]string
 	DefaultPrompt    string
 }
+
+// Check rejects a batch the pipeline should never build: an empty or
+// overflowing shape, slices of the wrong length, or negative ids (ONNX's
+// Gather reads a negative index from the end of the table, so such an id
+// would silently embed as another token). Backends call it before sending.
+func (b *Batch) Check() error {
+	if b == nil {
+		return Errorf(Internal, "batch", "nil batch")
+	}
+	if b.Rows <= 0 || b.Len <= 0 {
+		return Errorf(Internal, "batch", "batch shape [%d,%d] is empty", b.Rows, b.Len)
+	}
+	n := b.Rows * b.Len
+	if n/b.Rows != b.Len {
+		return Errorf(Internal, "batch", "batch shape [%d,%d] overflows", b.Rows, b.Len)
+	}
+	if len(b.InputIDs) != n || len(b.AttentionMask) != n || b.TokenTypeIDs != nil && len(b.TokenTypeIDs) != n {
+		return Errorf(Internal, "batch", "batch [%d,%d] has %d input ids, %d mask and %d type ids, want %d each",
+			b.Rows, b.Len, len(b.InputIDs), len(b.AttentionMask), len(b.TokenTypeIDs), n)
+	}
+	for i, id := range b.InputIDs {
+		if id < 0 {
+			return Errorf(Internal, "batch", "negative token id %d at row %d, position %d", id, i/b.Len, i%b.Len)
+		}
+	}
+	return nil
+}

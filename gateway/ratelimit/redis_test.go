@@ -1,47 +1,28 @@
 package ratelimit
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/embedgate/embedgate/gateway/internal/redistest"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
 )
-
-// syncBuffer is a log sink safe for the limiter's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type redisFixture struct {
 	lim  *Redis
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 	reg  *prometheus.Registry
 }
 
 func newTestRedis(t *testing.T, url string, opts RedisOptions) redisFixture {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	lim, err := NewRedis(url, opts, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), reg)
 	if err != nil {

@@ -80,7 +80,7 @@ func newTinyEngine(t *testing.T, tune ...engineOption) *infer.Engine {
 func newRealServer(t *testing.T) (*testServer, *infer.Engine) {
 	t.Helper()
 	eng := newTinyEngine(t)
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	s, err := New(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second}, slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, Middlewares{})
 	if err != nil {

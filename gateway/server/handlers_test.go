@@ -218,7 +218,7 @@ func TestInternalErrorLoggedOnce(t *testing.T) {
 	if resp.StatusCode != 500 || resp.Header.Get(headerRequestID) != "req-42" {
 		t.Fatalf("status = %d id = %q, want 500 req-42", resp.StatusCode, resp.Header.Get(headerRequestID))
 	}
-	lines := s.logs.lines(t)
+	lines := logLines(t, s.logs)
 	if len(lines) != 1 {
 		t.Fatalf("%d log lines, want 1: %v", len(lines), lines)
 	}
@@ -234,7 +234,7 @@ func TestRequestLog(t *testing.T) {
 		return c.Next()
 	}})
 	s.post(t, "/api/v1/embed", `{"inputs":["very private text","more"]}`)
-	lines := s.logs.lines(t)
+	lines := logLines(t, s.logs)
 	if len(lines) != 1 {
 		t.Fatalf("%d log lines, want 1", len(lines))
 	}

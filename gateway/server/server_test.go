@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -76,25 +76,11 @@ func (f *fakeEngine) Info() gateway.Info               { return f.info }
 func (f *fakeEngine) Health(ctx context.Context) error { return f.healthErr }
 func (f *fakeEngine) Ready() bool                      { return !f.notReady }
 
-// syncBuffer collects log output written from fiber's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// lines are the decoded JSON log lines so far.
-func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+// logLines are the decoded JSON log lines in logs so far.
+func logLines(t *testing.T, logs *testenv.LogBuffer) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range bytes.Split(bytes.TrimSpace(s.b.Bytes()), []byte("\n")) {
+	for _, l := range bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n")) {
 		if len(l) == 0 {
 			continue
 		}
@@ -110,14 +96,14 @@ func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 type testServer struct {
 	*Server
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 }
 
 const testBodyLimit = 4096
 
 func newTestServer(t *testing.T, eng engine, mw Middlewares) *testServer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	s, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second},
 		slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, mw)

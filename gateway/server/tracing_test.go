@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -49,7 +50,7 @@ func tracedServer(t *testing.T, disabled bool, tune ...engineOption) (s *testSer
 			ratelimit.ByClientIP(false), ratelimit.WithTracer(tracer)),
 		ChargeTokens: ratelimit.ChargeTokens,
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	srv, err := New(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second, Tracer: tracer, Propagator: prop},
 		slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, mw)

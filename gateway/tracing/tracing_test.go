@@ -1,9 +1,9 @@
 package tracing_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
 	"log/slog"
 	"net"
 	"strings"
@@ -157,25 +157,8 @@ func (f *failingExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) 
 
 func (f *failingExporter) Shutdown(context.Context) error { return nil }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestExportFailuresLoggedOnce(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	exp := &failingExporter{}
 	tp, _, shutdown, err := tracing.New(context.Background(), tracing.Options{Exporter: exp}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {

@@ -277,27 +277,8 @@ func (b *Backend) output(batch *gateway.Batch, v ort.Value) (*gateway.Output, er
 
 // validate rejects batches the gateway should never build.
 func validate(b *gateway.Batch) error {
-	if b == nil {
-		return gateway.Errorf(gateway.Internal, "batch", "onnx: nil batch")
-	}
-	if b.Rows <= 0 || b.Len <= 0 {
-		return gateway.Errorf(gateway.Internal, "batch", "onnx: batch shape [%d,%d] is empty", b.Rows, b.Len)
-	}
-	n := b.Rows * b.Len
-	if n/b.Rows != b.Len {
-		return gateway.Errorf(gateway.Internal, "batch", "onnx: batch shape [%d,%d] overflows", b.Rows, b.Len)
-	}
-	if len(b.InputIDs) != n || len(b.AttentionMask) != n || b.TokenTypeIDs != nil && len(b.TokenTypeIDs) != n {
-		return gateway.Errorf(gateway.Internal, "batch", "onnx: batch [%d,%d] has %d input ids, %d mask and %d type ids, want %d each",
-			b.Rows, b.Len, len(b.InputIDs), len(b.AttentionMask), len(b.TokenTypeIDs), n)
-	}
-	// The runtime's Gather reads negative indices from the end of the table:
-	// a negative id would embed silently as another token. Too large ids fail
-	// in the runtime (a Backend error).
-	for i, id := range b.InputIDs {
-		if id < 0 {
-			return gateway.Errorf(gateway.Internal, "batch", "onnx: negative token id %d at row %d, position %d", id, i/b.Len, i%b.Len)
-		}
+	if err := b.Check(); err != nil {
+		return fmt.Errorf("onnx: %w", err)
 	}
 	return nil
 }

@@ -78,31 +78,14 @@ func (b *Backend) outgoing(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, kv...)
 }
 
-// validate rejects batches the gateway should never build.
+// validate rejects batches the gateway should never build, or that exceed
+// the model's max_batch_size.
 func (p *plan) validate(b *gateway.Batch) error {
-	if b == nil {
-		return gateway.Errorf(gateway.Internal, "batch", "triton: nil batch")
-	}
-	if b.Rows <= 0 || b.Len <= 0 {
-		return gateway.Errorf(gateway.Internal, "batch", "triton: batch shape [%d,%d] is empty", b.Rows, b.Len)
-	}
-	n := b.Rows * b.Len
-	if n/b.Rows != b.Len {
-		return gateway.Errorf(gateway.Internal, "batch", "triton: batch shape [%d,%d] overflows", b.Rows, b.Len)
-	}
-	if len(b.InputIDs) != n || len(b.AttentionMask) != n || b.TokenTypeIDs != nil && len(b.TokenTypeIDs) != n {
-		return gateway.Errorf(gateway.Internal, "batch", "triton: batch [%d,%d] has %d input ids, %d mask and %d type ids, want %d each",
-			b.Rows, b.Len, len(b.InputIDs), len(b.AttentionMask), len(b.TokenTypeIDs), n)
+	if err := b.Check(); err != nil {
+		return fmt.Errorf("triton: %w", err)
 	}
 	if p.spec.MaxBatch > 0 && b.Rows > p.spec.MaxBatch {
 		return gateway.Errorf(gateway.Internal, "batch", "triton: batch of %d rows exceeds the model's max_batch_size %d", b.Rows, p.spec.MaxBatch)
-	}
-	// ONNX Runtime's Gather reads negative indices from the end of the
-	// table: a negative id would embed silently as another token.
-	for i, id := range b.InputIDs {
-		if id < 0 {
-			return gateway.Errorf(gateway.Internal, "batch", "triton: negative token id %d at row %d, position %d", id, i/b.Len, i%b.Len)
-		}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/embedgate/embedgate/gateway/internal/redistest"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
 )
 
 // TestDrainUnderLoad cancels run (what SIGTERM does) while requests are in
@@ -28,7 +29,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	go func() {
 		errc <- run(ctx, []string{"embedgate"}, func(k string) string { return env[k] }, nil, io.Discard, logs)
 	}()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,32 +19,7 @@ type instance struct {
 	url    string
 	cancel context.CancelFunc
 	errc   chan error
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write keeps the last 1 MiB of logs: enough to diagnose a failure,
-// bounded so that long runs (the soak) measure the gateway's memory, not
-// the test's.
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 1<<20 {
-		rest := append([]byte(nil), s.b.Bytes()[s.b.Len()/2:]...)
-		s.b.Reset()
-		s.b.Write(rest)
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *testenv.LogBuffer
 }
 
 func freePort(t testing.TB) string {
@@ -78,7 +51,7 @@ func startGateway(t *testing.T, env map[string]string, args ...string) *instance
 	t.Helper()
 	env["HOSTNAME"], env["PORT"] = "127.0.0.1", freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &instance{url: "http://127.0.0.1:" + env["PORT"], cancel: cancel, errc: make(chan error, 1), logs: &syncBuffer{}}
+	g := &instance{url: "http://127.0.0.1:" + env["PORT"], cancel: cancel, errc: make(chan error, 1), logs: &testenv.LogBuffer{}}
 	go func() {
 		g.errc <- run(ctx, append([]string{"embedgate"}, args...), func(k string) string { return env[k] }, nil, io.Discard, g.logs)
 	}()
