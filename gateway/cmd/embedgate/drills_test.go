@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -146,43 +148,76 @@ func TestRedisOutage(t *testing.T) {
 			env["REDIS_URL"] = rds.URL()
 			env["RATE_LIMIT_FAIL_OPEN"] = map[bool]string{true: "true", false: "false"}[failOpen]
 			env["RATE_LIMIT_RPS"], env["RATE_LIMIT_BURST"] = "0.001", "3"
+			// Each phase is a different client (limits are per client IP),
+			// so the load below never drains the bucket a phase checks.
+			env["TRUST_PROXY_HEADERS"] = "true"
 			g := startGateway(t, env)
-			statuses := func(n int) map[int]int {
+			statuses := func(client string, n int) map[int]int {
 				got := map[int]int{}
 				for i := 0; i < n; i++ {
 					start := time.Now()
-					got[g.post(t, "/embed", `{"inputs":"hi"}`).status]++
+					got[g.post(t, "/embed", `{"inputs":"hi"}`, "X-Forwarded-For", client).status]++
 					if took := time.Since(start); took > 2*time.Second {
 						t.Errorf("request took %v with Redis down", took)
 					}
 				}
 				return got
 			}
-			if got := statuses(5); got[200] != 3 || got[429] != 2 {
+			if got := statuses("192.0.2.1", 5); got[200] != 3 || got[429] != 2 {
 				t.Fatalf("Redis up: %v, want 3×200 and 2×429", got)
 			}
+
+			// Load from another client runs through the outage and the
+			// restart: every answer must be 200 or 429, never an error.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var unexpected atomic.Int64
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if s := g.post(t, "/embed", `{"inputs":"load"}`, "X-Forwarded-For", "192.0.2.99").status; s != 200 && s != 429 {
+							unexpected.Add(1)
+						}
+					}
+				}()
+			}
+			defer func() {
+				close(stop)
+				wg.Wait()
+				if n := unexpected.Load(); n > 0 {
+					t.Errorf("%d requests under load got neither 200 nor 429", n)
+				}
+			}()
+
 			rds.Kill()
-			down := statuses(4)
+			down := statuses("192.0.2.2", 4)
 			if failOpen && down[200] != 4 {
 				t.Errorf("Redis down, fail open: %v, want all 200", down)
 			}
 			if !failOpen && down[429] != 4 {
 				t.Errorf("Redis down, fail closed: %v, want all 429", down)
 			}
+
+			// Limits apply again without restarting the gateway: once the
+			// limiter sees Redis back, a new client gets its burst of 3.
 			rds.Restart()
-			// Limits apply again without restarting the gateway: a fresh
-			// Redis has a fresh bucket of 3.
 			deadline := time.Now().Add(10 * time.Second)
-			for {
-				got := statuses(4)
+			for attempt := 3; ; attempt++ {
+				got := statuses(fmt.Sprintf("192.0.2.%d", attempt), 4)
 				if got[200] == 3 && got[429] == 1 {
 					break
 				}
 				if time.Now().After(deadline) {
 					t.Fatalf("after Redis restart: %v, want the limit back (3×200, 1×429)", got)
 				}
-				rds.Restart() // start again from an empty bucket
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond)
 			}
 		})
 	}

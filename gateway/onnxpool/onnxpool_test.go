@@ -1,0 +1,360 @@
+package onnxpool
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/backend/onnx"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
+	"github.com/embedgate/embedgate/gateway/pooling"
+	"github.com/embedgate/embedgate/gateway/testmodel"
+)
+
+// tinyONNX returns the bytes of the generated tiny model (opset 17, output
+// last_hidden_state [batch_size, sequence_length, 32]).
+func tinyONNX(t *testing.T, opts ...testmodel.Option) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.TinyModel(t, opts...), "onnx", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func openModel(t *testing.T, lib, path string) *onnx.Backend {
+	t.Helper()
+	b, err := onnx.Open(onnx.Options{LibraryPath: lib, ModelPath: path, IntraOpThreads: 1})
+	if err != nil {
+		t.Fatalf("onnx.Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return b
+}
+
+// padded builds a [len(lengths), max] batch of random token ids, each row
+// with lengths[i] real tokens, padded on the right or the left.
+func padded(rng *rand.Rand, lengths []int, left bool) *gateway.Batch {
+	l := max(1, slices.Max(lengths))
+	b := &gateway.Batch{Rows: len(lengths), Len: l, InputIDs: make([]int64, len(lengths)*l), AttentionMask: make([]int64, len(lengths)*l)}
+	for r, n := range lengths {
+		for i := range n {
+			p := i
+			if left {
+				p = l - n + i
+			}
+			b.InputIDs[r*l+p] = 1000 + rng.Int64N(20000)
+			b.AttentionMask[r*l+p] = 1
+		}
+	}
+	return b
+}
+
+// TestAppendMatchesGateway runs each appended pooling in ONNX Runtime and
+// compares sentence_embedding with package pooling applied to the original
+// model's last_hidden_state.
+func TestAppendMatchesGateway(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	src := filepath.Join(testenv.TinyModel(t), "onnx", "model.onnx")
+	model, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := openModel(t, lib, src)
+	rng := rand.New(rand.NewPCG(1, 2))
+	batches := []struct {
+		name  string
+		batch *gateway.Batch
+	}{
+		{"RightPadded", padded(rng, []int{7, 1, 4, 9, 2}, false)}, // what the gateway sends
+		{"RightPaddedEqual", padded(rng, []int{3, 3}, false)},
+		{"OneRow", padded(rng, []int{5}, false)},
+		{"LeftPadded", padded(rng, []int{7, 1, 4, 9, 2}, true)},
+		{"EmptyRow", padded(rng, []int{4, 0, 2}, false)}, // a padding row: zeros
+	}
+	ctx := context.Background()
+	hidden := make([]*gateway.Output, len(batches))
+	for i, bt := range batches {
+		if hidden[i], err = orig.Embed(ctx, bt.batch); err != nil {
+			t.Fatalf("%s: original Embed: %v", bt.name, err)
+		}
+	}
+	for _, m := range []pooling.Method{pooling.Mean, pooling.CLS, pooling.LastToken} {
+		for _, norm := range []bool{false, true} {
+			name := m.String()
+			if norm {
+				name += "+normalize"
+			}
+			t.Run(name, func(t *testing.T) {
+				out, err := Append(model, Options{Pooling: m, Normalize: norm})
+				if err != nil {
+					t.Fatalf("Append: %v", err)
+				}
+				path := filepath.Join(t.TempDir(), "pooled.onnx")
+				if err := os.WriteFile(path, out, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				pooled := openModel(t, lib, path)
+				if spec := pooled.Spec(); spec.Output != gateway.Pooled || spec.Hidden != 32 {
+					t.Fatalf("Spec() = output %v hidden %d, want Pooled, 32", spec.Output, spec.Hidden)
+				}
+				worst := 0.0
+				for i, bt := range batches {
+					got, err := pooled.Embed(ctx, bt.batch)
+					if err != nil {
+						t.Fatalf("%s: Embed: %v", bt.name, err)
+					}
+					want := gatewayPool(hidden[i], bt.batch.AttentionMask, m, norm)
+					if len(got.Data) != len(want) {
+						t.Fatalf("%s: got %d values, want %d", bt.name, len(got.Data), len(want))
+					}
+					for j := range want {
+						d := math.Abs(float64(got.Data[j] - want[j]))
+						worst = max(worst, d)
+						if d > 1e-5 || math.IsNaN(float64(got.Data[j])) {
+							t.Fatalf("%s: row %d dim %d = %v, want %v", bt.name, j/32, j%32, got.Data[j], want[j])
+						}
+					}
+				}
+				t.Logf("max |onnx - gateway| = %.3g", worst)
+			})
+		}
+	}
+}
+
+// gatewayPool is what the gateway computes from last_hidden_state.
+func gatewayPool(o *gateway.Output, mask []int64, m pooling.Method, norm bool) []float32 {
+	out := make([]float32, o.Rows*o.Hidden)
+	lh := o.Len * o.Hidden
+	for r := range o.Rows {
+		dst := out[r*o.Hidden : (r+1)*o.Hidden]
+		pooling.Pool(dst, o.Data[r*lh:(r+1)*lh], mask[r*o.Len:(r+1)*o.Len], o.Len, o.Hidden, m)
+		if norm {
+			pooling.Normalize(dst)
+		}
+	}
+	return out
+}
+
+// TestAppendKeepsBytes checks the splice: everything but the graph field's
+// length is the original, and the graph only grows at its end.
+func TestAppendKeepsBytes(t *testing.T) {
+	model := tinyONNX(t)
+	out, err := Append(model, Options{Pooling: pooling.Mean, Normalize: true})
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	m, err := parseModel(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parseModel(out)
+	if err != nil {
+		t.Fatalf("parse appended model: %v", err)
+	}
+	if !bytes.Equal(out[:p.graphStart], model[:m.graphStart]) || !bytes.Equal(out[p.graphEnd:], model[m.graphEnd:]) {
+		t.Error("bytes outside the graph field changed")
+	}
+	if !bytes.HasPrefix(p.graph, m.graph) {
+		t.Error("the graph does not start with the original graph")
+	}
+	if _, err := Append(out, Options{Pooling: pooling.Mean, Output: "second"}); err != nil {
+		t.Errorf("Append to an appended model under another name: %v", err)
+	}
+}
+
+// synth describes a small hand-written model for the parse-level tests: an
+// Identity from input "x" to the hidden output.
+type synth struct {
+	opset      int64 // 0: no opset_import
+	mask       string
+	maskElem   int32
+	maskDims   []dim
+	hidden     string
+	hiddenElem int32
+	hiddenDims []dim
+	tensor     string // an extra initializer name
+}
+
+func defaultSynth() synth {
+	bl := []dim{{param: "batch"}, {param: "seq"}}
+	return synth{opset: 17, mask: "attention_mask", maskElem: dtInt64, maskDims: bl,
+		hidden: "last_hidden_state", hiddenElem: dtFloat, hiddenDims: append(bl, dim{value: 8})}
+}
+
+func (s synth) encode() []byte {
+	var g []byte
+	g = appendMessage(g, graphNode, node{op: "Identity", name: "id", inputs: []string{"x"}, output: s.hidden}.encode())
+	g = appendString(g, 2, "synth")
+	if s.tensor != "" {
+		g = appendMessage(g, graphInitializer, floatScalar(s.tensor, 1).encode())
+	}
+	g = appendMessage(g, graphInput, encodeValueInfo("x", dtFloat, s.hiddenDims))
+	g = appendMessage(g, graphInput, encodeValueInfo(s.mask, s.maskElem, s.maskDims))
+	g = appendMessage(g, graphOutput, encodeValueInfo(s.hidden, s.hiddenElem, s.hiddenDims))
+	b := protowire.AppendTag(nil, modelIRVersion, protowire.VarintType)
+	b = protowire.AppendVarint(b, 8)
+	b = appendMessage(b, modelGraph, g)
+	if s.opset != 0 {
+		op := appendString(nil, 1, "")
+		op = protowire.AppendTag(op, 2, protowire.VarintType)
+		op = protowire.AppendVarint(op, uint64(s.opset))
+		b = appendMessage(b, modelOpset, op)
+	}
+	return b
+}
+
+func TestAppendErrors(t *testing.T) {
+	pooled := tinyONNX(t, testmodel.WithPooled())
+	mod := func(f func(*synth)) []byte {
+		s := defaultSynth()
+		f(&s)
+		return s.encode()
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	garbage := make([]byte, 4096)
+	for i := range garbage {
+		garbage[i] = byte(rng.Uint32())
+	}
+	for _, tt := range []struct {
+		name  string
+		model []byte
+		opts  Options
+		want  string // in the error
+	}{
+		{"AlreadyPooled", pooled, Options{Pooling: pooling.Mean}, `already has output "sentence_embedding"`},
+		{"Empty", nil, Options{}, "no graph"},
+		{"Garbage", garbage, Options{}, "read model"},
+		{"Text", []byte("not an onnx model\n"), Options{}, "read model"},
+		{"UnknownPooling", defaultSynth().encode(), Options{Pooling: pooling.Method(7)}, "unknown pooling"},
+		{"OldOpset", mod(func(s *synth) { s.opset = 12 }), Options{}, "opset 12"},
+		{"NoOpset", mod(func(s *synth) { s.opset = 0 }), Options{}, "no default-domain opset_import"},
+		{"NoMask", mod(func(s *synth) { s.mask = "mask" }), Options{}, `no input "attention_mask" (inputs: x, mask)`},
+		{"NoHidden", mod(func(s *synth) { s.hidden = "hidden" }), Options{}, `no output "last_hidden_state" (outputs: hidden)`},
+		{"HiddenRank2", mod(func(s *synth) { s.hiddenDims = s.hiddenDims[:2] }), Options{}, "rank 2"},
+		{"HiddenInt", mod(func(s *synth) { s.hiddenElem = dtInt64 }), Options{}, "want a float type"},
+		{"MaskString", mod(func(s *synth) { s.maskElem = dtString }), Options{}, "want an integer type"},
+		{"MaskRank3", mod(func(s *synth) { s.maskDims = append(s.maskDims, dim{value: 1}) }), Options{}, "rank 3"},
+		{"OutputIsInput", defaultSynth().encode(), Options{Output: "x"}, `tensor named "x"`},
+		{"OutputIsHidden", defaultSynth().encode(), Options{Output: "last_hidden_state"}, "already has output"},
+		{"InternalName", mod(func(s *synth) { s.tensor = "/onnxpool/sentence_embedding/Cast_0" }), Options{}, "already has a tensor"},
+		{"TwoGraphs", append(defaultSynth().encode(), appendMessage(nil, modelGraph, nil)...), Options{}, "2 graph fields"},
+		{"GraphAsVarint", protowire.AppendVarint(protowire.AppendTag(nil, modelGraph, protowire.VarintType), 1), Options{}, "wire type"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := Append(tt.model, tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Append() = %d bytes, %v; want an error containing %q", len(out), err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAppendSynthetic(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		mod  func(*synth)
+		opts Options
+	}{
+		{"Default", func(*synth) {}, Options{Pooling: pooling.LastToken, Normalize: true}},
+		{"Float16Hidden", func(s *synth) { s.hiddenElem = dtFloat16 }, Options{Pooling: pooling.Mean}},
+		{"Int32Mask", func(s *synth) { s.maskElem = 6 }, Options{Pooling: pooling.CLS}},
+		{"NoShapes", func(s *synth) { s.hiddenDims, s.maskDims = nil, nil }, Options{Pooling: pooling.Mean}},
+		{"Opset13", func(s *synth) { s.opset = 13 }, Options{Pooling: pooling.Mean}},
+		{"OtherNames", func(s *synth) { s.hidden, s.mask = "h", "m" }, Options{HiddenOutput: "h", MaskInput: "m", Output: "emb"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := defaultSynth()
+			tt.mod(&s)
+			out, err := Append(s.encode(), tt.opts)
+			if err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			m, err := parseModel(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := parseGraph(m.graph)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := tt.opts.Output
+			if name == "" {
+				name = "sentence_embedding"
+			}
+			v, ok := find(g.outputs, name)
+			if !ok || v.elem != dtFloat || len(v.dims) != 2 {
+				t.Fatalf("output %q = %+v (found %v), want float [B, H]", name, v, ok)
+			}
+			if s.hiddenDims != nil && (v.dims[0] != s.hiddenDims[0] || v.dims[1] != s.hiddenDims[2]) {
+				t.Errorf("output dims = %+v, want the hidden output's batch and hidden dims", v.dims)
+			}
+		})
+	}
+}
+
+// TestAppendTruncated cuts the tiny model at many points: every prefix must
+// fail cleanly (a cut between top-level fields drops the opset or graph).
+func TestAppendTruncated(t *testing.T) {
+	model := tinyONNX(t)
+	m, err := parseModel(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cuts := map[int]bool{}
+	for i := range 64 {
+		cuts[i] = true                            // the header and the graph's tag
+		cuts[len(model)-1-i] = true               // the opset_import at the end
+		cuts[m.graphStart+i] = true               // around the graph field's start
+		cuts[m.graphEnd-i] = true                 // the graph's last bytes
+		cuts[m.graphStart+i*len(model)/64] = true // spread over the weights
+	}
+	for n := range cuts {
+		if n < 0 || n >= len(model) {
+			continue
+		}
+		if out, err := Append(model[:n], Options{Pooling: pooling.Mean}); err == nil {
+			t.Errorf("Append(model[:%d]) = %d bytes, nil; want an error", n, len(out))
+		}
+	}
+}
+
+// TestAppendCorrupted flips bytes of a small model: Append may accept or
+// refuse the result, but must not panic.
+func TestAppendCorrupted(t *testing.T) {
+	model := defaultSynth().encode()
+	for i := range model {
+		for _, x := range []byte{0x00, 0xff, 0x80, 0x0a} {
+			c := bytes.Clone(model)
+			c[i] = x
+			_, _ = Append(c, Options{Pooling: pooling.LastToken, Normalize: true})
+		}
+	}
+}
+
+func FuzzAppend(f *testing.F) {
+	f.Add(defaultSynth().encode())
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, model []byte) {
+		out, err := Append(model, Options{Pooling: pooling.Mean, Normalize: true})
+		if err != nil {
+			return
+		}
+		if _, err := parseModel(out); err != nil {
+			t.Fatalf("Append accepted a model but wrote one that does not parse: %v", err)
+		}
+	})
+}
