@@ -30,8 +30,15 @@ test:
 bench:
 	scripts/bench
 
+# Each fuzzer for FUZZTIME (bounded); crashers land in testdata/fuzz.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz FuzzEncode -fuzztime 30s
+	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz '^FuzzUnicodeNormalize$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/native -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/tei -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/openai -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/onnxpool -run '^$$' -fuzz '^FuzzAppend$$' -fuzztime $(FUZZTIME)
 
 proto:
 	scripts/gen-proto

@@ -9,7 +9,8 @@
 // nodes, constants and one graph output are appended to the graph, and every
 // existing byte of the model is kept, so models whose weights live in an
 // external-data file stay valid next to that file. It imports the standard
-// library, protowire and gateway/pooling.
+// library, protowire, gateway/pooling and gateway/internal/onnxproto (the
+// encoder it shares with the test-model generator).
 package onnxpool
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/embedgate/embedgate/gateway/internal/onnxproto"
 	"github.com/embedgate/embedgate/gateway/pooling"
 )
 
@@ -267,8 +269,8 @@ func names(vs []valueInfo) string {
 type builder struct {
 	prefix string
 	used   map[string]bool
-	nodes  []node
-	inits  []tensor
+	nodes  []onnxproto.Node
+	inits  []onnxproto.Tensor
 	err    error // the first name collision
 }
 
@@ -282,16 +284,16 @@ func (b *builder) fresh(base string) string {
 }
 
 // op adds a node and returns the fresh name of its output.
-func (b *builder) op(op string, inputs []string, attrs ...intAttr) string {
+func (b *builder) op(op string, inputs []string, attrs ...onnxproto.Attr) string {
 	out := b.fresh(op)
-	b.nodes = append(b.nodes, node{op: op, name: b.fresh(op + "_node"), inputs: inputs, output: out, attrs: attrs})
+	b.nodes = append(b.nodes, onnxproto.Node{Op: op, Name: b.fresh(op + "_node"), Inputs: inputs, Outputs: []string{out}, Attrs: attrs})
 	return out
 }
 
-func (b *builder) init(t tensor) string {
-	t.name = b.fresh(t.name)
+func (b *builder) init(t onnxproto.Tensor) string {
+	t.Name = b.fresh(t.Name)
 	b.inits = append(b.inits, t)
-	return t.name
+	return t.Name
 }
 
 // build checks the graph against opts and returns the encoded graph fields
@@ -331,58 +333,59 @@ func build(g *graph, opts Options) ([]byte, error) {
 
 	b := &builder{prefix: "/onnxpool/" + opts.Output + "/", used: g.used}
 	x := hidden.name
-	if hidden.elem != dtFloat && hidden.elem != dtUndefined {
-		x = b.op("Cast", []string{x}, intAttr{"to", dtFloat})
+	if hidden.elem != onnxproto.DTFloat && hidden.elem != onnxproto.DTUndefined {
+		x = b.op("Cast", []string{x}, onnxproto.IntAttr("to", onnxproto.DTFloat))
 	}
-	maskB := b.op("Cast", []string{mask.name}, intAttr{"to", dtBool}) // any non-zero attends
-	maskF := b.op("Cast", []string{maskB}, intAttr{"to", dtFloat})
-	axis1 := b.init(int64Tensor("axes_1", []int64{1}, 1))
+	maskB := b.op("Cast", []string{mask.name}, onnxproto.IntAttr("to", onnxproto.DTBool)) // any non-zero attends
+	maskF := b.op("Cast", []string{maskB}, onnxproto.IntAttr("to", onnxproto.DTFloat))
+	axis1 := b.init(onnxproto.Int64Tensor("axes_1", []int64{1}, []int64{1}))
 	sel := maskB
 	if opts.Pooling != pooling.Mean {
-		var reverse []intAttr
+		var reverse []onnxproto.Attr
 		if opts.Pooling == pooling.LastToken {
-			reverse = []intAttr{{"reverse", 1}}
+			reverse = []onnxproto.Attr{onnxproto.IntAttr("reverse", 1)}
 		}
-		count := b.op("CumSum", []string{maskF, b.init(int64Tensor("axis_1", nil, 1))}, reverse...)
-		first := b.op("Equal", []string{count, b.init(floatScalar("one", 1))})
+		count := b.op("CumSum", []string{maskF, b.init(onnxproto.Int64Tensor("axis_1", nil, []int64{1}))}, reverse...)
+		first := b.op("Equal", []string{count, b.init(onnxproto.FloatTensor("one", nil, []float32{1}))})
 		sel = b.op("And", []string{maskB, first})
 	}
-	sel3 := b.op("Unsqueeze", []string{sel, b.init(int64Tensor("axes_2", []int64{1}, 2))})
-	kept := b.op("Where", []string{sel3, x, b.init(floatScalar("zero", 0))})
-	pooled := b.op("ReduceSum", []string{kept, axis1}, intAttr{"keepdims", 0})
+	sel3 := b.op("Unsqueeze", []string{sel, b.init(onnxproto.Int64Tensor("axes_2", []int64{1}, []int64{2}))})
+	kept := b.op("Where", []string{sel3, x, b.init(onnxproto.FloatTensor("zero", nil, []float32{0}))})
+	pooled := b.op("ReduceSum", []string{kept, axis1}, onnxproto.IntAttr("keepdims", 0))
 	if opts.Pooling == pooling.Mean {
-		count := b.op("ReduceSum", []string{maskF, axis1}, intAttr{"keepdims", 1})
-		count = b.op("Max", []string{count, b.init(floatScalar("count_min", 1e-9))})
+		count := b.op("ReduceSum", []string{maskF, axis1}, onnxproto.IntAttr("keepdims", 1))
+		count = b.op("Max", []string{count, b.init(onnxproto.FloatTensor("count_min", nil, []float32{1e-9}))})
 		pooled = b.op("Div", []string{pooled, count})
 	}
 	if opts.Normalize {
-		sq := b.op("ReduceSum", []string{b.op("Mul", []string{pooled, pooled}), axis1}, intAttr{"keepdims", 1})
-		norm := b.op("Max", []string{b.op("Sqrt", []string{sq}), b.init(floatScalar("norm_min", 1e-12))})
+		sq := b.op("ReduceSum", []string{b.op("Mul", []string{pooled, pooled}), axis1}, onnxproto.IntAttr("keepdims", 1))
+		norm := b.op("Max", []string{b.op("Sqrt", []string{sq}), b.init(onnxproto.FloatTensor("norm_min", nil, []float32{1e-12}))})
 		b.op("Div", []string{pooled, norm})
 	}
 	// The last node computes the result: it writes the output directly
 	// (nothing reads its fresh name).
-	b.nodes[len(b.nodes)-1].output = opts.Output
+	b.nodes[len(b.nodes)-1].Outputs = []string{opts.Output}
 	if b.err != nil {
 		return nil, b.err
 	}
 
 	var add []byte
 	for _, n := range b.nodes {
-		add = appendMessage(add, graphNode, n.encode())
+		add = onnxproto.AppendMessage(add, graphNode, n.Encode())
 	}
 	for _, t := range b.inits {
-		add = appendMessage(add, graphInitializer, t.encode())
+		add = onnxproto.AppendMessage(add, graphInitializer, t.Encode())
 	}
-	return appendMessage(add, graphOutput, encodeValueInfo(opts.Output, dtFloat, outDims)), nil
+	out := onnxproto.ValueInfo{Name: opts.Output, Elem: onnxproto.DTFloat, Dims: outDims}
+	return onnxproto.AppendMessage(add, graphOutput, out.Encode()), nil
 }
 
 // checkHidden accepts a float tensor output of rank 3 (or of unknown type
 // or shape) and returns the new output's dims: the hidden output's batch
 // dim and hidden size where known, else the symbols batch_size and
 // hidden_size.
-func checkHidden(v valueInfo) ([]dim, error) {
-	out := []dim{{param: "batch_size"}, {param: "hidden_size"}}
+func checkHidden(v valueInfo) ([]onnxproto.Dim, error) {
+	out := []onnxproto.Dim{{Param: "batch_size"}, {Param: "hidden_size"}}
 	if !v.typed {
 		return out, nil // no type stated: the runtime infers it
 	}
@@ -390,7 +393,7 @@ func checkHidden(v valueInfo) ([]dim, error) {
 		return nil, fmt.Errorf("output %q is not a tensor", v.name)
 	}
 	switch v.elem {
-	case dtUndefined, dtFloat, dtFloat16, dtDouble, dtBFloat16:
+	case onnxproto.DTUndefined, onnxproto.DTFloat, onnxproto.DTFloat16, onnxproto.DTDouble, onnxproto.DTBFloat16:
 	default:
 		return nil, fmt.Errorf("output %q has element type %d, want a float type", v.name, v.elem)
 	}
@@ -400,10 +403,10 @@ func checkHidden(v valueInfo) ([]dim, error) {
 	if len(v.dims) != 3 {
 		return nil, fmt.Errorf("output %q has rank %d, want 3 ([batch, sequence, hidden])", v.name, len(v.dims))
 	}
-	if d := v.dims[0]; d.value > 0 || d.param != "" {
+	if d := v.dims[0]; d.Value > 0 || d.Param != "" {
 		out[0] = d
 	}
-	if d := v.dims[2]; d.value > 0 || d.param != "" {
+	if d := v.dims[2]; d.Value > 0 || d.Param != "" {
 		out[1] = d
 	}
 	return out, nil
@@ -419,7 +422,7 @@ func checkMask(v valueInfo) error {
 		return fmt.Errorf("input %q is not a tensor", v.name)
 	}
 	switch v.elem {
-	case dtString, dtComplex64, dtComplex128:
+	case onnxproto.DTString, onnxproto.DTComplex64, onnxproto.DTComplex128:
 		return fmt.Errorf("input %q has element type %d, want an integer type", v.name, v.elem)
 	}
 	if v.hasShape && len(v.dims) != 2 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/backend/onnx"
+	"github.com/embedgate/embedgate/gateway/internal/onnxproto"
 	"github.com/embedgate/embedgate/gateway/internal/testenv"
 	"github.com/embedgate/embedgate/gateway/pooling"
 	"github.com/embedgate/embedgate/gateway/testmodel"
@@ -182,37 +183,38 @@ type synth struct {
 	opset      int64 // 0: no opset_import
 	mask       string
 	maskElem   int32
-	maskDims   []dim
+	maskDims   []onnxproto.Dim
 	hidden     string
 	hiddenElem int32
-	hiddenDims []dim
+	hiddenDims []onnxproto.Dim
 	tensor     string // an extra initializer name
 }
 
 func defaultSynth() synth {
-	bl := []dim{{param: "batch"}, {param: "seq"}}
-	return synth{opset: 17, mask: "attention_mask", maskElem: dtInt64, maskDims: bl,
-		hidden: "last_hidden_state", hiddenElem: dtFloat, hiddenDims: append(bl, dim{value: 8})}
+	bl := []onnxproto.Dim{{Param: "batch"}, {Param: "seq"}}
+	return synth{opset: 17, mask: "attention_mask", maskElem: onnxproto.DTInt64, maskDims: bl,
+		hidden: "last_hidden_state", hiddenElem: onnxproto.DTFloat, hiddenDims: append(bl, onnxproto.Dim{Value: 8})}
 }
 
 func (s synth) encode() []byte {
 	var g []byte
-	g = appendMessage(g, graphNode, node{op: "Identity", name: "id", inputs: []string{"x"}, output: s.hidden}.encode())
-	g = appendString(g, 2, "synth")
+	id := onnxproto.Node{Op: "Identity", Name: "id", Inputs: []string{"x"}, Outputs: []string{s.hidden}}
+	g = onnxproto.AppendMessage(g, graphNode, id.Encode())
+	g = onnxproto.AppendString(g, 2, "synth")
 	if s.tensor != "" {
-		g = appendMessage(g, graphInitializer, floatScalar(s.tensor, 1).encode())
+		g = onnxproto.AppendMessage(g, graphInitializer, onnxproto.FloatTensor(s.tensor, nil, []float32{1}).Encode())
 	}
-	g = appendMessage(g, graphInput, encodeValueInfo("x", dtFloat, s.hiddenDims))
-	g = appendMessage(g, graphInput, encodeValueInfo(s.mask, s.maskElem, s.maskDims))
-	g = appendMessage(g, graphOutput, encodeValueInfo(s.hidden, s.hiddenElem, s.hiddenDims))
+	g = onnxproto.AppendMessage(g, graphInput, onnxproto.ValueInfo{Name: "x", Elem: onnxproto.DTFloat, Dims: s.hiddenDims}.Encode())
+	g = onnxproto.AppendMessage(g, graphInput, onnxproto.ValueInfo{Name: s.mask, Elem: s.maskElem, Dims: s.maskDims}.Encode())
+	g = onnxproto.AppendMessage(g, graphOutput, onnxproto.ValueInfo{Name: s.hidden, Elem: s.hiddenElem, Dims: s.hiddenDims}.Encode())
 	b := protowire.AppendTag(nil, modelIRVersion, protowire.VarintType)
 	b = protowire.AppendVarint(b, 8)
-	b = appendMessage(b, modelGraph, g)
+	b = onnxproto.AppendMessage(b, modelGraph, g)
 	if s.opset != 0 {
-		op := appendString(nil, 1, "")
+		op := onnxproto.AppendString(nil, 1, "")
 		op = protowire.AppendTag(op, 2, protowire.VarintType)
 		op = protowire.AppendVarint(op, uint64(s.opset))
-		b = appendMessage(b, modelOpset, op)
+		b = onnxproto.AppendMessage(b, modelOpset, op)
 	}
 	return b
 }
@@ -245,13 +247,13 @@ func TestAppendErrors(t *testing.T) {
 		{"NoMask", mod(func(s *synth) { s.mask = "mask" }), Options{}, `no input "attention_mask" (inputs: x, mask)`},
 		{"NoHidden", mod(func(s *synth) { s.hidden = "hidden" }), Options{}, `no output "last_hidden_state" (outputs: hidden)`},
 		{"HiddenRank2", mod(func(s *synth) { s.hiddenDims = s.hiddenDims[:2] }), Options{}, "rank 2"},
-		{"HiddenInt", mod(func(s *synth) { s.hiddenElem = dtInt64 }), Options{}, "want a float type"},
-		{"MaskString", mod(func(s *synth) { s.maskElem = dtString }), Options{}, "want an integer type"},
-		{"MaskRank3", mod(func(s *synth) { s.maskDims = append(s.maskDims, dim{value: 1}) }), Options{}, "rank 3"},
+		{"HiddenInt", mod(func(s *synth) { s.hiddenElem = onnxproto.DTInt64 }), Options{}, "want a float type"},
+		{"MaskString", mod(func(s *synth) { s.maskElem = onnxproto.DTString }), Options{}, "want an integer type"},
+		{"MaskRank3", mod(func(s *synth) { s.maskDims = append(s.maskDims, onnxproto.Dim{Value: 1}) }), Options{}, "rank 3"},
 		{"OutputIsInput", defaultSynth().encode(), Options{Output: "x"}, `tensor named "x"`},
 		{"OutputIsHidden", defaultSynth().encode(), Options{Output: "last_hidden_state"}, "already has output"},
 		{"InternalName", mod(func(s *synth) { s.tensor = "/onnxpool/sentence_embedding/Cast_0" }), Options{}, "already has a tensor"},
-		{"TwoGraphs", append(defaultSynth().encode(), appendMessage(nil, modelGraph, nil)...), Options{}, "2 graph fields"},
+		{"TwoGraphs", append(defaultSynth().encode(), onnxproto.AppendMessage(nil, modelGraph, nil)...), Options{}, "2 graph fields"},
 		{"GraphAsVarint", protowire.AppendVarint(protowire.AppendTag(nil, modelGraph, protowire.VarintType), 1), Options{}, "wire type"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,7 +272,7 @@ func TestAppendSynthetic(t *testing.T) {
 		opts Options
 	}{
 		{"Default", func(*synth) {}, Options{Pooling: pooling.LastToken, Normalize: true}},
-		{"Float16Hidden", func(s *synth) { s.hiddenElem = dtFloat16 }, Options{Pooling: pooling.Mean}},
+		{"Float16Hidden", func(s *synth) { s.hiddenElem = onnxproto.DTFloat16 }, Options{Pooling: pooling.Mean}},
 		{"Int32Mask", func(s *synth) { s.maskElem = 6 }, Options{Pooling: pooling.CLS}},
 		{"NoShapes", func(s *synth) { s.hiddenDims, s.maskDims = nil, nil }, Options{Pooling: pooling.Mean}},
 		{"Opset13", func(s *synth) { s.opset = 13 }, Options{Pooling: pooling.Mean}},
@@ -296,7 +298,7 @@ func TestAppendSynthetic(t *testing.T) {
 				name = "sentence_embedding"
 			}
 			v, ok := find(g.outputs, name)
-			if !ok || v.elem != dtFloat || len(v.dims) != 2 {
+			if !ok || v.elem != onnxproto.DTFloat || len(v.dims) != 2 {
 				t.Fatalf("output %q = %+v (found %v), want float [B, H]", name, v, ok)
 			}
 			if s.hiddenDims != nil && (v.dims[0] != s.hiddenDims[0] || v.dims[1] != s.hiddenDims[2]) {

@@ -1,18 +1,20 @@
 package onnxpool
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/embedgate/embedgate/gateway/internal/onnxproto"
 )
 
-// This file reads the few ONNX protobuf fields Append needs and writes the
-// messages it adds. Field numbers come from onnx/onnx.proto. Reading walks
-// the wire format without generated types, so unknown and future fields are
-// skipped untouched, and every malformed input ends in an error: protowire
-// reports truncation and bad tags as negative lengths and never panics.
+// This file reads the few ONNX protobuf fields Append needs; onnxproto writes
+// the messages it adds. Field numbers come from onnx/onnx.proto. Reading
+// walks the wire format without generated types, so unknown and future
+// fields are skipped untouched, and every malformed input ends in an error:
+// protowire reports truncation and bad tags as negative lengths and never
+// panics. The parsed dims are onnxproto.Dim, so a dim read here can be
+// written back unchanged.
 
 // ModelProto, GraphProto and their parts: the field numbers used here.
 const (
@@ -26,25 +28,6 @@ const (
 	graphOutput      = 12
 	graphValueInfo   = 13
 	graphSparseInit  = 15
-)
-
-// ONNX TensorProto.DataType values.
-const (
-	dtUndefined  = 0
-	dtFloat      = 1
-	dtString     = 8
-	dtBool       = 9
-	dtFloat16    = 10
-	dtDouble     = 11
-	dtComplex64  = 14
-	dtComplex128 = 15
-	dtBFloat16   = 16
-	dtInt64      = 7
-)
-
-// ONNX AttributeProto.AttributeType values.
-const (
-	attrInt = 2
 )
 
 // walk calls fn for each field of the message b: its number, wire type, the
@@ -86,20 +69,14 @@ func wantType(what string, got, want protowire.Type) error {
 	return nil
 }
 
-// dim is one dimension of a tensor shape: a fixed size, a symbol, or neither.
-type dim struct {
-	value int64  // > 0 when fixed
-	param string // the symbol, e.g. "batch_size"
-}
-
 // valueInfo is what Append needs of a graph input or output.
 type valueInfo struct {
 	name     string
 	typed    bool  // the type is stated
 	tensor   bool  // the type is a tensor (not a sequence, map, …)
-	elem     int32 // TensorProto.DataType; 0 when not stated
+	elem     int32 // an onnxproto.DT* value; 0 when not stated
 	hasShape bool
-	dims     []dim
+	dims     []onnxproto.Dim
 }
 
 func parseValueInfo(b []byte) (valueInfo, error) {
@@ -153,13 +130,13 @@ func parseTensorType(b []byte, vi *valueInfo) error {
 				if err := wantType("dim", typ, protowire.BytesType); err != nil {
 					return err
 				}
-				var d dim
+				var d onnxproto.Dim
 				err := walk(val, func(num protowire.Number, typ protowire.Type, val []byte, v uint64) error {
 					switch {
 					case num == 1 && typ == protowire.VarintType:
-						d.value = int64(v)
+						d.Value = int64(v)
 					case num == 2 && typ == protowire.BytesType:
-						d.param = string(val)
+						d.Param = string(val)
 					}
 					return nil
 				})
@@ -185,112 +162,4 @@ func stringsOf(b []byte, num protowire.Number) ([]string, error) {
 		return nil
 	})
 	return out, err
-}
-
-// Writing. The encoders below mirror gateway/testmodel/proto.go, which is a
-// test-only package (it embeds a tokenizer), so the tool does not import it.
-
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-func appendMessage(b []byte, num protowire.Number, msg []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, msg)
-}
-
-// tensor is an initializer: raw little-endian data.
-type tensor struct {
-	name  string
-	dims  []int64 // nil = a scalar
-	dtype int32
-	raw   []byte
-}
-
-func floatScalar(name string, f float32) tensor {
-	return tensor{name: name, dtype: dtFloat, raw: binary.LittleEndian.AppendUint32(nil, math.Float32bits(f))}
-}
-
-func int64Tensor(name string, dims []int64, v ...int64) tensor {
-	var raw []byte
-	for _, x := range v {
-		raw = binary.LittleEndian.AppendUint64(raw, uint64(x))
-	}
-	return tensor{name: name, dims: dims, dtype: dtInt64, raw: raw}
-}
-
-func (t tensor) encode() []byte {
-	var b []byte
-	for _, d := range t.dims {
-		b = protowire.AppendTag(b, 1, protowire.VarintType) // dims
-		b = protowire.AppendVarint(b, uint64(d))
-	}
-	b = protowire.AppendTag(b, 2, protowire.VarintType) // data_type
-	b = protowire.AppendVarint(b, uint64(t.dtype))
-	b = appendString(b, 8, t.name)                     // name
-	b = protowire.AppendTag(b, 9, protowire.BytesType) // raw_data
-	return protowire.AppendBytes(b, t.raw)
-}
-
-// intAttr is an integer node attribute.
-type intAttr struct {
-	name string
-	v    int64
-}
-
-func (a intAttr) encode() []byte {
-	b := appendString(nil, 1, a.name)
-	b = protowire.AppendTag(b, 3, protowire.VarintType) // i
-	b = protowire.AppendVarint(b, uint64(a.v))
-	b = protowire.AppendTag(b, 20, protowire.VarintType) // type
-	return protowire.AppendVarint(b, attrInt)
-}
-
-type node struct {
-	op     string
-	name   string
-	inputs []string
-	output string
-	attrs  []intAttr
-}
-
-func (n node) encode() []byte {
-	var b []byte
-	for _, s := range n.inputs {
-		b = appendString(b, 1, s)
-	}
-	b = appendString(b, 2, n.output)
-	b = appendString(b, 3, n.name)
-	b = appendString(b, 4, n.op)
-	for _, a := range n.attrs {
-		b = appendMessage(b, 5, a.encode())
-	}
-	return b
-}
-
-// encodeValueInfo writes a tensor ValueInfoProto; a dim with value 0 is
-// written as its param (a symbol), or left unknown without one. nil dims
-// leave the shape unstated.
-func encodeValueInfo(name string, elem int32, dims []dim) []byte {
-	var shape []byte
-	for _, d := range dims {
-		var db []byte
-		switch {
-		case d.value > 0:
-			db = protowire.AppendTag(db, 1, protowire.VarintType) // dim_value
-			db = protowire.AppendVarint(db, uint64(d.value))
-		case d.param != "":
-			db = appendString(db, 2, d.param) // dim_param
-		}
-		shape = appendMessage(shape, 1, db)
-	}
-	tt := protowire.AppendTag(nil, 1, protowire.VarintType) // elem_type
-	tt = protowire.AppendVarint(tt, uint64(elem))
-	if dims != nil {
-		tt = appendMessage(tt, 2, shape)
-	}
-	typ := appendMessage(nil, 1, tt) // TypeProto.tensor_type
-	b := appendString(nil, 1, name)
-	return appendMessage(b, 2, typ)
 }

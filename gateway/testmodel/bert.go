@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/embedgate/embedgate/gateway/internal/onnxproto"
 )
 
 // builder accumulates the nodes and initialisers of a BERT encoder graph.
@@ -23,19 +25,19 @@ func (b *builder) tmp(op string) string {
 }
 
 // op adds a node with one output and returns that output's name.
-func (b *builder) op(op string, inputs []string, attrs ...attr) string {
+func (b *builder) op(op string, inputs []string, attrs ...onnxproto.Attr) string {
 	out := b.tmp(op)
 	b.opTo(out, op, inputs, attrs...)
 	return out
 }
 
-func (b *builder) opTo(out, op string, inputs []string, attrs ...attr) {
-	b.g.nodes = append(b.g.nodes, node{op: op, name: out + "_node", inputs: inputs, outputs: []string{out}, attrs: attrs})
+func (b *builder) opTo(out, op string, inputs []string, attrs ...onnxproto.Attr) {
+	b.g.nodes = append(b.g.nodes, onnxproto.Node{Op: op, Name: out + "_node", Inputs: inputs, Outputs: []string{out}, Attrs: attrs})
 }
 
-func (b *builder) init(t tensor) string {
+func (b *builder) init(t onnxproto.Tensor) string {
 	b.g.inits = append(b.g.inits, t)
-	return t.name
+	return t.Name
 }
 
 // weight adds a seeded N(mean, 0.02) float initialiser.
@@ -44,16 +46,16 @@ func (b *builder) weight(name string, mean float64, dims ...int64) string {
 	for _, d := range dims {
 		n *= d
 	}
-	return b.init(floatTensor(name, dims, b.rng.fill(int(n), mean, 0.02)))
+	return b.init(onnxproto.FloatTensor(name, dims, b.rng.fill(int(n), mean, 0.02)))
 }
 
 // scalar adds a float constant of shape [] named after its use.
 func (b *builder) scalar(name string, v float32) string {
-	return b.init(floatTensor(name, nil, []float32{v}))
+	return b.init(onnxproto.FloatTensor(name, nil, []float32{v}))
 }
 
 func (b *builder) ints(name string, v ...int64) string {
-	return b.init(int64Tensor(name, []int64{int64(len(v))}, v))
+	return b.init(onnxproto.Int64Tensor(name, []int64{int64(len(v))}, v))
 }
 
 func (b *builder) layerNorm(x, prefix string, hidden int64, out string) string {
@@ -63,8 +65,8 @@ func (b *builder) layerNorm(x, prefix string, hidden int64, out string) string {
 		out = b.tmp("LayerNormalization")
 	}
 	b.opTo(out, "LayerNormalization", []string{x, gamma, beta},
-		attr{name: "axis", kind: attrInt, i: -1},
-		attr{name: "epsilon", kind: attrFloat, f: 1e-12})
+		onnxproto.IntAttr("axis", -1),
+		onnxproto.FloatAttr("epsilon", 1e-12))
 	return out
 }
 
@@ -85,13 +87,13 @@ func build(cfg Config) ([]byte, error) {
 	d := H / heads
 	b := &builder{rng: rng{state: cfg.Seed}}
 	b.g.name = "main_graph"
-	dyn := []string{"batch_size", "sequence_length"}
-	b.g.inputs = []valueInfo{
-		{name: "input_ids", dtype: dtInt64, dims: []int64{0, 0}, params: dyn},
-		{name: "attention_mask", dtype: dtInt64, dims: []int64{0, 0}, params: dyn},
+	dyn := []onnxproto.Dim{{Param: "batch_size"}, {Param: "sequence_length"}}
+	b.g.inputs = []onnxproto.ValueInfo{
+		{Name: "input_ids", Elem: onnxproto.DTInt64, Dims: dyn},
+		{Name: "attention_mask", Elem: onnxproto.DTInt64, Dims: dyn},
 	}
 	if !cfg.NoTokenTypeIDs {
-		b.g.inputs = append(b.g.inputs, valueInfo{name: "token_type_ids", dtype: dtInt64, dims: []int64{0, 0}, params: dyn})
+		b.g.inputs = append(b.g.inputs, onnxproto.ValueInfo{Name: "token_type_ids", Elem: onnxproto.DTInt64, Dims: dyn})
 	}
 
 	// Embeddings: word + position + token type, then LayerNorm.
@@ -102,14 +104,14 @@ func build(cfg Config) ([]byte, error) {
 	for i := range posIDs {
 		posIDs[i] = int64(i)
 	}
-	posBuf := b.init(int64Tensor("embeddings.position_ids", []int64{1, int64(a.MaxPos)}, posIDs))
+	posBuf := b.init(onnxproto.Int64Tensor("embeddings.position_ids", []int64{1, int64(a.MaxPos)}, posIDs))
 	x := b.op("Gather", []string{word, "input_ids"})
-	seqLen := b.op("Shape", []string{"input_ids"}, attr{name: "start", kind: attrInt, i: 1}, attr{name: "end", kind: attrInt, i: 2})
+	seqLen := b.op("Shape", []string{"input_ids"}, onnxproto.IntAttr("start", 1), onnxproto.IntAttr("end", 2))
 	posSlice := b.op("Slice", []string{posBuf, b.ints("/zero_1d", 0), seqLen, b.ints("/axis_1", 1)})
 	x = b.op("Add", []string{x, b.op("Gather", []string{pos, posSlice})})
 	if cfg.NoTokenTypeIDs {
 		// Exports without the input use type 0 everywhere: one row, broadcast.
-		zero := b.init(int64Tensor("/type_zero", nil, []int64{0}))
+		zero := b.init(onnxproto.Int64Tensor("/type_zero", nil, []int64{0}))
 		x = b.op("Add", []string{x, b.op("Gather", []string{typ, zero})})
 	} else {
 		x = b.op("Add", []string{x, b.op("Gather", []string{typ, "token_type_ids"})})
@@ -118,7 +120,7 @@ func build(cfg Config) ([]byte, error) {
 
 	// Additive mask [B,1,1,S]: 0 where attended, float32 min where padded,
 	// as HF's eager attention exports it.
-	maskF := b.op("Cast", []string{"attention_mask"}, attr{name: "to", kind: attrInt, i: dtFloat})
+	maskF := b.op("Cast", []string{"attention_mask"}, onnxproto.IntAttr("to", onnxproto.DTFloat))
 	mask4 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_1_2", 1, 2)})
 	one := b.scalar("/one", 1)
 	add := b.op("Mul", []string{b.op("Sub", []string{one, mask4}), b.scalar("/float_min", -math.MaxFloat32)})
@@ -126,17 +128,17 @@ func build(cfg Config) ([]byte, error) {
 	split := b.ints("/split_heads", 0, 0, heads, d)
 	merge := b.ints("/merge_heads", 0, 0, H)
 	scale := b.scalar("/sqrt_head_dim", float32(math.Sqrt(float64(d))))
-	perm := func(p ...int64) attr { return attr{name: "perm", kind: attrInts, ints: p} }
+	perm := func(p ...int64) onnxproto.Attr { return onnxproto.IntsAttr("perm", p...) }
 	for l := 0; l < a.Layers; l++ {
 		p := fmt.Sprintf("encoder.layer.%d.", l)
-		heads := func(name string, pm attr) string {
+		heads := func(name string, pm onnxproto.Attr) string {
 			return b.op("Transpose", []string{b.op("Reshape", []string{b.linear(x, p+"attention.self."+name, H, H), split})}, pm)
 		}
 		q := heads("query", perm(0, 2, 1, 3))
 		k := heads("key", perm(0, 2, 3, 1))
 		v := heads("value", perm(0, 2, 1, 3))
 		s := b.op("Div", []string{b.op("MatMul", []string{q, k}), scale})
-		probs := b.op("Softmax", []string{b.op("Add", []string{s, add})}, attr{name: "axis", kind: attrInt, i: -1})
+		probs := b.op("Softmax", []string{b.op("Add", []string{s, add})}, onnxproto.IntAttr("axis", -1))
 		ctx := b.op("Transpose", []string{b.op("MatMul", []string{probs, v})}, perm(0, 2, 1, 3))
 		ctx = b.op("Reshape", []string{ctx, merge})
 		attnOut := b.linear(ctx, p+"attention.output.dense", H, H)
@@ -153,21 +155,23 @@ func build(cfg Config) ([]byte, error) {
 		}
 		x = b.layerNorm(b.op("Add", []string{out, x}), p+"output.LayerNorm", H, name)
 	}
-	b.g.outputs = []valueInfo{{name: "last_hidden_state", dtype: dtFloat, dims: []int64{0, 0, H}, params: []string{"batch_size", "sequence_length", ""}}}
+	b.g.outputs = []onnxproto.ValueInfo{{Name: "last_hidden_state", Elem: onnxproto.DTFloat,
+		Dims: []onnxproto.Dim{{Param: "batch_size"}, {Param: "sequence_length"}, {Value: H}}}}
 
 	if cfg.Pooled {
 		// sentence-transformers Pooling(mean) + Normalize: mask-weighted mean
 		// (count clamped to 1e-9), then x / max(||x||, 1e-12).
 		m3 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_2", 2)})
 		axis1 := b.ints("/reduce_axis_1", 1)
-		keep0 := attr{name: "keepdims", kind: attrInt, i: 0}
+		keep0 := onnxproto.IntAttr("keepdims", 0)
 		sum := b.op("ReduceSum", []string{b.op("Mul", []string{x, m3}), axis1}, keep0)
 		cnt := b.op("Max", []string{b.op("ReduceSum", []string{m3, axis1}, keep0), b.scalar("/count_min", 1e-9)})
 		mean := b.op("Div", []string{sum, cnt})
-		sq := b.op("ReduceSum", []string{b.op("Mul", []string{mean, mean}), axis1}, attr{name: "keepdims", kind: attrInt, i: 1})
+		sq := b.op("ReduceSum", []string{b.op("Mul", []string{mean, mean}), axis1}, onnxproto.IntAttr("keepdims", 1))
 		norm := b.op("Max", []string{b.op("Sqrt", []string{sq}), b.scalar("/norm_min", 1e-12)})
 		b.opTo("sentence_embedding", "Div", []string{mean, norm})
-		b.g.outputs = append(b.g.outputs, valueInfo{name: "sentence_embedding", dtype: dtFloat, dims: []int64{0, H}, params: []string{"batch_size", ""}})
+		b.g.outputs = append(b.g.outputs, onnxproto.ValueInfo{Name: "sentence_embedding", Elem: onnxproto.DTFloat,
+			Dims: []onnxproto.Dim{{Param: "batch_size"}, {Value: H}}})
 	}
 	return encodeModel(&b.g, "embedgate-testmodel"), nil
 }
