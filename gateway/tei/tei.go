@@ -119,7 +119,7 @@ func AppendTokens(dst []byte, toks [][]gateway.Token) []byte {
 // info is the /info body: TEI's field names where TEI has them.
 type info struct {
 	ModelID               string            `json:"model_id"`
-	Revision              string            `json:"model_sha"`
+	Revision              *string           `json:"model_sha"` // null for a local model, as TEI
 	ModelType             modelType         `json:"model_type"`
 	Dimensions            int               `json:"dimensions"`
 	MaxInputLength        int               `json:"max_input_length"`
@@ -142,7 +142,7 @@ type modelType struct {
 // EncodeInfo is the GET /info body.
 func EncodeInfo(in gateway.Info) ([]byte, error) {
 	w := info{
-		ModelID: in.ModelID, Revision: in.Revision, Dimensions: in.Dimensions,
+		ModelID: in.ModelID, Revision: nonEmpty(in.Revision), Dimensions: in.Dimensions,
 		MaxInputLength: in.MaxInputLength, MaxBatchTokens: in.MaxBatchTokens,
 		MaxBatchRequests: in.MaxBatchRequests, MaxClientBatchSize: in.MaxClientBatch,
 		MaxConcurrentRequests: in.MaxConcurrent, Backend: in.Backend, Version: in.Version,
@@ -154,4 +154,11 @@ func EncodeInfo(in gateway.Info) ([]byte, error) {
 		return nil, &gateway.Error{Kind: gateway.Internal, Msg: "internal error", Err: err}
 	}
 	return b, nil
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -98,7 +99,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	eng, err := infer.New(infer.Options{
 		ModelID:           cfg.ModelID,
-		Revision:          cfg.Revision,
+		Revision:          hubRevision(cfg, dir),
 		BackendName:       cfg.Backend,
 		Version:           version,
 		Pooling:           method,
@@ -308,4 +309,17 @@ func checkTritonModel(spec gateway.ModelSpec, model *hfmodel.Model) error {
 		problems = append(problems, fmt.Errorf("triton model %q has a vocabulary of %d but %s says %d", spec.Name, spec.VocabSize, model.Dir, model.VocabSize))
 	}
 	return errors.Join(problems...)
+}
+
+// hubRevision is the revision /info reports: the hub commit the snapshot
+// came from, or none for a local directory (a branch name would mislead).
+func hubRevision(cfg *config.Config, dir string) string {
+	if filepath.Clean(dir) == filepath.Clean(cfg.ModelID) {
+		return ""
+	}
+	// The hub cache keeps each snapshot under snapshots/<commit>.
+	if parent := filepath.Base(filepath.Dir(dir)); parent == "snapshots" {
+		return filepath.Base(dir)
+	}
+	return cfg.Revision
 }

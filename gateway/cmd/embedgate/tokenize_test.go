@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/embedgate/embedgate/gateway/config"
 	"io"
 	"path/filepath"
 	"runtime"
@@ -49,5 +50,23 @@ func TestTokenizeCommand(t *testing.T) {
 	err := run(context.Background(), []string{"embedgate", "tokenize", "--tokenizer", minilmPath()}, func(string) string { return "" }, strings.NewReader("not json\n"), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("bad input line: %v, want an error naming line 1", err)
+	}
+}
+
+func TestHubRevision(t *testing.T) {
+	tests := []struct {
+		name, modelID, dir, revision, want string
+	}{
+		{"local dir", "./models/x", "models/x", "main", ""},
+		{"hub snapshot", "org/x", "/cache/models--org--x/snapshots/abc123", "main", "abc123"},
+		{"other layout", "org/x", "/somewhere/else", "v1", "v1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &config.Config{ModelID: tt.modelID, Revision: tt.revision}
+			if got := hubRevision(cfg, tt.dir); got != tt.want {
+				t.Errorf("hubRevision(%q, %q) = %q, want %q", tt.modelID, tt.dir, got, tt.want)
+			}
+		})
 	}
 }
