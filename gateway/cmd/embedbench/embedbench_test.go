@@ -208,8 +208,9 @@ func TestReportRenders(t *testing.T) {
 	mem.HWM = 120 << 20
 	load := l("overload", 80, 9000)
 	load.Status, load.Max429 = map[int]int{200: 90, 429: 5000}, 3*time.Millisecond
-	rep := &Report{Date: time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC), Machine: "2 × test", Model: "m", Mix: "mix",
-		Raw:      &Raw{Batches: 40, Rows: 32, Padding: 0.02, Tokens: 10000, Embeddings: 80, TokPerCPU: 6000},
+	raw := &Raw{Batches: 40, Rows: 32, Padding: 0.02, Tokens: 10000, Embeddings: 80, TokPerCPU: 6000}
+	rep := &Report{RawRuns: []*Raw{raw, {Tokens: 9000, TokPerCPU: 5000}}, Date: time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC), Machine: "2 × test", Model: "m", Mix: "mix",
+		Raw:      raw,
 		Levels:   []*Level{l("onnx", 1, 5000), l("onnx", 64, 9500), l("triton", 64, 8000)},
 		Overhead: over, Memory: []*Level{mem}, Overload: load}
 	var buf bytes.Buffer
@@ -218,7 +219,8 @@ func TestReportRenders(t *testing.T) {
 	}
 	out := buf.String()
 	for _, want := range []string{
-		"| onnx | 64 | 20.00s | 10.0 | 85.0 | 9500 | 0.95 | 5000 | 0.83 | 40ms | 90ms | 2.00s | 10 | 200: 10, 504: 1 | 12% / 0% | 20.0 |",
+		"| raw 1 (baseline: best) | 40 | 32.0 | 2% | 80.0 | 10000 | 6000 |",
+		"| onnx | 64 | 20.00s | 10.0 | 85.0 | 9500 | 0.95 | 5000 | 0.83 | 0 | 0.00 | 40ms | 90ms | 2.00s | 10 | 200: 10, 504: 1 | 12% / 0% | 20.0 |",
 		"| onnx: tokens/s at 64 clients ÷ raw ORT | ≥ 0.90 | 0.95 (9500 / 10000 tokens/s); per CPU-second 0.83 (5000 / 6000) | met |",
 		"| triton: tokens/s at 64 clients ÷ raw ORT | ≥ 0.90 | 0.80 (8000 / 10000 tokens/s); per CPU-second 0.83 (5000 / 6000) | **missed** |",
 		"700µs minus inference | met |",

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -26,11 +27,12 @@ const clockTicks = 100
 // child is one embedgate process. It runs as a separate process so that its
 // CPU and memory are its own, not the load generator's.
 type child struct {
-	cmd  *exec.Cmd
-	url  string
-	log  *os.File
-	done chan struct{} // closed when the process has exited
-	err  error         // Wait's result, set before done closes
+	cmd      *exec.Cmd
+	url      string
+	log      *os.File
+	closeLog sync.Once
+	done     chan struct{} // closed when the process has exited
+	err      error         // Wait's result, set before done closes
 }
 
 // startGateway runs bin with env (plus the loopback address it picks) and
@@ -111,7 +113,7 @@ func (c *child) waitReady(ctx context.Context, limit time.Duration) error {
 }
 
 // stop asks the gateway to drain (SIGTERM) and kills it if it has not
-// exited within 10 s. Safe to call more than once.
+// exited within 10 s. Safe to call more than once, also concurrently.
 func (c *child) stop() {
 	select {
 	case <-c.done:
@@ -124,7 +126,7 @@ func (c *child) stop() {
 			<-c.done
 		}
 	}
-	c.log.Close()
+	c.closeLog.Do(func() { _ = c.log.Close() })
 }
 
 func (c *child) pid() int { return c.cmd.Process.Pid }

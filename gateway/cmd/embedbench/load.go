@@ -21,7 +21,7 @@ import (
 type levelOptions struct {
 	Name    string
 	Clients int
-	Warmup  time.Duration // load before the window; not counted
+	Warmup  time.Duration // requests sent before it are left out of latencies and statuses
 	Window  time.Duration // the measured part
 	Timings bool          // read "timings" from native bodies (overhead runs)
 	// BackendHere says the model runs in this process (the Triton
@@ -53,8 +53,12 @@ type Level struct {
 	GatewayCPU float64 // cores busy in the gateway process over the makespan
 	LoaderCPU  float64 // cores busy in this process (load generator, in-process Triton)
 	TokPerCPU  float64 // tokens per CPU-second of gateway + backend: robust to other processes' load
-	RSSMax     int64   // highest gateway RSS sampled during the level
-	HWM        int64   // the gateway's peak RSS at the end of the level
+	// SteadyTokens and SteadyTokPerCPU are the backend's real tokens per
+	// second (and per CPU-second) over the last two thirds of the sending
+	// time, estimated from /metrics (see steadyRate).
+	SteadyTokens, SteadyTokPerCPU float64
+	RSSMax                        int64 // highest gateway RSS sampled during the level
+	HWM                           int64 // the gateway's peak RSS at the end of the level
 
 	Padding     float64 // mean embedgate_batch_padding_ratio over the level's batches
 	PaddingTok  float64 // 1 - real tokens / padded tokens over the window
@@ -106,7 +110,8 @@ func takeSnapshot(ctx context.Context, g *child) snapshot {
 // first request to the last answer (work ÷ makespan): at 64 clients a
 // request of the mix can wait longer than any window this machine affords,
 // so counting what completes inside a window would count a handful of
-// requests. Latencies and statuses cover requests sent after the warm-up.
+// requests. Latencies and statuses cover requests sent after Warmup (0 by
+// default: at 256 clients each client sends only one or two requests).
 func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Level, error) {
 	atk := vegeta.NewAttacker(
 		vegeta.Workers(uint64(opts.Clients)), vegeta.MaxWorkers(uint64(opts.Clients)),
@@ -130,21 +135,39 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 	winStart, winEnd := begin.Add(opts.Warmup), begin.Add(opts.Warmup+opts.Window)
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
-	// The sampler reads the gateway's RSS every 200 ms until stopped.
+	// The steady window: the last two thirds of the sending time, when
+	// the queue is full and not yet draining.
+	steadyFrom, steadyTo := begin.Add(opts.Warmup+opts.Window/3), winEnd
+	var steady [2]snapshot
+	// The sampler reads the gateway's RSS every 200 ms until stopped, and
+	// snapshots it at the steady window's edges.
 	go func() {
 		defer close(sampled)
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
+		edges := [2]*time.Timer{time.NewTimer(time.Until(steadyFrom)), time.NewTimer(time.Until(steadyTo))}
+		defer edges[0].Stop()
+		defer edges[1].Stop()
 		for {
-			if st, err := readProc(strconv.Itoa(g.pid())); err == nil {
-				mu.Lock()
-				rssMax = max(rssMax, st.rss)
-				mu.Unlock()
-			}
 			select {
 			case <-sampleCtx.Done():
 				return
+			case <-edges[0].C:
+				s := takeSnapshot(sampleCtx, g)
+				mu.Lock()
+				steady[0] = s
+				mu.Unlock()
+			case <-edges[1].C:
+				s := takeSnapshot(sampleCtx, g)
+				mu.Lock()
+				steady[1] = s
+				mu.Unlock()
 			case <-tick.C:
+				if st, err := readProc(strconv.Itoa(g.pid())); err == nil {
+					mu.Lock()
+					rssMax = max(rssMax, st.rss)
+					mu.Unlock()
+				}
 			}
 		}
 	}()
@@ -236,10 +259,39 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 		lv.PaddingTok = max(0, 1-toks/padded)
 	}
 	lv.BackendBusy = d("embedgate_inference_duration_seconds_sum") / span
+	mu.Lock()
+	lv.SteadyTokens, lv.SteadyTokPerCPU = steadyRate(steady, opts.BackendHere)
+	mu.Unlock()
 	if perr != nil {
 		lv.ProfileErr = perr.Error()
 	}
 	return lv, nil
+}
+
+// steadyRate estimates the real tokens per second the backend ran between
+// two snapshots, from /metrics alone: padded tokens × (1 − the batches' mean
+// padding ratio). Unlike counting answers, it does not depend on when whole
+// requests happen to complete; the mean is per batch, which in steady state
+// (full batches) is close to token-weighted.
+func steadyRate(s [2]snapshot, backendHere bool) (tokens, perCPU float64) {
+	if s[0].metrics == nil || s[1].metrics == nil || s[0].err != nil || s[1].err != nil {
+		return 0, 0
+	}
+	d := func(name string) float64 { return s[1].metrics[name] - s[0].metrics[name] }
+	n := d("embedgate_batch_padding_ratio_count")
+	span := s[1].gw.at.Sub(s[0].gw.at).Seconds()
+	if n <= 0 || span <= 0 {
+		return 0, 0
+	}
+	real := d("embedgate_batch_tokens_sum") * (1 - d("embedgate_batch_padding_ratio_sum")/n)
+	cpu := (s[1].gw.cpu - s[0].gw.cpu).Seconds()
+	if backendHere {
+		cpu += (s[1].self.cpu - s[0].self.cpu).Seconds()
+	}
+	if cpu > 0 {
+		perCPU = real / cpu
+	}
+	return real / span, perCPU
 }
 
 // fetchProfiles waits for the window, saves the gateway's CPU profile over
