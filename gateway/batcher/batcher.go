@@ -29,6 +29,12 @@ type Options struct {
 	MaxTokens int // rows × longest row
 	MaxRows   int
 	PadID     int32
+	// CallTokens is what one backend call costs beyond its tokens,
+	// counted in tokens (0 = 32, about the fixed cost of one small batch on
+	// a MiniLM-size model on CPU). A row joins a batch only if the padding
+	// it adds is at most its own length plus CallTokens: otherwise it runs
+	// cheaper in a batch of its own size.
+	CallTokens int
 }
 
 // Queue holds waiting items. Push never blocks: admission bounds the inflow.
@@ -49,6 +55,9 @@ type Queue[T Item] struct {
 func New[T Item](opts Options, reg prometheus.Registerer) (*Queue[T], error) {
 	if opts.MaxTokens < 1 || opts.MaxRows < 1 {
 		return nil, errors.New("batcher: max tokens and max rows must be positive")
+	}
+	if opts.CallTokens <= 0 {
+		opts.CallTokens = 32
 	}
 	f := promauto.With(reg)
 	return &Queue[T]{
@@ -145,13 +154,20 @@ func (q *Queue[T]) cut() (batch, dropped []T) {
 	for rows := 1; rows < q.opts.MaxRows; rows++ {
 		// Grow towards the neighbour that adds the least padding: a shorter
 		// one pads itself up to longest, a longer one pads every row so far.
+		// Padding on CPU costs as much as real tokens: measured with
+		// embedbench, filling rows regardless padded 65-70% of a mixed load
+		// at low concurrency.
 		wasteLo, wasteHi := -1, -1
 		if lo > 0 && (rows+1)*longest <= q.opts.MaxTokens {
-			wasteLo = longest - length(order[lo-1])
+			l := length(order[lo-1])
+			if w := longest - l; w <= l+q.opts.CallTokens {
+				wasteLo = w
+			}
 		}
 		if hi < len(order)-1 {
-			if l := length(order[hi+1]); (rows+1)*l <= q.opts.MaxTokens {
-				wasteHi = (l - longest) * rows
+			l := length(order[hi+1])
+			if w := (l - longest) * rows; (rows+1)*l <= q.opts.MaxTokens && w <= l+q.opts.CallTokens {
+				wasteHi = w
 			}
 		}
 		switch {

@@ -137,3 +137,21 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		t.Error("New with MaxTokens 0 succeeded")
 	}
 }
+
+func TestShortInputsAreNotPaddedToLongOnes(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, Options{MaxTokens: 16384, MaxRows: 32})
+	q.Push(mk(ctx, 0, 512)) // the oldest: a long document
+	for i := 1; i <= 10; i++ {
+		q.Push(mk(ctx, i, 10)) // short queries
+	}
+	q.Push(mk(ctx, 11, 400)) // a passage close enough to share the long one's padding
+	first, _, _ := q.Next(ctx)
+	if got := tags(first); len(got) != 2 || got[0] != 0 || got[1] != 11 {
+		t.Errorf("first batch = %v, want the document and the passage only", got)
+	}
+	second, _, _ := q.Next(ctx)
+	if len(second) != 10 {
+		t.Errorf("second batch = %v, want the ten short queries together", tags(second))
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/embedgate/embedgate/gateway/pooling"
 	"github.com/embedgate/embedgate/gateway/tokenizer"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // fakeBackend computes each position's hidden state from its token id and
@@ -236,10 +237,24 @@ func TestOverloadAnswersAtOnce(t *testing.T) {
 	for eng.gate.InFlight() < 2 {
 		runtime.Gosched()
 	}
+	tokenized := func() uint64 {
+		var m dto.Metric
+		if err := eng.m.tokenization.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	for tokenized() < 2 { // both held requests are past tokenization
+		runtime.Gosched()
+	}
+	before := tokenized()
 	_, err := eng.Embed(context.Background(), &gateway.EmbedRequest{Inputs: texts("extra"), Truncate: true})
 	var ge *gateway.Error
 	if !errors.As(err, &ge) || ge.Kind != gateway.Overloaded || ge.RetryAfter <= 0 {
 		t.Errorf("third request: %v, want Overloaded with Retry-After", err)
+	}
+	if after := tokenized(); after != before {
+		t.Errorf("a refused request was tokenized (%d tokenizations, want %d)", after, before)
 	}
 	close(be.gate)
 	wg.Wait()
