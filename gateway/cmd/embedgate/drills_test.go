@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -270,5 +271,41 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestShutdownWithUnusedConnection: a connection that was opened and never
+// sent a request (clients and load balancers keep spares) must not hold
+// shutdown until the grace period ends.
+func TestShutdownWithUnusedConnection(t *testing.T) {
+	env := baseEnv(t)
+	env["SHUTDOWN_GRACE"] = "20s"
+	env["PORT"], env["HOSTNAME"] = freePort(t), "127.0.0.1"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	logs := &testenv.LogBuffer{}
+	go func() {
+		errc <- run(ctx, []string{"embedgate"}, func(k string) string { return env[k] }, nil, io.Discard, logs)
+	}()
+	g := &instance{url: "http://127.0.0.1:" + env["PORT"], errc: errc, logs: logs}
+	g.waitReady(t)
+	conn, err := net.Dial("tcp", "127.0.0.1:"+env["PORT"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("run() = %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run() waited for a connection that never sent a request")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("shutdown took %v with an unused connection open", took)
 	}
 }

@@ -137,10 +137,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.Port)))
+	rawLn, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return err
 	}
+	ln := newTrackingListener(rawLn)
 
 	// The batch loop outlives SIGTERM: it stops only after the HTTP server
 	// has drained, so accepted requests are answered.
@@ -150,18 +151,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	g.Go(func() error { return eng.Run(engCtx) })
 	g.Go(func() error { return srv.App().Listener(ln) })
 	if cfg.MetricsPort != 0 {
-		mln, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.MetricsPort)))
+		rawMln, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.MetricsPort)))
 		if err != nil {
 			_ = ln.Close()
 			return err
 		}
+		mln := newTrackingListener(rawMln)
 		metricsApp := fiber.New(fiber.Config{DisableStartupMessage: true})
 		metricsApp.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 		if cfg.Pprof {
 			server.MountPprof(metricsApp, nil)
 		}
 		g.Go(func() error { return metricsApp.Listener(mln) })
-		g.Go(func() error { <-gctx.Done(); return metricsApp.Shutdown() })
+		g.Go(func() error { <-gctx.Done(); return shutdown(metricsApp, mln, time.Second) })
 	}
 	if keys != nil && cfg.APIKeysFile != "" {
 		hup := make(chan os.Signal, 1)
@@ -176,7 +178,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		defer stopEngine()
 		logger.Info("draining", "grace", cfg.ShutdownGrace)
 		srv.Drain()
-		return srv.App().ShutdownWithTimeout(cfg.ShutdownGrace)
+		deadline := time.Now().Add(cfg.ShutdownGrace)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for srv.InFlight() > 0 && time.Now().Before(deadline) {
+			<-tick.C
+		}
+		return shutdown(srv.App(), ln, max(time.Until(deadline), time.Second))
 	})
 	logger.Info("listening", "addr", ln.Addr().String())
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
@@ -322,4 +330,22 @@ func hubRevision(cfg *config.Config, dir string) string {
 		return filepath.Base(dir)
 	}
 	return cfg.Revision
+}
+
+// shutdown stops app once no request is in flight: fasthttp closes the
+// listener and idle connections, and the connections it would wait for
+// (opened, never used) are closed here until it returns.
+func shutdown(app *fiber.App, ln *trackingListener, timeout time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- app.ShutdownWithTimeout(timeout) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			ln.CloseConns()
+		}
+	}
 }

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"net"
+	"sync"
+)
+
+// trackingListener remembers the connections it accepted so that shutdown
+// can close them once no request is in flight. fasthttp's graceful shutdown
+// closes idle keep-alive connections but waits for a connection that was
+// opened and never sent a request (HTTP clients and load balancers open
+// spare ones) until the grace period runs out.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func newTrackingListener(ln net.Listener) *trackingListener {
+	return &trackingListener{Listener: ln, conns: make(map[net.Conn]struct{})}
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[tc] = struct{}{}
+	l.mu.Unlock()
+	return tc, nil
+}
+
+// CloseConns closes every connection still open. Call it only when no
+// request is in flight: a connection is then idle or unused.
+func (l *trackingListener) CloseConns() {
+	l.mu.Lock()
+	conns := make([]net.Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	l    *trackingListener
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
