@@ -382,3 +382,56 @@ func TestShutdownAnswersQueued(t *testing.T) {
 		t.Errorf("after shutdown: %d ok, %d unhealthy; want the running one done and the queued one answered", ok, unhealthy)
 	}
 }
+
+// TestShedsWhatCannotFinishInTime: with the backend's rate known and work
+// queued ahead, a request whose deadline that work would miss gets 429 at
+// once; one with time to spare waits; one too large to finish even alone
+// is let through (a retry would not help it).
+func TestShedsWhatCannotFinishInTime(t *testing.T) {
+	be := &fakeBackend{hidden: 8, gate: make(chan struct{})}
+	eng := startEngine(t, defaultOptions(), be)
+	eng.tokenRate.Store(math.Float64bits(100)) // 100 tokens/s
+	// One request runs (held), one waits in the queue with 3 tokens.
+	held := make(chan error, 2)
+	go func() {
+		_, err := eng.Embed(context.Background(), &gateway.EmbedRequest{Inputs: texts("running"), Truncate: true})
+		held <- err
+	}()
+	for be.calls.Load() == 0 {
+		runtime.Gosched()
+	}
+	eng.queuedTokens.Add(1000) // 10 s of queued work, as if many waited
+	defer eng.queuedTokens.Add(-1000)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := eng.Embed(ctx, &gateway.EmbedRequest{Inputs: texts("late"), Truncate: true})
+	var ge *gateway.Error
+	if !errors.As(err, &ge) || ge.Kind != gateway.Overloaded || ge.RetryAfter < time.Second {
+		t.Errorf("request that would wait 10s with a 2s deadline: %v, want Overloaded with Retry-After", err)
+	}
+
+	// 3 tokens take 30ms alone at 100 tokens/s: with 10ms left no retry
+	// can help, so it is not shed; it waits and times out.
+	tiny, cancelTiny := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancelTiny()
+	if _, err := eng.Embed(tiny, &gateway.EmbedRequest{Inputs: texts("hopeless"), Truncate: true}); gateway.KindOf(err) != gateway.Timeout {
+		t.Errorf("request too large for its deadline even alone: %v, want Timeout (not shed)", err)
+	}
+
+	long, cancelLong := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelLong()
+	go func() {
+		_, err := eng.Embed(long, &gateway.EmbedRequest{Inputs: texts("patient"), Truncate: true})
+		held <- err
+	}()
+	for eng.queue.Len() == 0 {
+		runtime.Gosched()
+	}
+	close(be.gate)
+	for i := 0; i < 2; i++ {
+		if err := <-held; err != nil {
+			t.Errorf("admitted request failed: %v", err)
+		}
+	}
+}
