@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -60,15 +59,8 @@ type Engine struct {
 	workers chan struct{} // tokenization slots
 	running atomic.Bool
 	healthy atomic.Bool // false after a batch found the backend down or stalled
-	// queuedTokens counts the tokens waiting for a batch; tokenRate is
-	// the backend's sustained tokens per second (an EWMA, float64 bits;
-	// 0 until the first batch). Together they say how long a new request
-	// would wait, so a request that cannot finish before its deadline is
-	// refused at once instead of timing out after it.
-	queuedTokens atomic.Int64
-	tokenRate    atomic.Uint64
-	batchID      atomic.Uint64
-	m            *metrics
+	batchID atomic.Uint64
+	m       *metrics
 }
 
 // New checks opts against the model and the backend and registers the
@@ -148,7 +140,6 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		items, dropped, err := e.queue.Next(ctx)
 		for _, it := range dropped {
-			e.queuedTokens.Add(-int64(len(it.ids)))
 			it.req.fail(it.ctx.Err())
 		}
 		if err != nil {
@@ -175,7 +166,6 @@ func (e *Engine) failQueued() {
 			return
 		}
 		for _, it := range append(items, dropped...) {
-			e.queuedTokens.Add(-int64(len(it.ids)))
 			it.req.fail(gateway.Errorf(gateway.Unhealthy, "", "the gateway is shutting down"))
 		}
 	}
@@ -209,11 +199,6 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 	}
 	b := e.queue.Pad(items)
 	b.ID = fmt.Sprintf("b%d", e.batchID.Add(1))
-	tokens := 0
-	for _, it := range items {
-		tokens += len(it.ids)
-	}
-	e.queuedTokens.Add(-int64(tokens))
 	for _, it := range items {
 		it.req.started(start.Sub(it.enqueued))
 		e.m.queue.Observe(start.Sub(it.enqueued).Seconds())
@@ -239,7 +224,6 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 		return
 	}
 	e.healthy.Store(true)
-	e.observeRate(tokens, elapsed)
 	h := out.Hidden
 	for r, it := range items {
 		vec := make([]float32, h)
@@ -294,14 +278,11 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	}
 	tokenized := time.Now()
 	e.m.tokenization.Observe(tokenized.Sub(start).Seconds())
-	tokens := 0
-	for _, enc := range encs {
-		tokens += len(enc.ids)
-	}
-	if err := e.shed(ctx, tokens); err != nil {
-		return nil, err
-	}
 	if req.Charge != nil {
+		tokens := 0
+		for _, enc := range encs {
+			tokens += len(enc.ids)
+		}
 		if err := req.Charge(ctx, tokens); err != nil {
 			return nil, err
 		}
@@ -319,7 +300,6 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	// token charge and admission count as waiting too.
 	_, qspan := e.opts.Tracer.Start(ctx, spanQueue, trace.WithTimestamp(tokenized))
 	defer endQueue(qspan, p, tokenized)
-	e.queuedTokens.Add(int64(tokens))
 	e.queue.Push(items...)
 
 	select {
@@ -627,44 +607,4 @@ func (e *Engine) probeBatch(ctx context.Context) error {
 		err = checkOutput(out, b, e.spec)
 	}
 	return err
-}
-
-// observeRate folds one batch into the backend's sustained rate. Batches
-// run MaxInflight at a time, so one batch's rate times that is the
-// backend's.
-func (e *Engine) observeRate(tokens int, took time.Duration) {
-	if tokens == 0 || took <= 0 {
-		return
-	}
-	r := float64(tokens) / took.Seconds() * float64(e.opts.MaxInflight)
-	if old := math.Float64frombits(e.tokenRate.Load()); old > 0 {
-		r = 0.8*old + 0.2*r
-	}
-	e.tokenRate.Store(math.Float64bits(r))
-}
-
-// shed refuses a request that the work queued ahead of it would make miss
-// its deadline: a 429 now lets the client retry elsewhere, where a 504
-// thirty seconds later would only have cost it the wait (measured with
-// embedbench at 256 clients: most requests timed out after partial work).
-// A request too large to finish in time even alone is let through: a
-// retry would not help it.
-func (e *Engine) shed(ctx context.Context, tokens int) error {
-	rate := math.Float64frombits(e.tokenRate.Load())
-	deadline, ok := ctx.Deadline()
-	if rate <= 0 || !ok {
-		return nil
-	}
-	left := time.Until(deadline)
-	alone := time.Duration(float64(tokens) / rate * float64(time.Second))
-	wait := time.Duration(float64(e.queuedTokens.Load()+int64(tokens)) / rate * float64(time.Second))
-	if wait <= left || alone > left {
-		return nil
-	}
-	e.m.shed.Inc()
-	return &gateway.Error{
-		Kind:       gateway.Overloaded,
-		Msg:        fmt.Sprintf("the queue holds about %v of work, more than this request's deadline allows; retry later", wait.Round(time.Millisecond)),
-		RetryAfter: min(max(time.Second, wait-left), 30*time.Second),
-	}
 }

@@ -8,7 +8,7 @@ import (
 
 type metrics struct {
 	tokenization, queue, inference prometheus.Histogram
-	overloaded, shed               prometheus.Counter
+	overloaded                     prometheus.Counter
 	backendErrors                  *prometheus.CounterVec
 }
 
@@ -33,9 +33,6 @@ func newMetrics(reg prometheus.Registerer, gate *admit.Gate) *metrics {
 		}),
 		overloaded: f.NewCounter(prometheus.CounterOpts{
 			Name: "embedgate_overload_rejections_total", Help: "Requests answered 429 because the gateway was full.",
-		}),
-		shed: f.NewCounter(prometheus.CounterOpts{
-			Name: "embedgate_shed_total", Help: "Requests answered 429 because the queued work would make them miss their deadline.",
 		}),
 		backendErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "embedgate_backend_errors_total", Help: "Failed backend batches by error kind.",
