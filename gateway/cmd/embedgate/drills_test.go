@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	"github.com/embedgate/embedgate/gateway/internal/redistest"
-	"github.com/embedgate/embedgate/gateway/internal/testenv"
 )
 
 // TestDrainUnderLoad cancels run (what SIGTERM does) while requests are in
@@ -27,17 +24,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	srv.SetDelay(300 * time.Millisecond) // hold requests in flight
 	env := tritonEnv(t, srv)
 	env["SHUTDOWN_GRACE"] = "10s"
-	env["PORT"] = freePort(t)
-	env["HOSTNAME"] = "127.0.0.1"
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	logs := &testenv.LogBuffer{}
-	go func() {
-		errc <- run(ctx, []string{"embedgate"}, func(k string) string { return env[k] }, nil, io.Discard, logs)
-	}()
-	g := &instance{url: "http://127.0.0.1:" + env["PORT"], errc: errc, logs: logs}
-	g.waitReady(t)
+	g := startGateway(t, env)
 
 	const clients = 8
 	var wg sync.WaitGroup
@@ -62,7 +49,14 @@ func TestDrainUnderLoad(t *testing.T) {
 		return strings.Contains(string(g.get(t, "/metrics").body), "embedgate_requests_in_flight 8")
 	}, "8 requests in flight")
 	start := time.Now()
-	cancel()
+	stopped := make(chan bool, 1)
+	go func() {
+		returned, err := g.stop(15 * time.Second)
+		if err != nil {
+			t.Errorf("run() = %v", err)
+		}
+		stopped <- returned
+	}()
 	wg.Wait()
 	close(statuses)
 	for s := range statuses {
@@ -70,12 +64,7 @@ func TestDrainUnderLoad(t *testing.T) {
 			t.Errorf("in-flight request got %d, want 200", s)
 		}
 	}
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Errorf("run() = %v", err)
-		}
-	case <-time.After(15 * time.Second):
+	if !<-stopped {
 		t.Fatal("run() did not return within the grace period")
 	}
 	if took := time.Since(start); took > 10*time.Second {
@@ -280,30 +269,19 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 func TestShutdownWithUnusedConnection(t *testing.T) {
 	env := baseEnv(t)
 	env["SHUTDOWN_GRACE"] = "20s"
-	env["PORT"], env["HOSTNAME"] = freePort(t), "127.0.0.1"
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	logs := &testenv.LogBuffer{}
-	go func() {
-		errc <- run(ctx, []string{"embedgate"}, func(k string) string { return env[k] }, nil, io.Discard, logs)
-	}()
-	g := &instance{url: "http://127.0.0.1:" + env["PORT"], errc: errc, logs: logs}
-	g.waitReady(t)
+	g := startGateway(t, env)
 	conn, err := net.Dial("tcp", "127.0.0.1:"+env["PORT"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	start := time.Now()
-	cancel()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Errorf("run() = %v", err)
-		}
-	case <-time.After(15 * time.Second):
+	returned, err := g.stop(15 * time.Second)
+	if !returned {
 		t.Fatal("run() waited for a connection that never sent a request")
+	}
+	if err != nil {
+		t.Errorf("run() = %v", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("shutdown took %v with an unused connection open", took)

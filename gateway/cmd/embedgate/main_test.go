@@ -18,7 +18,8 @@ import (
 type instance struct {
 	url    string
 	cancel context.CancelFunc
-	errc   chan error
+	done   chan struct{} // closed when run returns
+	err    error         // run's result, once done is closed
 	logs   *testenv.LogBuffer
 }
 
@@ -51,19 +52,16 @@ func startGateway(t *testing.T, env map[string]string, args ...string) *instance
 	t.Helper()
 	env["HOSTNAME"], env["PORT"] = "127.0.0.1", freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &instance{url: "http://127.0.0.1:" + env["PORT"], cancel: cancel, errc: make(chan error, 1), logs: &testenv.LogBuffer{}}
+	g := &instance{url: "http://127.0.0.1:" + env["PORT"], cancel: cancel, done: make(chan struct{}), logs: &testenv.LogBuffer{}}
 	go func() {
-		g.errc <- run(ctx, append([]string{"embedgate"}, args...), func(k string) string { return env[k] }, nil, io.Discard, g.logs)
+		defer close(g.done)
+		g.err = run(ctx, append([]string{"embedgate"}, args...), func(k string) string { return env[k] }, nil, io.Discard, g.logs)
 	}()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-g.errc:
-			if err != nil {
-				t.Errorf("run() = %v", err)
-			}
-		case <-time.After(30 * time.Second):
+		if returned, err := g.stop(30 * time.Second); !returned {
 			t.Error("run() did not return after cancel")
+		} else if err != nil {
+			t.Errorf("run() = %v", err)
 		}
 		if t.Failed() {
 			t.Logf("gateway log:\n%s", g.logs.String())
@@ -73,13 +71,25 @@ func startGateway(t *testing.T, env map[string]string, args ...string) *instance
 	return g
 }
 
+// stop cancels run, as SIGTERM does, and waits up to within for it to
+// return; returned is false if it did not.
+func (g *instance) stop(within time.Duration) (returned bool, err error) {
+	g.cancel()
+	select {
+	case <-g.done:
+		return true, g.err
+	case <-time.After(within):
+		return false, nil
+	}
+}
+
 func (g *instance) waitReady(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-g.errc:
-			t.Fatalf("run() returned before ready: %v\n%s", err, g.logs.String())
+		case <-g.done:
+			t.Fatalf("run() returned before ready: %v\n%s", g.err, g.logs.String())
 		default:
 		}
 		resp, err := http.Get(g.url + "/ready")
