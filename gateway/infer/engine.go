@@ -416,11 +416,9 @@ func (e *Engine) encode(ctx context.Context, req *gateway.EmbedRequest, prompt s
 		go func() { defer wg.Done(); work() }()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		for _, err := range errs {
-			if err != nil {
-				return nil, err // the first, by input index
-			}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err // the first, by input index
 		}
 	}
 	return out, nil
