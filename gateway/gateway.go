@@ -118,6 +118,18 @@ type Output struct {
 	Rows, Len int
 	Hidden    int
 	Data      []float32
+	// Release, if set, hands Data back to the backend, which may reuse it:
+	// a [B,L,H] output is tens of megabytes, too much to leave to the
+	// garbage collector at every batch. Whoever reads Data calls Release
+	// once, when done, and does not touch Data after.
+	Release func()
+}
+
+// Free calls o.Release, if o and it are set.
+func (o *Output) Free() {
+	if o != nil && o.Release != nil {
+		o.Release()
+	}
 }
 
 // Token is one token of a /tokenize answer; Start and Stop are byte offsets

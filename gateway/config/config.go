@@ -34,10 +34,11 @@ type Config struct {
 	DefaultPrompt     string
 
 	// Triton
-	TritonURL         string
-	TritonModel       string // "" = derived from ModelID, see TritonModelName
-	TritonTimeout     time.Duration
-	TritonMaxInflight int
+	TritonURL           string
+	TritonModel         string // "" = derived from ModelID, see TritonModelName
+	TritonTimeout       time.Duration
+	TritonMaxInflight   int
+	TritonMaxInflightMB int // MiB of responses in flight
 
 	// Batching and limits
 	MaxConcurrentRequests int
@@ -90,6 +91,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.TritonModel, "triton-model", "", "model name in Triton's repository (default: last element of --model-id)")
 	fs.DurationVar(&c.TritonTimeout, "triton-timeout", 10*time.Second, "deadline of one Triton call")
 	fs.IntVar(&c.TritonMaxInflight, "triton-max-inflight", 4, "batches in flight to Triton at once")
+	fs.IntVar(&c.TritonMaxInflightMB, "triton-max-inflight-mb", 64, "MiB of Triton responses in flight at once (last_hidden_state is rows × length × hidden × 4 bytes); a larger batch runs alone")
 	fs.IntVar(&c.TokenizationWorkers, "tokenization-workers", 0, "tokenizer goroutines (0 = CPU cores)")
 	fs.StringVar(&c.DType, "dtype", "auto", "ONNX variant: auto, float32, float16 or int8 (auto = float32 on CPU)")
 	fs.StringVar(&c.Pooling, "pooling", "", "cls, mean or last-token (default: the model's config)")
@@ -250,6 +252,7 @@ func (c *Config) Validate() error {
 	}
 	positive("triton-timeout", c.TritonTimeout)
 	atLeast("triton-max-inflight", c.TritonMaxInflight, 1)
+	atLeast("triton-max-inflight-mb", c.TritonMaxInflightMB, 1)
 	atLeast("tokenization-workers", c.TokenizationWorkers, 0)
 	atLeast("intra-op-threads", c.IntraOpThreads, 0)
 	atLeast("max-concurrent-requests", c.MaxConcurrentRequests, 1)

@@ -21,7 +21,7 @@ func TestParseDefaults(t *testing.T) {
 	}
 	want := Config{
 		ModelID: "./Qwen3-Embedding-0.6B", Revision: "main", Backend: "onnx", DType: "auto",
-		TritonURL: "localhost:8001", TritonTimeout: 10 * time.Second, TritonMaxInflight: 4,
+		TritonURL: "localhost:8001", TritonTimeout: 10 * time.Second, TritonMaxInflight: 4, TritonMaxInflightMB: 64,
 		TokenizationWorkers: runtime.NumCPU(), IntraOpThreads: runtime.NumCPU(),
 		MaxConcurrentRequests: 512, MaxBatchTokens: 16384, MaxBatchRequests: 32, MaxClientBatchSize: 2048,
 		AutoTruncate: true, PayloadLimit: 2000000, RequestTimeout: 30 * time.Second,
@@ -193,6 +193,7 @@ func TestValidate(t *testing.T) {
 		{"triton without url", func(c *Config) { c.Backend, c.TritonURL = "triton", "" }, []string{"--triton-url is empty but --backend is triton"}},
 		{"triton timeout", func(c *Config) { c.TritonTimeout = 0 }, []string{"--triton-timeout must be a positive duration, got 0s"}},
 		{"triton inflight", func(c *Config) { c.TritonMaxInflight = 0 }, []string{"--triton-max-inflight must be at least 1, got 0"}},
+		{"triton inflight mb", func(c *Config) { c.TritonMaxInflightMB = 0 }, []string{"--triton-max-inflight-mb must be at least 1, got 0"}},
 		{"workers", func(c *Config) { c.TokenizationWorkers = -1 }, []string{"--tokenization-workers must be at least 0, got -1"}},
 		{"intra-op", func(c *Config) { c.IntraOpThreads = -2 }, []string{"--intra-op-threads must be at least 0, got -2"}},
 		{"concurrent", func(c *Config) { c.MaxConcurrentRequests = 0 }, []string{"--max-concurrent-requests must be at least 1, got 0"}},

@@ -40,6 +40,9 @@ type Options struct {
 	DefaultPromptName string
 	DefaultPrompt     string        // explicit prompt text; wins over DefaultPromptName
 	ProbeInterval     time.Duration // how often Run checks the backend; 0 = 1s
+	// Calibrate makes Run measure the backend's rate before it serves
+	// (two sample batches; see calibrate).
+	Calibrate bool
 	// Tracer makes the tokenize, queue and inference spans, children of
 	// the span in Embed's ctx; nil = none.
 	Tracer trace.Tracer
@@ -55,6 +58,7 @@ type Engine struct {
 	logger  *slog.Logger
 
 	gate    *admit.Gate
+	backlog *admit.Backlog
 	queue   *batcher.Queue[*entry]
 	workers chan struct{} // tokenization slots
 	running atomic.Bool
@@ -107,6 +111,7 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		return nil, fmt.Errorf("infer: %w", err)
 	}
 	gate := admit.New(opts.MaxConcurrent)
+	backlog := admit.NewBacklog(queueShare, 2*opts.MaxBatchTokens*opts.MaxInflight)
 	return &Engine{
 		opts:    opts,
 		tok:     tok,
@@ -114,15 +119,19 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		spec:    spec,
 		logger:  logger,
 		gate:    gate,
+		backlog: backlog,
 		queue:   queue,
 		workers: make(chan struct{}, opts.Workers),
-		m:       newMetrics(reg, gate),
+		m:       newMetrics(reg, gate, backlog),
 	}, nil
 }
 
 // Run drives the batch loop until ctx is done, then waits for the batches in
 // flight. Inputs still queued then are answered Unhealthy, so no request hangs.
 func (e *Engine) Run(ctx context.Context) error {
+	if e.opts.Calibrate {
+		e.calibrate(ctx)
+	}
 	e.healthy.Store(true)
 	e.running.Store(true)
 	defer e.running.Store(false)
@@ -139,6 +148,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		}
 		items, dropped, err := e.queue.Next(ctx)
+		e.backlog.Remove(tokensOf(items) + tokensOf(dropped))
 		for _, it := range dropped {
 			it.req.fail(it.ctx.Err())
 		}
@@ -165,6 +175,7 @@ func (e *Engine) failQueued() {
 		if err != nil || len(items)+len(dropped) == 0 {
 			return
 		}
+		e.backlog.Remove(tokensOf(items) + tokensOf(dropped))
 		for _, it := range append(items, dropped...) {
 			it.req.fail(gateway.Errorf(gateway.Unhealthy, "", "the gateway is shutting down"))
 		}
@@ -204,7 +215,9 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 		e.m.queue.Observe(start.Sub(it.enqueued).Seconds())
 	}
 	bctx, endSpans := e.startInference(ctx, b, items, start)
+	measured := e.backlog.Start()
 	out, err := e.backend.Embed(bctx, b)
+	defer out.Free()
 	elapsed := time.Since(start)
 	e.m.inference.Observe(elapsed.Seconds())
 	if err == nil {
@@ -212,6 +225,7 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 	}
 	endSpans(err)
 	if err != nil {
+		measured(0)
 		kind := gateway.KindOf(err)
 		if kind == gateway.Timeout || kind == gateway.Unhealthy {
 			e.healthy.Store(false) // the probe turns it back on
@@ -224,6 +238,7 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 		return
 	}
 	e.healthy.Store(true)
+	measured(tokensOf(items))
 	h := out.Hidden
 	for r, it := range items {
 		vec := make([]float32, h)
@@ -266,10 +281,13 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	// requests only to refuse them took a quarter of the CPU from the
 	// admitted ones (measured with embedbench at 10× overload).
 	if !e.gate.TryEnter() {
-		e.m.overloaded.Inc()
+		e.m.overloaded.WithLabelValues("concurrency").Inc()
 		return nil, &gateway.Error{Kind: gateway.Overloaded, Msg: "the gateway is at its limit of concurrent requests; retry later", RetryAfter: time.Second}
 	}
 	defer e.gate.Done()
+	if full, retry := e.backlog.Full(timeLeft(ctx)); full {
+		return nil, e.refuseBacklog(retry)
+	}
 	_, tspan := e.opts.Tracer.Start(ctx, spanTokenize)
 	encs, err := e.encode(ctx, req, prompt)
 	endTokenize(tspan, encs, err)
@@ -278,12 +296,18 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	}
 	tokenized := time.Now()
 	e.m.tokenization.Observe(tokenized.Sub(start).Seconds())
+	tokens := 0
+	for _, enc := range encs {
+		tokens += len(enc.ids)
+	}
+	// The backlog decides before the token charge: a request refused
+	// for lack of time should not cost its client tokens per minute.
+	if err := e.enqueueable(ctx, tokens); err != nil {
+		return nil, err
+	}
 	if req.Charge != nil {
-		tokens := 0
-		for _, enc := range encs {
-			tokens += len(enc.ids)
-		}
 		if err := req.Charge(ctx, tokens); err != nil {
+			e.backlog.Remove(tokens)
 			return nil, err
 		}
 	}
@@ -300,7 +324,7 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	// token charge and admission count as waiting too.
 	_, qspan := e.opts.Tracer.Start(ctx, spanQueue, trace.WithTimestamp(tokenized))
 	defer endQueue(qspan, p, tokenized)
-	e.queue.Push(items...)
+	e.queue.Push(items...) // counted in the backlog by enqueueable
 
 	select {
 	case <-p.done:
@@ -593,16 +617,104 @@ func (e *Engine) probe(ctx context.Context) {
 }
 
 func (e *Engine) probeBatch(ctx context.Context) error {
-	enc := e.tok.Encode("ready", tokenizer.EncodeOptions{AddSpecialTokens: true})
-	b := &gateway.Batch{ID: "probe", Rows: 1, Len: len(enc.IDs)}
-	for _, id := range enc.IDs {
-		b.InputIDs = append(b.InputIDs, int64(id))
-		b.AttentionMask = append(b.AttentionMask, 1)
-		b.TokenTypeIDs = append(b.TokenTypeIDs, 0)
+	_, err := e.sampleBatch(ctx, 1, 0)
+	return err
+}
+
+// calibrate measures the backend before the batch loop starts, so that the
+// backlog knows its rate from the first request on: without it, the first
+// burst after a start is admitted by a fixed guess (measured with
+// embedbench: at 64 clients a cold gateway refused work it had time for).
+// The first batch warms the backend up (ONNX Runtime sizes its arena then)
+// and is not counted. A backend that fails here is left to the probe.
+func (e *Engine) calibrate(ctx context.Context) {
+	length := min(128, e.opts.MaxInputLength)
+	rows := max(1, min(e.opts.MaxBatchRequests, 2048/length))
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := e.sampleBatch(ctx, rows, length); err != nil {
+		e.logger.Warn("backend calibration failed; admission guesses until the first batch", "err", err)
+		return
+	}
+	done := e.backlog.Start()
+	tokens, err := e.sampleBatch(ctx, rows, length)
+	done(tokens)
+	if err == nil {
+		e.logger.Info("backend calibrated", "rows", rows, "len", length, "tokens_per_second", int(e.backlog.Rate()))
+	}
+}
+
+// sampleBatch runs rows copies of a short text, cut or repeated to length
+// tokens (0 = as it is), and returns the tokens done.
+func (e *Engine) sampleBatch(ctx context.Context, rows, length int) (int, error) {
+	ids := e.tok.Encode("ready to embed text quickly and exactly", tokenizer.EncodeOptions{AddSpecialTokens: true}).IDs
+	if length > 0 && len(ids) > 0 {
+		for len(ids) < length {
+			ids = append(ids, ids[len(ids)/2])
+		}
+		ids = ids[:length]
+	}
+	b := &gateway.Batch{ID: "probe", Rows: rows, Len: len(ids)}
+	for range rows {
+		for _, id := range ids {
+			b.InputIDs = append(b.InputIDs, int64(id))
+			b.AttentionMask = append(b.AttentionMask, 1)
+			b.TokenTypeIDs = append(b.TokenTypeIDs, 0)
+		}
 	}
 	out, err := e.backend.Embed(ctx, b)
+	defer out.Free()
 	if err == nil {
 		err = checkOutput(out, b, e.spec)
 	}
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return b.Rows * b.Len, nil
+}
+
+// queueShare is the part of a request's time left that waiting in the
+// queue may take: the rest is for its own batch and the estimate's error
+// (a full batch of the MiniLM-size model takes about 3 s of a 30 s
+// deadline on two cores).
+const queueShare = 0.8
+
+// enqueueable counts tokens into the backlog, or refuses them with 429 if
+// the work queued ahead would make them miss the request's deadline (see
+// admit.Backlog).
+func (e *Engine) enqueueable(ctx context.Context, tokens int) error {
+	if ok, retry := e.backlog.TryAdd(tokens, timeLeft(ctx)); !ok {
+		return e.refuseBacklog(retry)
+	}
+	return nil
+}
+
+// refuseBacklog is the 429 of a request the queue has no time for. The
+// Retry-After is at least a second, as for a full gateway: every client
+// refused in the same instant hears about the same wait, and a shorter
+// one brings them all back together to be refused again.
+func (e *Engine) refuseBacklog(retry time.Duration) error {
+	e.m.overloaded.WithLabelValues("backlog").Inc()
+	return &gateway.Error{
+		Kind:       gateway.Overloaded,
+		Msg:        "the queue holds more work than this request's deadline leaves time for; retry later",
+		RetryAfter: min(max(retry, time.Second), 30*time.Second),
+	}
+}
+
+// timeLeft is what remains of ctx's deadline; 0 = none.
+func timeLeft(ctx context.Context) time.Duration {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	return max(time.Until(d), time.Nanosecond)
+}
+
+func tokensOf(items []*entry) int {
+	n := 0
+	for _, it := range items {
+		n += len(it.ids)
+	}
+	return n
 }

@@ -382,3 +382,87 @@ func TestShutdownAnswersQueued(t *testing.T) {
 		t.Errorf("after shutdown: %d ok, %d unhealthy; want the running one done and the queued one answered", ok, unhealthy)
 	}
 }
+
+// TestRefusesWhatTheQueueWouldMakeLate: with the backend's rate measured
+// and work queued ahead, a request whose deadline that work would miss
+// gets 429 at once, costs no tokens per minute and never reaches the
+// backend, while requests with time to spare wait and succeed.
+func TestRefusesWhatTheQueueWouldMakeLate(t *testing.T) {
+	be := &fakeBackend{hidden: 8, gate: make(chan struct{})}
+	eng := startEngine(t, defaultOptions(), be)
+	done := eng.backlog.Start() // one token in at least 20 ms: ≤ 50 tokens/s
+	time.Sleep(20 * time.Millisecond)
+	done(1)
+
+	errs := make(chan error, 2)
+	embed := func(text string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := eng.Embed(ctx, &gateway.EmbedRequest{Inputs: texts(text), Truncate: true})
+		errs <- err
+	}
+	go embed("running")
+	for be.calls.Load() == 0 {
+		runtime.Gosched()
+	}
+	go embed("patient") // nothing queued ahead: admitted whatever the rate
+	for eng.backlog.Queued() == 0 {
+		runtime.Gosched()
+	}
+	queued := eng.backlog.Queued()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	charged := 0
+	_, err := eng.Embed(ctx, &gateway.EmbedRequest{
+		Inputs: texts("a request long enough to fill the sixteen tokens the model takes"), Truncate: true,
+		Charge: func(context.Context, int) error { charged++; return nil },
+	})
+	var ge *gateway.Error
+	if !errors.As(err, &ge) || ge.Kind != gateway.Overloaded || ge.RetryAfter < time.Second {
+		t.Errorf("request that would wait ≥0.38s with a 0.1s deadline: %v, want Overloaded with Retry-After", err)
+	}
+	if charged != 0 {
+		t.Errorf("a refused request was charged %d times", charged)
+	}
+	if q := eng.backlog.Queued(); q != queued {
+		t.Errorf("queued tokens %d after a refusal, want %d", q, queued)
+	}
+	close(be.gate)
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("admitted request failed: %v", err)
+		}
+	}
+	if c := be.calls.Load(); c > 2 {
+		t.Errorf("%d backend calls, want at most 2: the refused request reached the backend", c)
+	}
+	for eng.backlog.Queued() != 0 {
+		runtime.Gosched() // every admitted token leaves the queue
+	}
+}
+
+// TestCalibrationMeasuresTheBackendFirst: with Calibrate, the engine knows
+// the backend's rate before its first request, from a warm-up batch and a
+// measured one of realistic shape.
+func TestCalibrationMeasuresTheBackendFirst(t *testing.T) {
+	opts := defaultOptions()
+	opts.Calibrate = true
+	be := &fakeBackend{hidden: 8}
+	eng := startEngine(t, opts, be)
+	for !eng.Ready() {
+		runtime.Gosched()
+	}
+	if c := be.calls.Load(); c != 2 {
+		t.Errorf("%d backend calls before serving, want 2 (warm-up and measure)", c)
+	}
+	if r := be.maxRows.Load(); r != int64(opts.MaxBatchRequests) {
+		t.Errorf("calibration batch of %d rows, want %d (max batch requests)", r, opts.MaxBatchRequests)
+	}
+	if eng.backlog.Rate() <= 0 {
+		t.Error("no rate measured by calibration")
+	}
+	if _, err := eng.Embed(context.Background(), &gateway.EmbedRequest{Inputs: texts("after"), Truncate: true}); err != nil {
+		t.Errorf("request after calibration: %v", err)
+	}
+}

@@ -82,6 +82,10 @@ func (s *Server) writeError(c *fiber.Ctx, rec *record, err error) {
 	if status == fiber.StatusTooManyRequests {
 		secs := int64(math.Ceil(ge.RetryAfter.Seconds()))
 		c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(max(secs, 1), 10))
+		// OpenAI's SDKs prefer the millisecond form when it is there.
+		if len(c.Response().Header.Peek("retry-after-ms")) == 0 && ge.RetryAfter > 0 {
+			c.Set("retry-after-ms", strconv.FormatInt(max(1, ge.RetryAfter.Milliseconds()), 10))
+		}
 	}
 	var body []byte
 	if fam == familyOpenAI {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,6 +199,12 @@ func TestEngineErrors(t *testing.T) {
 				}
 				if got := resp.Header.Get("Retry-After"); got != tt.retryAfter {
 					t.Errorf("POST %s Retry-After = %q, want %q", c.path, got, tt.retryAfter)
+				}
+				var ge *gateway.Error
+				if errors.As(tt.err, &ge) && ge.RetryAfter > 0 {
+					if got, want := resp.Header.Get("retry-after-ms"), strconv.FormatInt(ge.RetryAfter.Milliseconds(), 10); got != want {
+						t.Errorf("POST %s retry-after-ms = %q, want %q", c.path, got, want)
+					}
 				}
 				msg := checkErrorShape(t, c.path, body, c.typ)
 				if strings.Contains(msg, "secret") {

@@ -15,10 +15,12 @@ import (
 )
 
 // Embed runs one padded batch as one ModelInfer call. It waits for one of
-// MaxInflight slots (honouring ctx), bounds the call by min(ctx deadline,
+// MaxInflight slots and for the batch's response bytes within
+// MaxInflightBytes (honouring ctx), bounds the call by min(ctx deadline,
 // Timeout), and retries once, on another connection, only a call that never
 // reached Triton. A malformed batch is an Internal error (the gateway built
-// it); Triton's answers map to kinds in errors.go.
+// it); Triton's answers map to kinds in errors.go. The output's Data comes
+// from the backend's pool: its Release hands it back.
 func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Output, error) {
 	if err := b.plan.validate(batch); err != nil {
 		return nil, err
@@ -35,6 +37,13 @@ func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Out
 		return nil, classify(ctx, b.logger, batch.ID, ctx.Err())
 	}
 	defer func() { <-b.slots }()
+	// A batch larger than the whole budget waits for all of it, then runs
+	// alone; asking for more than the budget would wait forever.
+	weight := min(b.plan.responseBytes(batch), b.opts.MaxInflightBytes)
+	if err := b.budget.Acquire(ctx, weight); err != nil {
+		return nil, classify(ctx, b.logger, batch.ID, err)
+	}
+	defer b.budget.Release(weight)
 
 	req, err := b.plan.request(b.opts.Model, b.opts.Version, batch)
 	if err != nil {
@@ -42,19 +51,33 @@ func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Out
 	}
 	callCtx, cancel := context.WithTimeout(b.outgoing(ctx), b.opts.Timeout)
 	defer cancel()
+	resp := &inferResponse{pool: b.pool}
+	defer resp.release() // what decode did not take, also after an error
 	i := b.pick()
-	resp, err := b.clients[i].ModelInfer(callCtx, req, grpc.WaitForReady(false))
+	err = b.infer(callCtx, i, req, resp)
 	if err != nil && neverSent(err) && callCtx.Err() == nil {
 		b.logger.Debug("triton: call did not reach the server; retrying on another connection", "batch_id", batch.ID, "err", err)
-		resp, err = b.clients[(i+1)%len(b.clients)].ModelInfer(callCtx, req, grpc.WaitForReady(false))
+		resp.release()
+		err = b.infer(callCtx, (i+1)%len(b.conns), req, resp)
 	}
 	if err != nil {
 		if b.closed.Load() {
 			return nil, errClosed()
 		}
+		if resp.err != nil { // Triton answered, but not a ModelInferResponse we can read
+			return nil, &gateway.Error{Kind: gateway.Backend, Msg: "triton: unexpected response",
+				Err: fmt.Errorf("batch %s: %w", batch.ID, resp.err)}
+		}
 		return nil, classify(callCtx, b.logger, batch.ID, err)
 	}
 	return b.plan.decode(batch, resp)
+}
+
+// infer is the generated client's ModelInfer with our own response type and
+// codec (see inferCodec).
+func (b *Backend) infer(ctx context.Context, conn int, req *tritonstubs.ModelInferRequest, resp *inferResponse) error {
+	return b.conns[conn].Invoke(ctx, tritonstubs.GRPCInferenceService_ModelInfer_FullMethodName, req, resp,
+		grpc.StaticMethod(), grpc.WaitForReady(false), grpc.ForceCodecV2(b.codec))
 }
 
 // outgoing adds the trace headers for the call in ctx.
@@ -162,28 +185,38 @@ func encodeInts(data []int64, n int, int32s bool) ([]byte, error) {
 	return out, nil
 }
 
+// responseBytes is the size of the FP32 output Triton sends for batch.
+func (p *plan) responseBytes(batch *gateway.Batch) int64 {
+	n := int64(batch.Rows) * int64(p.spec.Hidden) * 4
+	if p.spec.Output == gateway.Hidden {
+		n *= int64(batch.Len)
+	}
+	return n
+}
+
 // decode finds the requested output by name and checks its type, shape and
-// size against the batch.
-func (p *plan) decode(batch *gateway.Batch, resp *tritonstubs.ModelInferResponse) (*gateway.Output, error) {
+// size against the batch. The output takes its values from resp, with a
+// Release that returns them to the pool.
+func (p *plan) decode(batch *gateway.Batch, resp *inferResponse) (*gateway.Output, error) {
 	bad := func(format string, args ...any) error {
 		return &gateway.Error{Kind: gateway.Backend, Msg: "triton: unexpected response",
 			Err: fmt.Errorf("batch %s: "+format, append([]any{batch.ID}, args...)...)}
 	}
+	outputs := resp.msg.GetOutputs()
 	idx := -1
-	for i, o := range resp.GetOutputs() {
+	for i, o := range outputs {
 		if o.GetName() == p.output {
 			idx = i
 			break
 		}
 	}
 	if idx < 0 {
-		return nil, bad("no output %s among %d outputs", p.output, len(resp.GetOutputs()))
+		return nil, bad("no output %s among %d outputs", p.output, len(outputs))
 	}
-	raw := resp.GetRawOutputContents()
-	if idx >= len(raw) {
-		return nil, bad("output %s has no raw_output_contents (%d entries)", p.output, len(raw))
+	if idx >= len(resp.raw) {
+		return nil, bad("output %s has no raw_output_contents (%d entries)", p.output, len(resp.raw))
 	}
-	o := resp.GetOutputs()[idx]
+	o := outputs[idx]
 	if o.GetDatatype() != "FP32" {
 		return nil, bad("output %s is %s, want FP32", p.output, o.GetDatatype())
 	}
@@ -203,29 +236,13 @@ func (p *plan) decode(batch *gateway.Batch, resp *tritonstubs.ModelInferResponse
 		}
 	}
 	n := out.Rows * out.Hidden * max(out.Len, 1)
-	if len(raw[idx]) != 4*n {
-		return nil, bad("output %s has %d bytes, want %d for shape %v", p.output, len(raw[idx]), 4*n, want)
+	if len(resp.raw[idx]) != n {
+		return nil, bad("output %s has %d bytes, want %d for shape %v", p.output, 4*len(resp.raw[idx]), 4*n, want)
 	}
-	out.Data = float32s(raw[idx])
+	data := resp.take(idx)
+	out.Data = data[:n:n] // appending to Data must not write into the pooled capacity
+	out.Release = resp.pool.releaser(data)
 	return out, nil
-}
-
-// float32s reads little-endian FP32 values. On a little-endian host with
-// aligned data it reinterprets the bytes in place (the response owns them
-// and is not reused); otherwise it converts in a loop.
-func float32s(b []byte) []float32 {
-	if len(b) == 0 {
-		return []float32{}
-	}
-	p := unsafe.Pointer(unsafe.SliceData(b))
-	if littleEndian() && uintptr(p)%unsafe.Alignof(float32(0)) == 0 {
-		return unsafe.Slice((*float32)(p), len(b)/4)
-	}
-	out := make([]float32, len(b)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return out
 }
 
 // littleEndian reports the host's byte order; the compiler folds it.

@@ -62,6 +62,7 @@ func Example() {
 		return
 	}
 	fmt.Println(out.Data)
+	out.Free() // Data goes back to the backend's pool: done with it
 	// Output:
 	// hidden 2, pooled true, int32 true, max batch 32
 	// [210 3 203 2]

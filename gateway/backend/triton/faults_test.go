@@ -149,6 +149,67 @@ func TestMaxInflight(t *testing.T) {
 	wg.Wait()
 }
 
+// TestMaxInflightBytes checks that calls wait for their response bytes
+// within MaxInflightBytes even with slots free, that the wait honours ctx,
+// and that a batch larger than the whole budget still runs (alone).
+func TestMaxInflightBytes(t *testing.T) {
+	srv := tritontest.Start(t, openONNX(t))
+	const one = 1 * 2 * 32 * 4 // batch(2): 1 row of 2 tokens, hidden 32, FP32
+	t.Run("Waits", func(t *testing.T) {
+		opts := options(t, srv)
+		opts.MaxInflight = 4
+		opts.MaxInflightBytes = one + one/2 // room for one such response
+		b := openTriton(t, opts)
+		srv.SetDelay(300 * time.Millisecond)
+		t.Cleanup(func() { srv.SetDelay(0) })
+		before := srv.InferCount()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, err := b.Embed(context.Background(), batch(2)); err != nil {
+				t.Errorf("first Embed: %v", err)
+			}
+		})
+		for deadline := time.Now().Add(2 * time.Second); srv.InferCount() == before && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := b.Embed(ctx, batch(2))
+		if got := kindOf(t, err); got != gateway.Timeout {
+			t.Errorf("second Embed error kind = %v (%v), want Timeout while waiting for response bytes", got, err)
+		}
+		if n := srv.InferCount() - before; n != 1 {
+			t.Errorf("Triton received %d calls, want 1: the second must wait for the byte budget", n)
+		}
+		wg.Wait()
+		// The budget is whole again.
+		if out, err := b.Embed(context.Background(), batch(2)); err != nil {
+			t.Errorf("Embed after the first returned: %v", err)
+		} else {
+			out.Free()
+		}
+	})
+	t.Run("LargerThanBudget", func(t *testing.T) {
+		opts := options(t, srv)
+		opts.MaxInflightBytes = one / 4
+		b := openTriton(t, opts)
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				out, err := b.Embed(ctx, batch(2))
+				if err != nil {
+					t.Errorf("Embed of a batch larger than MaxInflightBytes: %v", err)
+					return
+				}
+				out.Free()
+			})
+		}
+		wg.Wait()
+	})
+}
+
 func TestOpenWaitsForReady(t *testing.T) {
 	srv := tritontest.Start(t, openONNX(t))
 	srv.SetFault(tritontest.NotReady)

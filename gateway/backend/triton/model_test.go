@@ -207,25 +207,53 @@ func TestDecode(t *testing.T) {
 		want string // fmt of Data, or "error"
 	}{
 		{"ByName", resp(sentenceEmbedding, "FP32", []int64{2, 2}, good), "[1 2 3 4]"},
-		{"Unaligned", resp(sentenceEmbedding, "FP32", []int64{2, 2}, append([]byte{9}, good...)[1:]), "[1 2 3 4]"},
 		{"Missing", resp("x", "FP32", []int64{2, 2}, good), "error"},
 		{"NoRaw", resp(sentenceEmbedding, "FP32", []int64{2, 2}), "error"},
 		{"FP16", resp(sentenceEmbedding, "FP16", []int64{2, 2}, good[:8]), "error"},
 		{"Shape", resp(sentenceEmbedding, "FP32", []int64{1, 4}, good), "error"},
 		{"Rank", resp(sentenceEmbedding, "FP32", []int64{2, 2, 1}, good), "error"},
 		{"ShortData", resp(sentenceEmbedding, "FP32", []int64{2, 2}, good[:12]), "error"},
+		{"LongData", resp(sentenceEmbedding, "FP32", []int64{2, 2}, append(good, good[:4]...)), "error"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := p.decode(b, tt.resp)
+			pool := newFloatPool(4, 1<<20)
+			r := unmarshalResp(t, pool, tt.resp)
+			out, err := p.decode(b, r)
+			r.release()
 			got := "error"
 			if err == nil {
 				got = fmt.Sprint(out.Data)
+				if out.Release == nil {
+					t.Errorf("decode() output has no Release")
+				}
+				out.Free()
 			} else if gateway.KindOf(err) != gateway.Backend {
 				t.Errorf("decode() error kind = %v, want Backend", gateway.KindOf(err))
 			}
 			if got != tt.want {
 				t.Errorf("decode() = %s (%v), want %s", got, err, tt.want)
 			}
+			// Every buffer the codec took is back: the one decode handed
+			// out through Release, the others through release.
+			if n, _ := pool.idle(); n != len(tt.resp.GetRawOutputContents()) {
+				t.Errorf("pool holds %d idle buffers after decode and Free, want %d", n, len(tt.resp.GetRawOutputContents()))
+			}
 		})
+	}
+}
+
+func TestResponseBytes(t *testing.T) {
+	b := &gateway.Batch{Rows: 32, Len: 512}
+	for _, tt := range []struct {
+		kind gateway.OutputKind
+		want int64
+	}{
+		{gateway.Hidden, 32 * 512 * 384 * 4},
+		{gateway.Pooled, 32 * 384 * 4},
+	} {
+		p := plan{spec: gateway.ModelSpec{Output: tt.kind, Hidden: 384}}
+		if got := p.responseBytes(b); got != tt.want {
+			t.Errorf("responseBytes(%v, 32×512, hidden 384) = %d, want %d", tt.kind, got, tt.want)
+		}
 	}
 }

@@ -3,9 +3,11 @@
 // for the server and model to be ready, reads the model's metadata and
 // config (input names and dtype, pooled or hidden output, hidden size,
 // max_batch_size), and Embed sends each padded [B,L] batch as one ModelInfer
-// with raw little-endian tensors over a small pool of connections. gRPC
-// errors become gateway error kinds in errors.go. It imports gateway,
-// tritonstubs and grpc; its stand-in server for tests is tritontest.
+// with raw little-endian tensors over a small pool of connections. Responses
+// are decoded straight from gRPC's frames into pooled FP32 buffers (codec.go,
+// pool.go) that each Output's Release returns. gRPC errors become gateway
+// error kinds in errors.go. It imports gateway, tritonstubs, grpc, protobuf
+// and x/sync; its stand-in server for tests is tritontest.
 package triton
 
 import (
@@ -18,10 +20,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	protoenc "google.golang.org/grpc/encoding/proto"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -36,6 +41,9 @@ const (
 	defaultReadyTimeout = 60 * time.Second
 	defaultConns        = 2
 	defaultMaxInflight  = 4
+	// defaultMaxInflightBytes holds two [32,512,384] FP32 responses (25 MB
+	// each) at once, or many smaller ones.
+	defaultMaxInflightBytes = 64 << 20
 	// maxRecvMsgSize fits last_hidden_state of large batches (64×512×384
 	// FP32 is 50 MB); grpc-go's default of 4 MiB does not.
 	maxRecvMsgSize = 256 << 20
@@ -52,6 +60,12 @@ type Options struct {
 	Conns        int           // gRPC connections, used round robin; 0 = 2
 	ReadyTimeout time.Duration // how long Open waits for server and model; 0 = 60s
 	Logger       *slog.Logger
+
+	// MaxInflightBytes bounds the FP32 bytes of the responses of the calls
+	// in flight, as their shapes give them (Rows×Len×Hidden×4 for
+	// last_hidden_state, Rows×Hidden×4 for sentence_embedding); 0 = 64 MiB.
+	// A batch larger than that runs alone.
+	MaxInflightBytes int64
 
 	// Propagate, if set, adds trace headers (e.g. W3C traceparent from an
 	// OpenTelemetry propagator) for the call in ctx. A traceparent set with
@@ -72,7 +86,15 @@ type Backend struct {
 	health  []healthpb.HealthClient
 	next    atomic.Uint32 // round-robin cursor over conns
 	slots   chan struct{} // one per call in flight
-	closed  atomic.Bool
+	// budget holds each call's response bytes while it runs: every
+	// [B,L,H] response in flight is tens of megabytes received into gRPC's
+	// frames and decoded into a pooled buffer, so MaxInflight calls of
+	// large batches alone could hold hundreds of megabytes at once, while
+	// small batches can still run MaxInflight at a time.
+	budget *semaphore.Weighted
+	pool   *floatPool  // the buffers responses are decoded into
+	codec  *inferCodec // ModelInfer's codec
+	closed atomic.Bool
 	// noHealth is set once the server answers Unimplemented to
 	// grpc.health.v1: readiness then comes from ServerReady.
 	noHealth atomic.Bool
@@ -89,19 +111,29 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.Model == "" {
 		return nil, errors.New("triton: no model name")
 	}
-	if opts.Timeout < 0 || opts.ReadyTimeout < 0 || opts.MaxInflight < 0 || opts.Conns < 0 {
-		return nil, fmt.Errorf("triton: negative option: timeout %v, ready timeout %v, max inflight %d, conns %d",
-			opts.Timeout, opts.ReadyTimeout, opts.MaxInflight, opts.Conns)
+	if opts.Timeout < 0 || opts.ReadyTimeout < 0 || opts.MaxInflight < 0 || opts.MaxInflightBytes < 0 || opts.Conns < 0 {
+		return nil, fmt.Errorf("triton: negative option: timeout %v, ready timeout %v, max inflight %d, max inflight bytes %d, conns %d",
+			opts.Timeout, opts.ReadyTimeout, opts.MaxInflight, opts.MaxInflightBytes, opts.Conns)
 	}
 	opts.Timeout = cmp.Or(opts.Timeout, defaultTimeout)
 	opts.ReadyTimeout = cmp.Or(opts.ReadyTimeout, defaultReadyTimeout)
 	opts.MaxInflight = cmp.Or(opts.MaxInflight, defaultMaxInflight)
+	opts.MaxInflightBytes = cmp.Or(opts.MaxInflightBytes, defaultMaxInflightBytes)
 	opts.Conns = cmp.Or(opts.Conns, defaultConns)
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Backend{opts: opts, logger: logger, slots: make(chan struct{}, opts.MaxInflight)}
+	protoCodec := encoding.GetCodecV2(protoenc.Name)
+	if protoCodec == nil {
+		return nil, errors.New("triton: grpc's proto codec is not registered")
+	}
+	b := &Backend{opts: opts, logger: logger, slots: make(chan struct{}, opts.MaxInflight),
+		budget: semaphore.NewWeighted(opts.MaxInflightBytes),
+		// Idle buffers: one per call in flight, plus the batches the
+		// engine may still be pooling; no more bytes than may be in flight.
+		pool:  newFloatPool(opts.MaxInflight+2, opts.MaxInflightBytes),
+		codec: &inferCodec{proto: protoCodec}}
 	if err := b.dial(); err != nil {
 		return nil, err
 	}
@@ -169,7 +201,8 @@ func (b *Backend) start(ctx context.Context) error {
 	}
 	b.logger.Info("triton model ready", "url", b.opts.URL, "model", b.opts.Model, "platform", meta.GetPlatform(),
 		"versions", meta.GetVersions(), "inputs", inputs, "dtype", dtype, "output", p.output, "hidden", p.spec.Hidden,
-		"max_batch_size", p.spec.MaxBatch, "conns", b.opts.Conns, "max_inflight", b.opts.MaxInflight, "waited", time.Since(began))
+		"max_batch_size", p.spec.MaxBatch, "conns", b.opts.Conns, "max_inflight", b.opts.MaxInflight,
+		"max_inflight_bytes", b.opts.MaxInflightBytes, "waited", time.Since(began))
 	return nil
 }
 

@@ -5,8 +5,11 @@ package triton_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
+	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/backend/backendtest"
@@ -86,6 +89,77 @@ func TestSameAsONNX(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRelease checks that an output's buffer is reused once freed, and
+// only then: concurrent calls each get their own, and the values stay
+// right while buffers go round.
+func TestRelease(t *testing.T) {
+	direct := openONNX(t)
+	srv := tritontest.Start(t, direct)
+	b := openTriton(t, options(t, srv))
+	ctx := context.Background()
+	first, err := b.Embed(ctx, batch(6, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := b.Embed(ctx, batch(6, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsafe.SliceData(first.Data) == unsafe.SliceData(held.Data) {
+		t.Fatal("two outputs in use share one buffer")
+	}
+	p := unsafe.SliceData(first.Data)
+	first.Free()
+	first.Free() // a second Free does nothing
+	first.Free()
+	// A smaller batch fits in the freed buffer.
+	again, err := b.Embed(ctx, batch(5, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsafe.SliceData(again.Data) != p {
+		t.Errorf("Embed after Free did not reuse the freed buffer")
+	}
+	other, err := b.Embed(ctx, batch(6, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsafe.SliceData(other.Data) == p || unsafe.SliceData(other.Data) == unsafe.SliceData(held.Data) {
+		t.Error("a buffer in use was handed out again (the first Free was called twice)")
+	}
+	for _, o := range []*gateway.Output{held, again, other} {
+		o.Free()
+	}
+
+	shapes := [][]int{{7, 3, 12, 1}, {5}, {9, 9}, {2, 8, 3}}
+	want := make([][]float32, len(shapes))
+	for i, lens := range shapes {
+		out, err := direct.Embed(ctx, batch(lens...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = out.Data
+	}
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Go(func() {
+			for i := range 10 {
+				k := (g + i) % len(shapes)
+				out, err := b.Embed(ctx, batch(shapes[k]...))
+				if err != nil {
+					t.Errorf("Embed: %v", err)
+					return
+				}
+				if fmt.Sprint(out.Data) != fmt.Sprint(want[k]) {
+					t.Errorf("Embed(shape %v) under concurrent reuse differs from onnx", shapes[k])
+				}
+				out.Free()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestWire checks what reaches Triton: raw_input_contents only, one entry

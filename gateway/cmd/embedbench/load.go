@@ -28,6 +28,10 @@ type levelOptions struct {
 	// stand-in): its CPU then counts as the backend's.
 	BackendHere bool
 	Profile     string // if set, save CPU and heap profiles of the gateway's window to Profile+".{cpu,heap}.pprof"
+	// RetryAt0 makes clients send again at once after a 429; by default
+	// they wait what its retry-after-ms (or Retry-After) says first, as
+	// OpenAI's SDKs do.
+	RetryAt0 bool
 }
 
 // Level is what one load level measured (see runLevel for which requests
@@ -113,9 +117,13 @@ func takeSnapshot(ctx context.Context, g *child) snapshot {
 // requests. Latencies and statuses cover requests sent after Warmup (0 by
 // default: at 256 clients each client sends only one or two requests).
 func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Level, error) {
+	var transport http.RoundTripper = &http.Transport{MaxIdleConnsPerHost: opts.Clients, MaxConnsPerHost: opts.Clients}
+	if !opts.RetryAt0 {
+		transport = backoff{next: transport, until: time.Now().Add(opts.Warmup + opts.Window)}
+	}
 	atk := vegeta.NewAttacker(
 		vegeta.Workers(uint64(opts.Clients)), vegeta.MaxWorkers(uint64(opts.Clients)),
-		vegeta.Connections(opts.Clients), vegeta.KeepAlive(true),
+		vegeta.Client(&http.Client{Transport: transport}),
 		// Above the gateway's 30 s request timeout: its 504 is what we want
 		// to see, not a client-side give-up.
 		vegeta.Timeout(60*time.Second),
@@ -188,6 +196,9 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 	last := begin
 	errSeen := map[string]bool{}
 	for res := range atk.Attack(mix.Targeter(g.url), vegeta.ConstantPacer{}, opts.Warmup+opts.Window, opts.Name) {
+		if d, err := time.ParseDuration(res.Headers.Get(backoffHeader)); err == nil {
+			res.Latency -= d // the client's wait after the answer is no part of it
+		}
 		if end := res.End(); end.After(last) {
 			last = end
 		}
@@ -350,4 +361,61 @@ func inferenceTiming(body []byte) (time.Duration, bool) {
 	}
 	d, err := time.ParseDuration(string(rest[:j]))
 	return d, err == nil
+}
+
+// backoff makes a client that got 429 wait what the answer's
+// retry-after-ms (or Retry-After) says before it sends again, as OpenAI's
+// SDKs do (they honour up to 60 s). The wait happens when vegeta closes
+// the body, in the worker that sent the request, which therefore sends
+// nothing meanwhile; it is reported in backoffHeader so that latencies
+// leave it out. No wait outlasts the sending time (until).
+type backoff struct {
+	next  http.RoundTripper
+	until time.Time
+}
+
+const backoffHeader = "X-Embedbench-Backoff"
+
+func (b backoff) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := b.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusTooManyRequests {
+		return resp, err
+	}
+	wait, ok := retryAfter(resp.Header)
+	wait = min(wait, time.Until(b.until))
+	if !ok || wait <= 0 {
+		return resp, nil
+	}
+	resp.Header.Set(backoffHeader, wait.String())
+	resp.Body = &sleepOnClose{ReadCloser: resp.Body, wait: wait, ctx: req.Context()}
+	return resp, nil
+}
+
+// retryAfter reads retry-after-ms, else Retry-After in seconds; like the
+// SDKs, it ignores waits over a minute.
+func retryAfter(h http.Header) (time.Duration, bool) {
+	var d time.Duration
+	if ms, err := strconv.ParseFloat(h.Get("retry-after-ms"), 64); err == nil {
+		d = time.Duration(ms * float64(time.Millisecond))
+	} else if s, err := strconv.ParseFloat(h.Get("Retry-After"), 64); err == nil {
+		d = time.Duration(s * float64(time.Second))
+	}
+	return d, d > 0 && d <= time.Minute
+}
+
+type sleepOnClose struct {
+	io.ReadCloser
+	wait time.Duration
+	ctx  context.Context
+}
+
+func (s *sleepOnClose) Close() error {
+	err := s.ReadCloser.Close()
+	t := time.NewTimer(s.wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.ctx.Done():
+	}
+	return err
 }

@@ -88,9 +88,10 @@ func TestAbandonedRequestsSkipInference(t *testing.T) {
 	env["TRITON_MAX_INFLIGHT"] = "1"
 	g := startGateway(t, env)
 	srv.SetDelay(500 * time.Millisecond)
+	calibration := srv.InferCount() // the gateway measured Triton at start
 	first := make(chan int, 1)
 	go func() { first <- g.post(t, "/embed", `{"inputs":"slow"}`).status }()
-	for srv.InferCount() == 0 {
+	for srv.InferCount() == calibration {
 		time.Sleep(5 * time.Millisecond)
 	}
 	before := srv.InferCount()

@@ -115,6 +115,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		DefaultPromptName: firstNonEmpty(cfg.DefaultPromptName, model.DefaultPromptName),
 		DefaultPrompt:     cfg.DefaultPrompt,
 		Tracer:            tracer,
+		Calibrate:         true,
 	}, tok, backend, logger, reg)
 	if err != nil {
 		return err
@@ -225,12 +226,13 @@ func openBackend(ctx context.Context, cfg *config.Config, model *hfmodel.Model, 
 		return b, 1, func() { _ = b.Close() }, nil
 	case "triton":
 		b, err := triton.Open(ctx, triton.Options{
-			URL:         cfg.TritonURL,
-			Model:       cfg.TritonModelName(),
-			Timeout:     cfg.TritonTimeout,
-			MaxInflight: cfg.TritonMaxInflight,
-			Logger:      logger,
-			Propagate:   propagate,
+			URL:              cfg.TritonURL,
+			Model:            cfg.TritonModelName(),
+			Timeout:          cfg.TritonTimeout,
+			MaxInflight:      cfg.TritonMaxInflight,
+			MaxInflightBytes: int64(cfg.TritonMaxInflightMB) << 20,
+			Logger:           logger,
+			Propagate:        propagate,
 		})
 		if err != nil {
 			return nil, 0, nil, err
