@@ -29,6 +29,7 @@ type Backlog struct {
 
 	mu      sync.Mutex
 	queued  int64   // tokens admitted and not yet in a batch
+	inBatch int64   // tokens of the batches the backend is running
 	running int     // batches the backend is running now
 	area    float64 // running batches integrated over time (batch-seconds)
 	last    time.Time
@@ -88,7 +89,10 @@ func (b *Backlog) fitsLocked(n int64, left time.Duration) (ok bool, retryAfter t
 		// No measure yet: a batch is about to say; ask again shortly.
 		return false, time.Second
 	}
-	wait := seconds(float64(b.queued+n) / rate)
+	// The batches running count in full: with several in flight (Triton)
+	// they can hold many seconds of work, and an input queued now waits
+	// for them as well.
+	wait := seconds(float64(b.inBatch+b.queued+n) / rate)
 	allowed := time.Duration(b.share * float64(left))
 	if wait <= allowed {
 		return true, 0
@@ -104,16 +108,17 @@ func (b *Backlog) Remove(tokens int) {
 	b.mu.Unlock()
 }
 
-// Start notes a batch handed to the backend; done, called once when it
-// returns, records how many real tokens it did (0 for a failed batch,
-// which says nothing of the rate).
-func (b *Backlog) Start() (done func(tokens int)) {
+// Start notes a batch of tokens handed to the backend; done, called once
+// when it returns, says whether it succeeded (a failed batch says nothing
+// of the rate).
+func (b *Backlog) Start(tokens int) (done func(ok bool)) {
 	b.mu.Lock()
 	b.advanceLocked()
 	b.running++
+	b.inBatch += int64(tokens)
 	began, area := b.last, b.area
 	b.mu.Unlock()
-	return func(tokens int) {
+	return func(ok bool) {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		b.advanceLocked()
@@ -126,7 +131,8 @@ func (b *Backlog) Start() (done func(tokens int)) {
 			shared = (b.area - area) / took
 		}
 		b.running--
-		if tokens <= 0 || took <= 0 {
+		b.inBatch -= int64(tokens)
+		if !ok || tokens <= 0 || took <= 0 {
 			return
 		}
 		b.tokens = decay*b.tokens + float64(tokens)*shared

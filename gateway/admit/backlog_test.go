@@ -28,9 +28,9 @@ func newTestBacklog(share float64, cold int) (*Backlog, *clock) {
 
 // measure runs one batch of tokens that takes d.
 func measure(b *Backlog, c *clock, tokens int, d time.Duration) {
-	done := b.Start()
+	done := b.Start(tokens)
 	c.advance(d)
-	done(tokens)
+	done(tokens > 0)
 }
 
 func TestBacklogColdStartAdmitsABoundedBurst(t *testing.T) {
@@ -104,10 +104,10 @@ func TestBacklogRateFollowsTheBackend(t *testing.T) {
 // does 1000 tokens/s, not 500.
 func TestBacklogRateWithBatchesInFlight(t *testing.T) {
 	b, c := newTestBacklog(1, 1)
-	d1, d2 := b.Start(), b.Start()
+	d1, d2 := b.Start(1000), b.Start(1000)
 	c.advance(2 * time.Second)
-	d1(1000)
-	d2(1000)
+	d1(true)
+	d2(true)
 	if r := b.Rate(); r != 1000 {
 		t.Errorf("rate %v with two batches in flight, want about 1000", r)
 	}
@@ -150,5 +150,20 @@ func TestBacklogFull(t *testing.T) {
 	}
 	if q := b.Queued(); q != 100 {
 		t.Errorf("Full changed the queue to %d", q)
+	}
+}
+
+// Work the backend is running delays what is queued after it.
+func TestBacklogCountsTheBatchesRunning(t *testing.T) {
+	b, c := newTestBacklog(0.5, 1)
+	measure(b, c, 1000, time.Second) // 1000 tokens/s
+	done := b.Start(1500)            // 1.5 s running
+	b.TryAdd(100, 0)
+	if ok, _ := b.TryAdd(100, 3*time.Second); ok {
+		t.Error("1.7s of work (1.5s of it running) with 1.5s allowed was admitted")
+	}
+	done(true)
+	if ok, _ := b.TryAdd(100, 3*time.Second); !ok {
+		t.Error("0.2s of work with 1.5s allowed was refused once the batch was done")
 	}
 }

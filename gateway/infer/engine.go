@@ -215,7 +215,7 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 		e.m.queue.Observe(start.Sub(it.enqueued).Seconds())
 	}
 	bctx, endSpans := e.startInference(ctx, b, items, start)
-	measured := e.backlog.Start()
+	measured := e.backlog.Start(tokensOf(items))
 	out, err := e.backend.Embed(bctx, b)
 	defer out.Free()
 	elapsed := time.Since(start)
@@ -225,7 +225,7 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 	}
 	endSpans(err)
 	if err != nil {
-		measured(0)
+		measured(false)
 		kind := gateway.KindOf(err)
 		if kind == gateway.Timeout || kind == gateway.Unhealthy {
 			e.healthy.Store(false) // the probe turns it back on
@@ -238,7 +238,7 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 		return
 	}
 	e.healthy.Store(true)
-	measured(tokensOf(items))
+	measured(true)
 	h := out.Hidden
 	for r, it := range items {
 		vec := make([]float32, h)
@@ -617,8 +617,7 @@ func (e *Engine) probe(ctx context.Context) {
 }
 
 func (e *Engine) probeBatch(ctx context.Context) error {
-	_, err := e.sampleBatch(ctx, 1, 0)
-	return err
+	return e.sampleBatch(ctx, 1, 0)
 }
 
 // calibrate measures the backend before the batch loop starts, so that the
@@ -632,21 +631,21 @@ func (e *Engine) calibrate(ctx context.Context) {
 	rows := max(1, min(e.opts.MaxBatchRequests, 2048/length))
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := e.sampleBatch(ctx, rows, length); err != nil {
+	if err := e.sampleBatch(ctx, rows, length); err != nil {
 		e.logger.Warn("backend calibration failed; admission guesses until the first batch", "err", err)
 		return
 	}
-	done := e.backlog.Start()
-	tokens, err := e.sampleBatch(ctx, rows, length)
-	done(tokens)
+	done := e.backlog.Start(rows * length)
+	err := e.sampleBatch(ctx, rows, length)
+	done(err == nil)
 	if err == nil {
 		e.logger.Info("backend calibrated", "rows", rows, "len", length, "tokens_per_second", int(e.backlog.Rate()))
 	}
 }
 
 // sampleBatch runs rows copies of a short text, cut or repeated to length
-// tokens (0 = as it is), and returns the tokens done.
-func (e *Engine) sampleBatch(ctx context.Context, rows, length int) (int, error) {
+// tokens (0 = as it is).
+func (e *Engine) sampleBatch(ctx context.Context, rows, length int) error {
 	ids := e.tok.Encode("ready to embed text quickly and exactly", tokenizer.EncodeOptions{AddSpecialTokens: true}).IDs
 	if length > 0 && len(ids) > 0 {
 		for len(ids) < length {
@@ -667,17 +666,18 @@ func (e *Engine) sampleBatch(ctx context.Context, rows, length int) (int, error)
 	if err == nil {
 		err = checkOutput(out, b, e.spec)
 	}
-	if err != nil {
-		return 0, err
-	}
-	return b.Rows * b.Len, nil
+	return err
 }
 
 // queueShare is the part of a request's time left that waiting in the
-// queue may take: the rest is for its own batch and the estimate's error
-// (a full batch of the MiniLM-size model takes about 3 s of a 30 s
-// deadline on two cores).
-const queueShare = 0.8
+// queue may take. The rest is for its own batch and for the estimate's
+// error, which is large: the batcher fills batches with inputs of similar
+// length whatever their age, so an input can wait for work that arrived
+// after it (measured with embedbench at 256 clients: with 0.8, a tenth of
+// the requests admitted still ended 504). Half the deadline is still
+// seconds of queued work on any backend, far more than batches need to
+// stay full.
+const queueShare = 0.5
 
 // enqueueable counts tokens into the backlog, or refuses them with 429 if
 // the work queued ahead would make them miss the request's deadline (see

@@ -390,9 +390,9 @@ func TestShutdownAnswersQueued(t *testing.T) {
 func TestRefusesWhatTheQueueWouldMakeLate(t *testing.T) {
 	be := &fakeBackend{hidden: 8, gate: make(chan struct{})}
 	eng := startEngine(t, defaultOptions(), be)
-	done := eng.backlog.Start() // one token in at least 20 ms: ≤ 50 tokens/s
+	done := eng.backlog.Start(1) // one token in at least 20 ms: ≤ 50 tokens/s
 	time.Sleep(20 * time.Millisecond)
-	done(1)
+	done(true)
 
 	errs := make(chan error, 2)
 	embed := func(text string) {

@@ -264,6 +264,7 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 	}
 	if o.runs["overload"] {
 		env := map[string]string{"BACKEND": "onnx", "MAX_CONCURRENT_REQUESTS": strconv.Itoa(o.overloadMax)}
+		rep.OverloadMax = o.overloadMax
 		err := b.withGateway(ctx, "overload", env, nil, func(g *child) error {
 			for _, at0 := range []bool{false, true} {
 				clients := "clients honour retry-after"

@@ -26,8 +26,9 @@ type Report struct {
 	Memory   []*Level // 256 clients, instant backend
 	// Overload holds the overload run with clients that honour the 429's
 	// retry-after, then with clients that retry at once.
-	Overload []*Level
-	Notes    []string
+	Overload    []*Level
+	OverloadMax int // MAX_CONCURRENT_REQUESTS of the overload runs
+	Notes       []string
 }
 
 // target is one line of BRIEF §12 as this run measured it.
@@ -94,10 +95,12 @@ func (r *Report) targets() []target {
 			ts = append(ts, overloadTarget(l))
 		}
 	}
-	sat := r.level("onnx", ratioClients)
+	// Saturated means as many clients as the gateway admits: the
+	// overload's admitted work should go as fast as that.
+	sat := r.level("onnx", r.OverloadMax)
 	for _, l := range r.Overload {
 		ts = append(ts, overloadTarget(l))
-		t := target{name: l.Name + ": tokens/s of the admitted work ÷ the " + strconv.Itoa(ratioClients) + "-client level", want: "≥ 0.90"}
+		t := target{name: l.Name + ": tokens/s of the admitted work ÷ the " + strconv.Itoa(r.OverloadMax) + "-client level", want: "≥ 0.90"}
 		if sat != nil && sat.Tokens > 0 {
 			ratio := l.Tokens / sat.Tokens
 			t.got, t.met, t.known = fmt.Sprintf("%.2f (%.0f / %.0f tokens/s)", ratio, l.Tokens, sat.Tokens), ratio >= 0.90, true
