@@ -281,8 +281,7 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	// requests only to refuse them took a quarter of the CPU from the
 	// admitted ones (measured with embedbench at 10× overload).
 	if !e.gate.TryEnter() {
-		e.m.overloaded.WithLabelValues("concurrency").Inc()
-		return nil, &gateway.Error{Kind: gateway.Overloaded, Msg: "the gateway is at its limit of concurrent requests; retry later", RetryAfter: time.Second}
+		return nil, e.refuseConcurrency()
 	}
 	defer e.gate.Done()
 	if full, retry := e.backlog.Full(timeLeft(ctx)); full {
@@ -687,6 +686,24 @@ func (e *Engine) enqueueable(ctx context.Context, tokens int) error {
 		return e.refuseBacklog(retry)
 	}
 	return nil
+}
+
+// Busy says whether a request would be refused now, by either limit,
+// without reserving anything: a caller can refuse before decoding it.
+// Whatever it says, Embed checks again.
+func (e *Engine) Busy(ctx context.Context) error {
+	if e.gate.InFlight() >= e.gate.Capacity() {
+		return e.refuseConcurrency()
+	}
+	if full, retry := e.backlog.Full(timeLeft(ctx)); full {
+		return e.refuseBacklog(retry)
+	}
+	return nil
+}
+
+func (e *Engine) refuseConcurrency() error {
+	e.m.overloaded.WithLabelValues("concurrency").Inc()
+	return &gateway.Error{Kind: gateway.Overloaded, Msg: "the gateway is at its limit of concurrent requests; retry later", RetryAfter: time.Second}
 }
 
 // refuseBacklog is the 429 of a request the queue has no time for. The

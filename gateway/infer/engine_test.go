@@ -248,6 +248,9 @@ func TestOverloadAnswersAtOnce(t *testing.T) {
 		runtime.Gosched()
 	}
 	before := tokenized()
+	if err := eng.Busy(context.Background()); gateway.KindOf(err) != gateway.Overloaded {
+		t.Errorf("Busy with every place taken = %v, want Overloaded", err)
+	}
 	_, err := eng.Embed(context.Background(), &gateway.EmbedRequest{Inputs: texts("extra"), Truncate: true})
 	var ge *gateway.Error
 	if !errors.As(err, &ge) || ge.Kind != gateway.Overloaded || ge.RetryAfter <= 0 {
@@ -258,6 +261,9 @@ func TestOverloadAnswersAtOnce(t *testing.T) {
 	}
 	close(be.gate)
 	wg.Wait()
+	if err := eng.Busy(context.Background()); err != nil {
+		t.Errorf("Busy with the gateway idle = %v", err)
+	}
 	close(errs)
 	for err := range errs {
 		if err != nil {

@@ -505,3 +505,24 @@ func TestChargeTokens(t *testing.T) {
 	}
 	checkErrorShape(t, "/v1/embeddings", body, "rate_limit_exceeded")
 }
+
+// A busy engine is answered 429 before the body is decoded or embedded.
+func TestBusyRefusesBeforeDecoding(t *testing.T) {
+	f := newFake()
+	f.busy = &gateway.Error{Kind: gateway.Overloaded, Msg: "full", RetryAfter: time.Second}
+	embedded := false
+	f.embed = func(context.Context, *gateway.EmbedRequest) (*gateway.EmbedResult, error) {
+		embedded = true
+		return nil, errors.New("unreachable")
+	}
+	s := newTestServer(t, f, Middlewares{})
+	for _, path := range []string{"/api/v1/embed", "/embed", "/v1/embeddings"} {
+		resp, body := s.post(t, path, `{"inputs":"a","input":"a"}`)
+		if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" {
+			t.Errorf("POST %s on a busy engine = %d (Retry-After %q) %s, want 429 with Retry-After 1", path, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	if embedded {
+		t.Error("a busy engine was asked to embed")
+	}
+}

@@ -74,6 +74,9 @@ type Codec interface {
 // server's tests can drive every error path with a fake; production always
 // passes the one *infer.Engine.
 type engine interface {
+	// Busy says, reserving nothing, whether a request would now be
+	// refused as Overloaded; Embed decides for real.
+	Busy(ctx context.Context) error
 	Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway.EmbedResult, error)
 	Tokenize(ctx context.Context, req *gateway.TokenizeRequest) ([][]gateway.Token, error)
 	Limits() gateway.Limits

@@ -30,6 +30,7 @@ type fakeEngine struct {
 	tokenize  func(ctx context.Context, req *gateway.TokenizeRequest) ([][]gateway.Token, error)
 	healthErr error
 	notReady  bool
+	busy      error
 }
 
 func newFake() *fakeEngine {
@@ -75,6 +76,7 @@ func (f *fakeEngine) Limits() gateway.Limits           { return f.lim }
 func (f *fakeEngine) Info() gateway.Info               { return f.info }
 func (f *fakeEngine) Health(ctx context.Context) error { return f.healthErr }
 func (f *fakeEngine) Ready() bool                      { return !f.notReady }
+func (f *fakeEngine) Busy(context.Context) error       { return f.busy }
 
 // logLines are the decoded JSON log lines in logs so far.
 func logLines(t *testing.T, logs *testenv.LogBuffer) []map[string]any {
