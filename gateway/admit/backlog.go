@@ -89,10 +89,10 @@ func (b *Backlog) fitsLocked(n int64, left time.Duration) (ok bool, retryAfter t
 		// No measure yet: a batch is about to say; ask again shortly.
 		return false, time.Second
 	}
-	// The batches running count in full: with several in flight (Triton)
-	// they can hold many seconds of work, and an input queued now waits
-	// for them as well.
-	wait := seconds(float64(b.inBatch+b.queued+n) / rate)
+	// An input queued now also waits for the batches running: with
+	// several in flight (Triton) they can hold many seconds of work. On
+	// average they are half done.
+	wait := seconds((float64(b.inBatch)/2 + float64(b.queued+n)) / rate)
 	allowed := time.Duration(b.share * float64(left))
 	if wait <= allowed {
 		return true, 0

@@ -157,7 +157,7 @@ func TestBacklogFull(t *testing.T) {
 func TestBacklogCountsTheBatchesRunning(t *testing.T) {
 	b, c := newTestBacklog(0.5, 1)
 	measure(b, c, 1000, time.Second) // 1000 tokens/s
-	done := b.Start(1500)            // 1.5 s running
+	done := b.Start(3000)            // 3 s running, 1.5 s left on average
 	b.TryAdd(100, 0)
 	if ok, _ := b.TryAdd(100, 3*time.Second); ok {
 		t.Error("1.7s of work (1.5s of it running) with 1.5s allowed was admitted")
