@@ -64,6 +64,11 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrNotCalled marks a backend error from before the backend was called,
+// such as a deadline that passed while the batch waited for a free slot:
+// it says nothing about the backend's health.
+var ErrNotCalled = errors.New("the backend was not called")
+
 // Errorf builds an *Error of kind k about param.
 func Errorf(k Kind, param, format string, args ...any) *Error {
 	return &Error{Kind: k, Param: param, Msg: fmt.Sprintf(format, args...)}

@@ -55,8 +55,9 @@ func NewBacklog(share float64, cold int) *Backlog {
 // TryAdd queues tokens if the work ahead of them, done at the backend's
 // measured rate, leaves them time to finish within left (no deadline:
 // left ≤ 0). If not, it queues nothing and says how long until the queue
-// will have drained enough. With nothing queued ahead, work is always
-// admitted: a retry could not do better.
+// will have drained enough (for work too large to fit beside anything,
+// until it is empty). With nothing queued ahead, work is always admitted: a
+// retry could not do better.
 func (b *Backlog) TryAdd(tokens int, left time.Duration) (ok bool, retryAfter time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -96,6 +97,10 @@ func (b *Backlog) fitsLocked(n int64, left time.Duration) (ok bool, retryAfter t
 	allowed := time.Duration(b.share * float64(left))
 	if wait <= allowed {
 		return true, 0
+	}
+	if alone := seconds(float64(n) / rate); alone > allowed {
+		// Only an empty queue admits it: say when that will be.
+		return false, wait - alone
 	}
 	return false, wait - allowed
 }

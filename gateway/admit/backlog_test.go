@@ -167,3 +167,22 @@ func TestBacklogCountsTheBatchesRunning(t *testing.T) {
 		t.Error("0.2s of work with 1.5s allowed was refused once the batch was done")
 	}
 }
+
+// Work too large to fit beside anything is told to come back when the
+// queue is empty, not when it has drained "enough".
+func TestBacklogRetryForWorkTooLargeToShare(t *testing.T) {
+	b, c := newTestBacklog(0.5, 1)
+	measure(b, c, 1000, time.Second) // 1000 tokens/s
+	b.TryAdd(500, 0)                 // 0.5 s queued
+	ok, retry := b.TryAdd(3000, 4*time.Second)
+	if ok {
+		t.Fatal("3s of work alone with 2s allowed was admitted beside a queue")
+	}
+	if retry != 500*time.Millisecond {
+		t.Errorf("retry after %v, want 500ms (until the queue is empty)", retry)
+	}
+	b.Remove(500)
+	if ok, _ := b.TryAdd(3000, 4*time.Second); !ok {
+		t.Error("refused with an empty queue")
+	}
+}

@@ -227,7 +227,7 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 	if err != nil {
 		measured(false)
 		kind := gateway.KindOf(err)
-		if kind == gateway.Timeout || kind == gateway.Unhealthy {
+		if (kind == gateway.Timeout || kind == gateway.Unhealthy) && !errors.Is(err, gateway.ErrNotCalled) {
 			e.healthy.Store(false) // the probe turns it back on
 		}
 		e.m.backendErrors.WithLabelValues(kind.String()).Inc()
@@ -284,6 +284,9 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 		return nil, e.refuseConcurrency()
 	}
 	defer e.gate.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, contextError(err)
+	}
 	if full, retry := e.backlog.Full(timeLeft(ctx)); full {
 		return nil, e.refuseBacklog(retry)
 	}
@@ -304,9 +307,14 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	if err := e.enqueueable(ctx, tokens); err != nil {
 		return nil, err
 	}
+	pushed := false
+	defer func() {
+		if !pushed { // refused by the charge, or it panicked
+			e.backlog.Remove(tokens)
+		}
+	}()
 	if req.Charge != nil {
 		if err := req.Charge(ctx, tokens); err != nil {
-			e.backlog.Remove(tokens)
 			return nil, err
 		}
 	}
@@ -324,6 +332,7 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	_, qspan := e.opts.Tracer.Start(ctx, spanQueue, trace.WithTimestamp(tokenized))
 	defer endQueue(qspan, p, tokenized)
 	e.queue.Push(items...) // counted in the backlog by enqueueable
+	pushed = true
 
 	select {
 	case <-p.done:
@@ -627,7 +636,7 @@ func (e *Engine) probeBatch(ctx context.Context) error {
 // and is not counted. A backend that fails here is left to the probe.
 func (e *Engine) calibrate(ctx context.Context) {
 	length := min(128, e.opts.MaxInputLength)
-	rows := max(1, min(e.opts.MaxBatchRequests, 2048/length))
+	rows := max(1, min(e.opts.MaxBatchRequests, min(2048, e.opts.MaxBatchTokens)/length))
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := e.sampleBatch(ctx, rows, length); err != nil {
@@ -682,6 +691,9 @@ const queueShare = 0.5
 // the work queued ahead would make them miss the request's deadline (see
 // admit.Backlog).
 func (e *Engine) enqueueable(ctx context.Context, tokens int) error {
+	if err := ctx.Err(); err != nil {
+		return contextError(err) // too late is a 504, not a reason to retry
+	}
 	if ok, retry := e.backlog.TryAdd(tokens, timeLeft(ctx)); !ok {
 		return e.refuseBacklog(retry)
 	}
@@ -692,6 +704,9 @@ func (e *Engine) enqueueable(ctx context.Context, tokens int) error {
 // without reserving anything: a caller can refuse before decoding it.
 // Whatever it says, Embed checks again.
 func (e *Engine) Busy(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return contextError(err)
+	}
 	if e.gate.InFlight() >= e.gate.Capacity() {
 		return e.refuseConcurrency()
 	}

@@ -472,3 +472,56 @@ func TestCalibrationMeasuresTheBackendFirst(t *testing.T) {
 		t.Errorf("request after calibration: %v", err)
 	}
 }
+
+// A batch that failed before reaching the backend (a deadline passed
+// while it waited for a slot) says nothing about the backend's health.
+func TestNotCalledKeepsReady(t *testing.T) {
+	be := &fakeBackend{hidden: 8, err: &gateway.Error{Kind: gateway.Timeout, Msg: "waited", Err: gateway.ErrNotCalled}}
+	eng := startEngine(t, defaultOptions(), be)
+	for !eng.Ready() {
+		runtime.Gosched()
+	}
+	if _, err := eng.Embed(context.Background(), &gateway.EmbedRequest{Inputs: texts("a"), Truncate: true}); gateway.KindOf(err) != gateway.Timeout {
+		t.Fatalf("Embed = %v, want the backend's Timeout", err)
+	}
+	if !eng.Ready() {
+		t.Error("not ready after a batch that never reached the backend")
+	}
+	be.err = &gateway.Error{Kind: gateway.Timeout, Msg: "stalled"}
+	_, _ = eng.Embed(context.Background(), &gateway.EmbedRequest{Inputs: texts("b"), Truncate: true})
+	if eng.Ready() {
+		t.Error("still ready after the backend itself timed out")
+	}
+}
+
+// A request past its deadline is a 504, not a 429 to retry; and a charge
+// that panics leaves nothing counted in the backlog.
+func TestExpiredAndPanickingRequestsLeaveNoBacklog(t *testing.T) {
+	be := &fakeBackend{hidden: 8, gate: make(chan struct{})}
+	eng := startEngine(t, defaultOptions(), be)
+	go func() {
+		_, _ = eng.Embed(context.Background(), &gateway.EmbedRequest{Inputs: texts("running"), Truncate: true})
+	}()
+	for be.calls.Load() == 0 {
+		runtime.Gosched()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := eng.Busy(ctx); gateway.KindOf(err) == gateway.Overloaded || err == nil {
+		t.Errorf("Busy(cancelled) = %v, want the context's error", err)
+	}
+	expired, cancelExpired := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancelExpired()
+	if _, err := eng.Embed(expired, &gateway.EmbedRequest{Inputs: texts("late"), Truncate: true}); gateway.KindOf(err) != gateway.Timeout {
+		t.Errorf("Embed past its deadline = %v, want Timeout", err)
+	}
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = eng.Embed(context.Background(), &gateway.EmbedRequest{Inputs: texts("charged"), Truncate: true,
+			Charge: func(context.Context, int) error { panic("charge failed badly") }})
+	}()
+	if q := eng.backlog.Queued(); q != 0 {
+		t.Errorf("%d tokens left in the backlog by a panicking charge", q)
+	}
+	close(be.gate)
+}

@@ -26,6 +26,15 @@ const (
 // not a whole number of FP32 values.
 var errNotFP32 = errors.New("raw_output_contents entry is not a whole number of FP32 values")
 
+// errTooManyOutputs is returned for a response with more
+// raw_output_contents entries than maxRawOutputs.
+var errTooManyOutputs = errors.New("more raw_output_contents entries than any request of the gateway asks for")
+
+// maxRawOutputs bounds the raw_output_contents entries of a response. The
+// gateway asks for one output; without a bound a malformed response of
+// many tiny entries would cost a buffer each.
+const maxRawOutputs = 16
+
 // errTruncated is returned when the message ends inside a field.
 var errTruncated = errors.New("truncated message")
 
@@ -42,8 +51,9 @@ type inferCodec struct {
 	proto encoding.CodecV2 // grpc's registered proto codec
 }
 
-// Name keeps the content-type grpc's proto codec sends
-// (application/grpc+proto): Triton sees the same calls as before.
+// Name is the proto codec's: with a forced codec grpc sends the content
+// type application/grpc+proto (plain application/grpc before), which
+// Triton, like any gRPC server, takes as the same protobuf calls.
 func (c *inferCodec) Name() string { return c.proto.Name() }
 
 func (c *inferCodec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
@@ -132,6 +142,9 @@ func (r *inferResponse) walk(data mem.BufferSlice, native bool) error {
 			return fmt.Errorf("field %d: %w", num, err)
 		}
 		if num == fieldRawOutputContents {
+			if len(r.raw) == maxRawOutputs {
+				return errTooManyOutputs
+			}
 			f, err := r.readFloats(rd, n, native)
 			if err != nil {
 				return fmt.Errorf("raw_output_contents[%d]: %w", len(r.raw), err)

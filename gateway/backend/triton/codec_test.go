@@ -322,7 +322,7 @@ func FuzzCodec(f *testing.F) {
 		case refErr != nil && err == nil:
 			t.Fatalf("unmarshal(% x) = nil error, proto.Unmarshal: %v", wire, refErr)
 		case refErr == nil && err != nil:
-			if !errors.Is(err, errNotFP32) {
+			if !errors.Is(err, errNotFP32) && !errors.Is(err, errTooManyOutputs) {
 				t.Fatalf("unmarshal(% x) = %v, proto.Unmarshal succeeds", wire, err)
 			}
 		case err == nil:
@@ -349,5 +349,27 @@ func TestFloatsAreCopied(t *testing.T) {
 	}
 	if p := uintptr(unsafe.Pointer(unsafe.SliceData(r.raw[0]))); p%unsafe.Alignof(float32(0)) != 0 {
 		t.Errorf("buffer at %#x is not aligned for float32", p)
+	}
+}
+
+// A response of many tiny raw_output_contents entries is refused, not
+// given a buffer each; as many as the bound are read.
+func TestTooManyOutputs(t *testing.T) {
+	entries := func(k int) []byte {
+		var wire []byte
+		for range k {
+			wire = protowire.AppendTag(wire, fieldRawOutputContents, protowire.BytesType)
+			wire = protowire.AppendBytes(wire, []byte{0, 0, 128, 63}) // 1.0
+		}
+		return wire
+	}
+	pool := newFloatPool(4, 1<<20)
+	r := &inferResponse{pool: pool}
+	defer r.release()
+	if err := r.unmarshal(cut(entries(maxRawOutputs)), true); err != nil || len(r.raw) != maxRawOutputs {
+		t.Errorf("unmarshal of %d entries = %v with %d decoded", maxRawOutputs, err, len(r.raw))
+	}
+	if err := r.unmarshal(cut(entries(maxRawOutputs+1)), true); !errors.Is(err, errTooManyOutputs) {
+		t.Errorf("unmarshal of %d entries = %v, want errTooManyOutputs", maxRawOutputs+1, err)
 	}
 }

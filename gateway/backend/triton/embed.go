@@ -28,20 +28,22 @@ func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Out
 	if b.closed.Load() {
 		return nil, errClosed()
 	}
+	// Errors before the call reach Triton are ErrNotCalled: a batch that
+	// timed out waiting here says nothing about Triton's health.
 	if err := ctx.Err(); err != nil {
-		return nil, classify(ctx, b.logger, batch.ID, err)
+		return nil, classify(ctx, b.logger, batch.ID, fmt.Errorf("%w: %w", gateway.ErrNotCalled, err))
 	}
 	select {
 	case b.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, classify(ctx, b.logger, batch.ID, ctx.Err())
+		return nil, classify(ctx, b.logger, batch.ID, fmt.Errorf("%w: %w", gateway.ErrNotCalled, ctx.Err()))
 	}
 	defer func() { <-b.slots }()
 	// A batch larger than the whole budget waits for all of it, then runs
 	// alone; asking for more than the budget would wait forever.
 	weight := min(b.plan.responseBytes(batch), b.opts.MaxInflightBytes)
 	if err := b.budget.Acquire(ctx, weight); err != nil {
-		return nil, classify(ctx, b.logger, batch.ID, err)
+		return nil, classify(ctx, b.logger, batch.ID, fmt.Errorf("%w: %w", gateway.ErrNotCalled, err))
 	}
 	defer b.budget.Release(weight)
 

@@ -175,8 +175,8 @@ func TestMaxInflightBytes(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		_, err := b.Embed(ctx, batch(2))
-		if got := kindOf(t, err); got != gateway.Timeout {
-			t.Errorf("second Embed error kind = %v (%v), want Timeout while waiting for response bytes", got, err)
+		if got := kindOf(t, err); got != gateway.Timeout || !errors.Is(err, gateway.ErrNotCalled) {
+			t.Errorf("second Embed error = %v (kind %v), want Timeout and ErrNotCalled while waiting for response bytes", err, got)
 		}
 		if n := srv.InferCount() - before; n != 1 {
 			t.Errorf("Triton received %d calls, want 1: the second must wait for the byte budget", n)

@@ -109,7 +109,7 @@ func (p *floatPool) releaser(f []float32) func() {
 func sizeClass(n int) int {
 	const minClass = 1 << 10
 	if n <= minClass {
-		return minClass
+		return n // too small to be worth reusing across shapes
 	}
 	shift := bits.Len(uint(n-1)) - 4
 	return ((n-1)>>shift + 1) << shift

@@ -41,8 +41,8 @@ func TestPoolBestFit(t *testing.T) {
 	if got := p.get(50000); base(got) != base(large) {
 		t.Errorf("get(50000) did not reuse the large buffer")
 	}
-	if got := p.get(100); cap(got) != 1024 {
-		t.Errorf("get(100) with nothing idle has cap %d, want the smallest class 1024", cap(got))
+	if got := p.get(100); cap(got) != 100 {
+		t.Errorf("get(100) with nothing idle has cap %d, want 100: small buffers are not rounded up", cap(got))
 	}
 	if got := p.get(0); got == nil || len(got) != 0 {
 		t.Errorf("get(0) = %v, want an empty non-nil slice", got)
