@@ -284,11 +284,8 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 		return nil, e.refuseConcurrency()
 	}
 	defer e.gate.Done()
-	if err := ctx.Err(); err != nil {
-		return nil, contextError(err)
-	}
-	if full, retry := e.backlog.Full(timeLeft(ctx)); full {
-		return nil, e.refuseBacklog(retry)
+	if err := e.backlogFull(ctx); err != nil {
+		return nil, err
 	}
 	_, tspan := e.opts.Tracer.Start(ctx, spanTokenize)
 	encs, err := e.encode(ctx, req, prompt)
@@ -709,6 +706,16 @@ func (e *Engine) Busy(ctx context.Context) error {
 	}
 	if e.gate.InFlight() >= e.gate.Capacity() {
 		return e.refuseConcurrency()
+	}
+	return e.backlogFull(ctx)
+}
+
+// backlogFull refuses a request that no room in the queue could take now:
+// 504 once its deadline has passed, else 429 if even the smallest request
+// would wait past it.
+func (e *Engine) backlogFull(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return contextError(err)
 	}
 	if full, retry := e.backlog.Full(timeLeft(ctx)); full {
 		return e.refuseBacklog(retry)
