@@ -114,11 +114,15 @@ type Server struct {
 	int32s atomic.Bool
 	infers atomic.Int64
 
-	mu      sync.Mutex
-	addr    string
-	gs      *grpc.Server // the running gRPC server; nil while stopped
-	stopped bool         // between Stop and Restart
-	serving bool         // Serve was called
+	mu   sync.Mutex
+	addr string
+	gs   *grpc.Server // the running gRPC server; nil while stopped
+	// lis is the listener to be served or being served; Stop closes it
+	// itself, so that no dial succeeds once Stop returns, even when the
+	// Serve loop has not reached it yet.
+	lis     net.Listener
+	stopped bool // between Stop and Restart
+	serving bool // Serve was called
 	closed  bool
 	last    *tritonstubs.ModelInferRequest
 	lastMD  metadata.MD
@@ -159,7 +163,7 @@ func Start(t testing.TB, model Model, opts ...Option) *Server {
 		t.Fatalf("tritontest: listen: %v", err)
 	}
 	s.mu.Lock()
-	s.addr = lis.Addr().String() // known before Serve runs
+	s.addr, s.lis = lis.Addr().String(), lis // known before Serve runs
 	s.mu.Unlock()
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(lis) }()
@@ -187,25 +191,35 @@ func (s *Server) Serve(lis net.Listener) error {
 		return errors.New("tritontest: Serve called twice")
 	}
 	s.serving = true
-	s.addr = lis.Addr().String()
+	switch {
+	case s.lis == nil && !s.stopped: // called directly, not by Start
+		s.addr, s.lis = lis.Addr().String(), lis
+	case s.lis != lis:
+		// Start's listener was stopped before Serve ran (and Restart may
+		// have made a new one, which it hands to the loop below).
+		lis.Close()
+		lis = nil
+	}
 	s.mu.Unlock()
 	for {
-		gs := s.newGRPC()
-		s.mu.Lock()
-		closed, stopped := s.closed, s.stopped
-		if !closed && !stopped {
-			s.gs = gs
-		}
-		s.mu.Unlock()
-		switch {
-		case closed:
-			lis.Close()
-			return nil
-		case stopped: // Stop came before this listener was served
-			lis.Close()
-		default:
-			if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-				return fmt.Errorf("tritontest: %w", err)
+		if lis != nil {
+			gs := s.newGRPC()
+			s.mu.Lock()
+			closed, stopped := s.closed, s.stopped
+			if !closed && !stopped {
+				s.gs = gs
+			}
+			s.mu.Unlock()
+			switch {
+			case closed:
+				lis.Close()
+				return nil
+			case stopped: // Stop came before this listener was served
+				lis.Close()
+			default:
+				if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+					return fmt.Errorf("tritontest: %w", err)
+				}
 			}
 		}
 		select {
@@ -244,11 +258,14 @@ func (s *Server) Name() string { return s.cfg.name }
 // "connection refused" until Restart. In-flight calls end with an error.
 func (s *Server) Stop() {
 	s.mu.Lock()
-	gs := s.gs
-	s.gs, s.stopped = nil, true
+	gs, lis := s.gs, s.lis
+	s.gs, s.lis, s.stopped = nil, nil, true
 	s.mu.Unlock()
 	if gs != nil {
 		gs.Stop()
+	}
+	if lis != nil {
+		lis.Close() // Serve may close it too: a second Close does nothing
 	}
 }
 
@@ -266,7 +283,7 @@ func (s *Server) Restart() error {
 		return fmt.Errorf("tritontest: listen again on %s: %w", s.addr, err)
 	}
 	// Serve's loop serves lis unless Stop runs again before it takes it.
-	s.stopped = false
+	s.stopped, s.lis = false, lis
 	s.mu.Unlock()
 	select {
 	case s.restart <- lis:
