@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -81,4 +82,16 @@ func KindOf(err error) Kind {
 		return e.Kind
 	}
 	return Internal
+}
+
+// ContextError is the client's error for a request whose context ended:
+// Timeout when its deadline passed, else Unhealthy (the request was
+// cancelled: the client went away or the gateway is stopping). Every stage
+// that first sees a context end calls it, so the message is the same
+// wherever the request stopped.
+func ContextError(err error) *Error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Kind: Timeout, Msg: "request deadline exceeded", Err: err}
+	}
+	return &Error{Kind: Unhealthy, Msg: "request cancelled", Err: err}
 }
