@@ -7,13 +7,13 @@ import (
 	"time"
 )
 
-// Kind classifies an error for the client; the server maps each Kind to a
-// status and an error_type in one table.
+// Kind classifies an error for the client. Each codec maps a Kind to its
+// dialect's status and names through native's one error table.
 type Kind int
 
 const (
 	Internal     Kind = iota // 500, a bug or an unexpected failure
-	Malformed                // 400 Validation: bad JSON, wrong content type
+	Malformed                // 400: bad JSON, wrong content type, bad HTTP
 	Validation               // 422 (native, TEI) / 400 (OpenAI)
 	Empty                    // 400: empty inputs or an empty string
 	TooLarge                 // 413: body over the payload limit
@@ -27,15 +27,16 @@ const (
 )
 
 var kindNames = [...]string{
-	Internal: "Internal", Malformed: "Validation", Validation: "Validation", Empty: "Empty",
-	TooLarge: "Validation", Unauthorized: "Unauthorized", RateLimited: "RateLimited",
-	Overloaded: "Overloaded", Unhealthy: "Unhealthy", Timeout: "Backend", Backend: "Backend",
+	Internal: "Internal", Malformed: "Malformed", Validation: "Validation", Empty: "Empty",
+	TooLarge: "TooLarge", Unauthorized: "Unauthorized", RateLimited: "RateLimited",
+	Overloaded: "Overloaded", Unhealthy: "Unhealthy", Timeout: "Timeout", Backend: "Backend",
 	NotFound: "NotFound",
 }
 
-// String is the TEI-style error_type of the kind.
+// String is the kind's Go name ("Timeout", "Backend"), as metrics and spans
+// label errors. What a client reads is the codec's business.
 func (k Kind) String() string {
-	if int(k) < len(kindNames) {
+	if k >= 0 && int(k) < len(kindNames) {
 		return kindNames[k]
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
@@ -49,7 +50,10 @@ type Error struct {
 	Param      string
 	Msg        string
 	RetryAfter time.Duration // for RateLimited and Overloaded
-	Err        error
+	// Limit names the limit that refused a RateLimited request:
+	// "requests" or "tokens" (OpenAI's error type for it).
+	Limit string
+	Err   error
 }
 
 func (e *Error) Error() string {

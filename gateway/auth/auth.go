@@ -1,13 +1,12 @@
 // Package auth provides embedgate's API keys: a named, per-key-limited set
 // of keys (one from --api-key or many from --api-keys-file), matched in
 // constant time against SHA-256 hashes and swapped atomically on reload, so
-// SIGHUP never drops a request. It also provides the fiber middleware that
-// guards routes with it.
+// SIGHUP never drops a request. The server's guard checks requests with it.
 //
 // Only hashes are kept in memory, and no function here logs a presented key
 // or puts it in an error: logs and errors carry the key's name.
 //
-// auth imports gateway (for the error type) and nothing else of ours.
+// auth imports nothing else of ours.
 package auth
 
 import (

@@ -1,5 +1,5 @@
 // Package native is the codec of embedgate's own API (POST /api/v1/embed):
-// JSON request → validated gateway.EmbedRequest, gateway.EmbedResult →
+// JSON request → gateway.EmbedRequest, gateway.EmbedResult →
 // JSON, and error bodies. It also holds the wire pieces the tei and openai
 // codecs share (the text|ids Inputs union, DecodeError, fast float and
 // string encoding), since they are dialects of the same request. It imports
@@ -7,7 +7,6 @@
 package native
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/embedgate/embedgate/gateway"
@@ -16,62 +15,24 @@ import (
 // Codec decodes and encodes the native API. The zero value is ready.
 type Codec struct{}
 
-// request is the native body; unknown fields are ignored.
-type request struct {
-	Inputs              Inputs    `json:"inputs"`
-	Truncate            *bool     `json:"truncate"`
-	TruncationDirection Direction `json:"truncation_direction"`
-	PromptName          *string   `json:"prompt_name"`
-	Normalize           *bool     `json:"normalize"`
-	Dimensions          *int      `json:"dimensions"`
-}
-
-// DecodeEmbed parses and validates body. Errors are *gateway.Error naming
-// the field or input index.
+// DecodeEmbed parses body: the shape and types of its fields. What the
+// values must be is gateway.EmbedRequest.Validate's. Errors are
+// *gateway.Error naming the field or input index.
 func (Codec) DecodeEmbed(body []byte, lim gateway.Limits) (*gateway.EmbedRequest, error) {
-	var w request
-	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, DecodeError(err, "inputs")
-	}
-	if err := CheckInputs(w.Inputs, "inputs", lim); err != nil {
+	var w Request
+	if err := w.Decode(body); err != nil {
 		return nil, err
 	}
 	for i, in := range w.Inputs.List {
 		if in.IsIDs {
 			param := "inputs"
 			if len(w.Inputs.List) > 1 {
-				param = "inputs" + elem(i)
+				param = gateway.InputParam(i)
 			}
 			return nil, gateway.Errorf(gateway.Validation, param, "token ids are not accepted here; use POST /embed or /v1/embeddings")
 		}
 	}
-	return Build(w.Inputs, w.Truncate, w.TruncationDirection, w.PromptName, w.Normalize, w.Dimensions, lim)
-}
-
-// Build assembles an EmbedRequest from decoded fields, applying defaults
-// (truncate: lim.DefaultTruncate, normalize: true) and the dimensions check.
-func Build(in Inputs, truncate *bool, dir Direction, prompt *string, normalize *bool, dims *int, lim gateway.Limits) (*gateway.EmbedRequest, error) {
-	d, err := CheckDimensions(dims, lim)
-	if err != nil {
-		return nil, err
-	}
-	req := &gateway.EmbedRequest{
-		Inputs:     in.List,
-		Truncate:   lim.DefaultTruncate,
-		Direction:  gateway.Direction(dir),
-		Normalize:  true,
-		Dimensions: d,
-	}
-	if truncate != nil {
-		req.Truncate = *truncate
-	}
-	if normalize != nil {
-		req.Normalize = *normalize
-	}
-	if prompt != nil {
-		req.PromptName = *prompt
-	}
-	return req, nil
+	return w.EmbedRequest(w.Inputs, lim), nil
 }
 
 // AppendEmbed appends the native response for res to dst:
@@ -110,9 +71,6 @@ func AppendUsage(dst []byte, u gateway.Usage) []byte {
 	dst = appendInt(dst, u.PromptTokens)
 	return append(dst, '}')
 }
-
-// ErrorBody is {"error":"<message>","error_type":"<Type>"}.
-func (Codec) ErrorBody(e *gateway.Error) []byte { return AppendError(nil, e) }
 
 func appendDuration(dst []byte, d time.Duration) []byte {
 	return AppendString(dst, d.String())

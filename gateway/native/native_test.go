@@ -72,7 +72,7 @@ func TestDecodeEmbedErrors(t *testing.T) {
 		codectest.ErrorRow{Name: "ids rejected", Body: `{"inputs":[1,2]}`, Kind: gateway.Validation, Param: "inputs"},
 		codectest.ErrorRow{Name: "id lists rejected", Body: `{"inputs":["a",[1,2]]}`, Kind: gateway.Validation, Param: "inputs[1]"},
 	)
-	codectest.CheckErrors(t, rows, func(b []byte) error { _, err := Codec{}.DecodeEmbed(b, testLimits); return err })
+	codectest.CheckErrors(t, rows, codectest.Validated(Codec{}.DecodeEmbed), nil)
 }
 
 func TestInputsIDs(t *testing.T) {
@@ -176,7 +176,7 @@ func TestAppendString(t *testing.T) {
 	}
 }
 
-func TestErrorBody(t *testing.T) {
+func TestErrorResponse(t *testing.T) {
 	tests := []struct {
 		name string
 		err  *gateway.Error
@@ -189,8 +189,8 @@ func TestErrorBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := string(Codec{}.ErrorBody(tt.err)); got != tt.want {
-				t.Errorf("ErrorBody(%v) = %s, want %s", tt.err, got, tt.want)
+			if got := errorBody(Codec{}.ErrorResponse(tt.err)); got != tt.want {
+				t.Errorf("ErrorResponse(%v) = %s, want %s", tt.err, got, tt.want)
 			}
 		})
 	}
@@ -213,6 +213,13 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
+		if err := req.Validate(testLimits); err != nil {
+			var ge *gateway.Error
+			if !errors.As(err, &ge) {
+				t.Fatalf("Validate(%q) error = %v (%T), want a *gateway.Error", body, err, err)
+			}
+			return
+		}
 		if len(req.Inputs) == 0 || len(req.Inputs) > testLimits.MaxClientBatch {
 			t.Fatalf("DecodeEmbed(%q) = %d inputs, want 1..%d", body, len(req.Inputs), testLimits.MaxClientBatch)
 		}
@@ -226,3 +233,5 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func errorBody(_ int, body []byte) string { return string(body) }

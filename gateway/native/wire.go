@@ -233,15 +233,15 @@ func (d *Direction) UnmarshalJSON(data []byte) error {
 	case strings.EqualFold(*s, "left"):
 		*d = Direction(gateway.Left)
 	default:
-		return gateway.Errorf(gateway.Validation, "truncation_direction", `expected "Right" or "Left", got %q`, *s)
+		return gateway.Errorf(gateway.Validation, "truncation_direction", `expected "Right" or "Left", got %q`, Clip(*s))
 	}
 	return nil
 }
 
 // DecodeError turns an error from json.Unmarshal of a request body into a
-// *gateway.Error; inputsField is the request's name for its inputs
-// ("inputs" or "input").
-func DecodeError(err error, inputsField string) *gateway.Error {
+// *gateway.Error. Params are native paths ("inputs[3]"); a codec renders
+// them in its dialect.
+func DecodeError(err error) *gateway.Error {
 	var (
 		ge *gateway.Error
 		ie *inputsError
@@ -255,51 +255,18 @@ func DecodeError(err error, inputsField string) *gateway.Error {
 		if ie.Kind == gateway.Malformed {
 			return &gateway.Error{Kind: gateway.Malformed, Msg: "malformed JSON", Err: err}
 		}
-		return &gateway.Error{Kind: ie.Kind, Param: inputsField + ie.Path, Msg: ie.Msg}
+		return &gateway.Error{Kind: ie.Kind, Param: "inputs" + ie.Path, Msg: ie.Msg}
 	case errors.As(err, &se):
 		return &gateway.Error{Kind: gateway.Malformed, Msg: "malformed JSON at byte " + strconv.FormatInt(se.Offset, 10), Err: err}
 	case errors.As(err, &te):
 		if te.Field == "" {
 			return &gateway.Error{Kind: gateway.Validation, Msg: "the body must be a JSON object", Err: err}
 		}
-		return &gateway.Error{Kind: gateway.Validation, Param: te.Field, Msg: "expected " + te.Type.String() + ", got " + te.Value, Err: err}
+		// Fields of embedded structs come as "Options.truncate".
+		field := te.Field[strings.LastIndexByte(te.Field, '.')+1:]
+		return &gateway.Error{Kind: gateway.Validation, Param: field, Msg: "expected " + te.Type.String() + ", got " + te.Value, Err: err}
 	}
 	return &gateway.Error{Kind: gateway.Malformed, Msg: "malformed JSON", Err: err}
-}
-
-// CheckInputs applies the rules every API shares: inputs present, not
-// empty, no empty string or id list, at most lim.MaxClientBatch of them.
-func CheckInputs(in Inputs, field string, lim gateway.Limits) error {
-	switch {
-	case !in.Set:
-		return gateway.Errorf(gateway.Validation, field, "missing field")
-	case len(in.List) == 0:
-		return gateway.Errorf(gateway.Empty, field, "no inputs")
-	case lim.MaxClientBatch > 0 && len(in.List) > lim.MaxClientBatch:
-		return gateway.Errorf(gateway.Validation, field, "batch size %d > maximum allowed batch size %d", len(in.List), lim.MaxClientBatch)
-	}
-	for i, x := range in.List {
-		if (x.IsIDs && len(x.IDs) == 0) || (!x.IsIDs && x.Text == "") {
-			param := field
-			if len(in.List) > 1 || x.IsIDs {
-				param = field + "[" + strconv.Itoa(i) + "]"
-			}
-			return gateway.Errorf(gateway.Empty, param, "empty input")
-		}
-	}
-	return nil
-}
-
-// CheckDimensions validates the optional Matryoshka size d against the
-// model's; nil means all of them (0 in the request).
-func CheckDimensions(d *int, lim gateway.Limits) (int, error) {
-	if d == nil {
-		return 0, nil
-	}
-	if *d <= 0 || *d > lim.Dimensions {
-		return 0, gateway.Errorf(gateway.Validation, "dimensions", "must be between 1 and %d, got %d", lim.Dimensions, *d)
-	}
-	return *d, nil
 }
 
 // AppendFloats appends v as a JSON array; NaN and infinities have no JSON
@@ -352,25 +319,6 @@ func AppendString(dst []byte, s string) []byte {
 		i += size
 	}
 	return append(dst, '"')
-}
-
-// AppendError appends the native and TEI error body
-// {"error":"<message>","error_type":"<Type>"}.
-func AppendError(dst []byte, e *gateway.Error) []byte {
-	dst = append(dst, `{"error":`...)
-	dst = AppendString(dst, Message(e))
-	dst = append(dst, `,"error_type":`...)
-	dst = AppendString(dst, e.Kind.String())
-	return append(dst, '}')
-}
-
-// Message is what clients read: the param, then the message; never the
-// cause.
-func Message(e *gateway.Error) string {
-	if e.Param != "" {
-		return e.Param + ": " + e.Msg
-	}
-	return e.Msg
 }
 
 func appendInt(dst []byte, n int) []byte { return strconv.AppendInt(dst, int64(n), 10) }

@@ -1,6 +1,6 @@
 // Package openai is the codec of the OpenAI embeddings API (POST
-// /v1/embeddings and /embeddings, GET /v1/models): request decoding and
-// validation, float or base64 responses, and OpenAI-shaped error bodies.
+// /v1/embeddings and /embeddings, GET /v1/models): request decoding, float
+// or base64 responses, and OpenAI-shaped error bodies.
 // It imports only gateway and native (whose wire pieces it shares).
 package openai
 
@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/native"
@@ -44,31 +45,24 @@ func (f *Format) UnmarshalJSON(data []byte) error {
 }
 
 type request struct {
-	Input               native.Inputs    `json:"input"`
-	Model               *string          `json:"model"`
-	EncodingFormat      Format           `json:"encoding_format"`
-	Dimensions          *int             `json:"dimensions"`
-	User                *string          `json:"user"`
-	Truncate            *bool            `json:"truncate"`
-	TruncationDirection native.Direction `json:"truncation_direction"`
-	PromptName          *string          `json:"prompt_name"`
-	Normalize           *bool            `json:"normalize"`
+	Input          native.Inputs `json:"input"`
+	Model          *string       `json:"model"`
+	EncodingFormat Format        `json:"encoding_format"`
+	User           *string       `json:"user"`
+	native.Options
 }
 
-// DecodeEmbed parses and validates body. model and user are accepted and
-// not used (one model is served); encoding_format sets req.Base64.
+// DecodeEmbed parses body. model and user are accepted and not used (one
+// model is served); encoding_format sets req.Base64.
 func (Codec) DecodeEmbed(body []byte, lim gateway.Limits) (*gateway.EmbedRequest, error) {
 	var w request
 	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, native.DecodeError(err, "input")
+		return nil, native.DecodeError(err)
 	}
-	if err := native.CheckInputs(w.Input, "input", lim); err != nil {
-		return nil, err
+	if !w.Input.Set {
+		return nil, gateway.Errorf(gateway.Validation, "inputs", "missing field")
 	}
-	req, err := native.Build(w.Input, w.Truncate, w.TruncationDirection, w.PromptName, w.Normalize, w.Dimensions, lim)
-	if err != nil {
-		return nil, err
-	}
+	req := w.EmbedRequest(w.Input, lim)
 	req.Base64 = w.EncodingFormat == Base64
 	return req, nil
 }
@@ -111,40 +105,41 @@ func (Codec) AppendEmbed(dst []byte, res *gateway.EmbedResult, req *gateway.Embe
 	return append(dst, '}'), nil
 }
 
-// ErrorBody is {"error":{"message":..,"type":..,"param":..,"code":..}}.
-func (Codec) ErrorBody(e *gateway.Error) []byte {
+// ErrorResponse is OpenAI's error: its status and
+// {"error":{"message":..,"type":..,"param":..,"code":..}}, with params in
+// OpenAI's names ("input[3]" for the native "inputs[3]").
+func (Codec) ErrorResponse(e *gateway.Error) (int, []byte) {
+	w := native.WireOf(e.Kind)
+	typ := w.OpenAIType
+	if e.Kind == gateway.RateLimited && e.Limit != "" {
+		typ = e.Limit // "requests" or "tokens", as OpenAI says which limit refused
+	}
+	param := Param(e.Param)
 	dst := append([]byte(nil), `{"error":{"message":`...)
-	dst = native.AppendString(dst, native.Message(e))
+	dst = native.AppendString(dst, native.Message(param, e))
 	dst = append(dst, `,"type":`...)
-	dst = native.AppendString(dst, typeOf(e.Kind))
+	dst = native.AppendString(dst, typ)
 	dst = append(dst, `,"param":`...)
-	if e.Param != "" {
-		dst = native.AppendString(dst, e.Param)
-	} else {
-		dst = append(dst, "null"...)
-	}
+	dst = appendStringOrNull(dst, param)
 	dst = append(dst, `,"code":`...)
-	if e.Kind == gateway.Unauthorized {
-		dst = append(dst, `"invalid_api_key"`...)
-	} else {
-		dst = append(dst, "null"...)
-	}
-	return append(dst, `}}`...)
+	dst = appendStringOrNull(dst, w.OpenAICode)
+	return w.OpenAIStatus, append(dst, `}}`...)
 }
 
-// typeOf is OpenAI's error type for a kind.
-func typeOf(k gateway.Kind) string {
-	switch k {
-	case gateway.RateLimited:
-		return "rate_limit_exceeded"
-	case gateway.Overloaded:
-		return "server_overloaded"
-	case gateway.Timeout:
-		return "timeout"
-	case gateway.Unhealthy, gateway.Backend, gateway.Internal:
-		return "server_error"
+// Param is a native param path in OpenAI's names: its inputs field is
+// "input".
+func Param(native string) string {
+	if rest, ok := strings.CutPrefix(native, "inputs"); ok && (rest == "" || rest[0] == '[') {
+		return "input" + rest
 	}
-	return "invalid_request_error"
+	return native
+}
+
+func appendStringOrNull(dst []byte, s string) []byte {
+	if s == "" {
+		return append(dst, "null"...)
+	}
+	return native.AppendString(dst, s)
 }
 
 type modelList struct {

@@ -59,7 +59,7 @@ func TestDecodeEmbedErrors(t *testing.T) {
 		codectest.ErrorRow{Name: "model number", Body: `{"input":"a","model":1}`, Kind: gateway.Validation, Param: "model"},
 		codectest.ErrorRow{Name: "user object", Body: `{"input":"a","user":{}}`, Kind: gateway.Validation, Param: "user"},
 	)
-	codectest.CheckErrors(t, rows, func(b []byte) error { _, err := Codec{}.DecodeEmbed(b, codectest.Limits()); return err })
+	codectest.CheckErrors(t, rows, codectest.Validated(Codec{}.DecodeEmbed), Param)
 }
 
 func TestAppendEmbedFloat(t *testing.T) {
@@ -126,7 +126,7 @@ func TestAppendEmbedBase64RoundTrip(t *testing.T) {
 	}
 }
 
-func TestErrorBody(t *testing.T) {
+func TestErrorResponse(t *testing.T) {
 	tests := []struct {
 		name string
 		err  *gateway.Error
@@ -139,7 +139,7 @@ func TestErrorBody(t *testing.T) {
 		{"unauthorized", gateway.Errorf(gateway.Unauthorized, "", "invalid api key"),
 			`{"error":{"message":"invalid api key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`},
 		{"rate limited", gateway.Errorf(gateway.RateLimited, "", "rate limit exceeded"),
-			`{"error":{"message":"rate limit exceeded","type":"rate_limit_exceeded","param":null,"code":null}}`},
+			`{"error":{"message":"rate limit exceeded","type":"requests","param":null,"code":"rate_limit_exceeded"}}`},
 		{"overloaded", gateway.Errorf(gateway.Overloaded, "", "full"),
 			`{"error":{"message":"full","type":"server_overloaded","param":null,"code":null}}`},
 		{"unhealthy", gateway.Errorf(gateway.Unhealthy, "", "down"),
@@ -153,8 +153,8 @@ func TestErrorBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := string(Codec{}.ErrorBody(tt.err)); got != tt.want {
-				t.Errorf("ErrorBody(%v) = %s, want %s", tt.err, got, tt.want)
+			if got := errorBody(Codec{}.ErrorResponse(tt.err)); got != tt.want {
+				t.Errorf("ErrorResponse(%v) = %s, want %s", tt.err, got, tt.want)
 			}
 		})
 	}
@@ -183,6 +183,13 @@ func FuzzDecode(f *testing.F) {
 			var ge *gateway.Error
 			if !errors.As(err, &ge) {
 				t.Fatalf("DecodeEmbed(%q) error = %v (%T), want a *gateway.Error", body, err, err)
+			}
+			return
+		}
+		if err := req.Validate(lim); err != nil {
+			var ge *gateway.Error
+			if !errors.As(err, &ge) {
+				t.Fatalf("Validate(%q) error = %v (%T), want a *gateway.Error", body, err, err)
 			}
 			return
 		}
@@ -240,3 +247,5 @@ func BenchmarkDecodeEmbed(b *testing.B) {
 		}
 	}
 }
+
+func errorBody(_ int, body []byte) string { return string(body) }

@@ -25,7 +25,7 @@ const (
 	evictSample = 8
 )
 
-// Memory is an in-process Limiter with the same GCRA arithmetic as the
+// Memory is an in-process limiter with the same GCRA arithmetic as the
 // Redis script, for a single gateway (no --redis-url). It is safe for
 // concurrent use and starts no goroutine: idle buckets are dropped during
 // calls.
@@ -50,7 +50,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 	return &Memory{tat: make(map[string]time.Time), maxKeys: opts.MaxKeys, now: time.Now}
 }
 
-// AllowRequest implements Limiter.
+// AllowRequest charges one request against l.RPS and l.Burst.
 func (m *Memory) AllowRequest(_ context.Context, key string, l Limit) (Result, error) {
 	r, ok := l.requestRate()
 	if !ok {
@@ -59,7 +59,8 @@ func (m *Memory) AllowRequest(_ context.Context, key string, l Limit) (Result, e
 	return m.allow("req:"+key, r, 1), nil
 }
 
-// AllowTokens implements Limiter.
+// AllowTokens charges tokens against l.TPM; over what remains, nothing
+// is charged, so a smaller request may still pass.
 func (m *Memory) AllowTokens(_ context.Context, key string, l Limit, tokens int) (Result, error) {
 	r, ok := l.tokenRate()
 	if !ok {

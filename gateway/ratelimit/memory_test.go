@@ -104,8 +104,17 @@ func TestMemorySemantics(t *testing.T) {
 	}
 }
 
+// limiter is what the server needs of Memory and Redis (server.Limiter):
+// the tests hold both to it.
+type limiter interface {
+	AllowRequest(ctx context.Context, key string, l Limit) (Result, error)
+	AllowTokens(ctx context.Context, key string, l Limit, tokens int) (Result, error)
+}
+
+var _, _ limiter = (*Memory)(nil), (*Redis)(nil)
+
 // charge1 is one request (tokens == 0) or token charge.
-func charge1(t *testing.T, lim Limiter, key string, l Limit, tokens int) Result {
+func charge1(t *testing.T, lim limiter, key string, l Limit, tokens int) Result {
 	t.Helper()
 	var res Result
 	var err error
@@ -211,5 +220,15 @@ func BenchmarkMemoryAllow(b *testing.B) {
 		if _, err := m.AllowRequest(ctx, "bench", l); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestLimitOr(t *testing.T) {
+	d := Limit{RPS: 80, Burst: 50, TPM: 1000}
+	if got := (Limit{RPS: 5}).Or(d); got != (Limit{RPS: 5, Burst: 50, TPM: 1000}) {
+		t.Errorf("Limit{RPS: 5}.Or(%+v) = %+v", d, got)
+	}
+	if got := (Limit{}).Or(d); got != d {
+		t.Errorf("Limit{}.Or(%+v) = %+v, want the defaults", d, got)
 	}
 }

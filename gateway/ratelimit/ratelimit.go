@@ -3,8 +3,8 @@
 // or per client IP, enforced by GCRA either in Redis (Redis, shared by every
 // gateway replica, via github.com/go-redis/redis_rate/v10) or in process
 // (Memory, for a single gateway). Both answer the same Result, from which
-// SetHeaders writes OpenAI's x-ratelimit-* headers and Retry-After. The
-// fiber middleware (Middleware, ChargeTokens) applies them to requests.
+// the server writes OpenAI's x-ratelimit-* headers and Retry-After; the
+// server's Limiter interface is what it needs of them.
 //
 // While Redis is unreachable, Redis answers by policy: fail open (the
 // default) admits every request; fail closed refuses every request with 429
@@ -15,13 +15,11 @@
 // SDK and TEI client already backs off on 429 as Retry-After says. The
 // message names the cause, and the embedgate_ratelimit_redis_* metrics show it.
 //
-// ratelimit imports gateway (for the error type) and nothing else of ours.
+// ratelimit imports nothing else of ours.
 package ratelimit
 
 import (
-	"context"
 	"math"
-	"strconv"
 	"time"
 )
 
@@ -66,18 +64,6 @@ type Result struct {
 	StoreDown bool
 }
 
-// Limiter is what the middleware needs from a limiter; Redis and Memory
-// implement it. key names the subject ("key:alice", "ip:10.0.0.7"); the
-// request and token limits of one key are kept apart.
-type Limiter interface {
-	// AllowRequest charges one request against l.RPS and l.Burst.
-	AllowRequest(ctx context.Context, key string, l Limit) (Result, error)
-	// AllowTokens charges tokens against l.TPM. When tokens exceed what
-	// remains, the charge is not allowed and nothing is charged, so a
-	// smaller request may still pass.
-	AllowTokens(ctx context.Context, key string, l Limit, tokens int) (Result, error)
-}
-
 // rate is one GCRA bucket: a cost of 1 is emitted every interval, and
 // burst of them may be spent at once.
 type rate struct {
@@ -111,51 +97,4 @@ func (l Limit) tokenRate() (r rate, ok bool) {
 func (r rate) remainingAt(reset time.Duration) int {
 	rem := (float64(r.burst)*r.interval - float64(reset) + float64(time.Microsecond)) / r.interval
 	return max(0, min(r.burst, int(math.Floor(rem))))
-}
-
-// Kind selects which header set SetHeaders writes.
-type Kind int
-
-const (
-	Requests Kind = iota // x-ratelimit-*-requests
-	Tokens               // x-ratelimit-*-tokens
-)
-
-var headerNames = [...][3]string{
-	Requests: {"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"},
-	Tokens:   {"x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"},
-}
-
-// SetHeaders writes r as OpenAI's rate-limit headers through set (fiber's
-// c.Set fits): x-ratelimit-limit-<kind>, -remaining-<kind> and
-// -reset-<kind>, the reset as a Go duration rounded up to the millisecond
-// ("1s", "6m0s", "120ms", as OpenAI sends it), and, when r is not allowed,
-// Retry-After in whole seconds rounded up (at least 1) plus retry-after-ms,
-// which the OpenAI SDKs prefer when present. Nothing is written for a
-// result with no limit, and only the retry headers while Redis is down.
-func SetHeaders(set func(key, value string), r Result, kind Kind) {
-	if r.Limit > 0 && !r.StoreDown && int(kind) < len(headerNames) {
-		names := headerNames[kind]
-		set(names[0], strconv.Itoa(r.Limit))
-		set(names[1], strconv.Itoa(r.Remaining))
-		set(names[2], ceilTo(r.Reset, time.Millisecond).String())
-	}
-	if !r.Allowed {
-		set("Retry-After", strconv.Itoa(RetryAfterSeconds(r.RetryAfter)))
-		set("retry-after-ms", strconv.FormatInt(max(1, ceilTo(r.RetryAfter, time.Millisecond).Milliseconds()), 10))
-	}
-}
-
-// RetryAfterSeconds is d as a Retry-After value: whole seconds, rounded up,
-// at least 1, so a client never retries before it would be admitted.
-func RetryAfterSeconds(d time.Duration) int {
-	return max(1, int(ceilTo(d, time.Second)/time.Second))
-}
-
-// ceilTo rounds d up to a multiple of unit; negative d becomes 0.
-func ceilTo(d, unit time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return (d + unit - 1) / unit * unit
 }

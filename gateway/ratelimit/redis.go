@@ -40,7 +40,7 @@ const (
 	redisKeyPrefix       = "embedgate:" // redis_rate adds "rate:" in front
 )
 
-// Redis is a Limiter backed by Redis with redis_rate's GCRA script, so
+// Redis is a limiter backed by Redis with redis_rate's GCRA script, so
 // every gateway replica sharing the Redis enforces the same limits. It is
 // safe for concurrent use. See the package doc for what it answers while
 // Redis is unreachable; it notices recovery by itself.
@@ -107,7 +107,7 @@ func NewRedis(rawURL string, opts RedisOptions, logger *slog.Logger, reg prometh
 // Close closes the connections to Redis.
 func (r *Redis) Close() error { return r.client.Close() }
 
-// AllowRequest implements Limiter.
+// AllowRequest charges one request against l.RPS and l.Burst.
 func (r *Redis) AllowRequest(ctx context.Context, key string, l Limit) (Result, error) {
 	rt, ok := l.requestRate()
 	if !ok {
@@ -122,7 +122,8 @@ func (r *Redis) AllowRequest(ctx context.Context, key string, l Limit) (Result, 
 	return r.allow(ctx, redisKeyPrefix+"req:"+key, lim, rt, 1)
 }
 
-// AllowTokens implements Limiter.
+// AllowTokens charges tokens against l.TPM; over what remains, nothing
+// is charged, so a smaller request may still pass.
 func (r *Redis) AllowTokens(ctx context.Context, key string, l Limit, tokens int) (Result, error) {
 	rt, ok := l.tokenRate()
 	if !ok {

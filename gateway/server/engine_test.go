@@ -11,17 +11,18 @@ import (
 
 	"encoding/base64"
 	"encoding/binary"
-	"github.com/embedgate/embedgate/gateway/backend/onnx"
-	"github.com/embedgate/embedgate/gateway/hfmodel"
-	"github.com/embedgate/embedgate/gateway/internal/testenv"
-	"github.com/embedgate/embedgate/gateway/pooling"
-	"github.com/embedgate/embedgate/gateway/tokenizer"
 	"log/slog"
 	"math"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/embedgate/embedgate/gateway/backend/onnx"
+	"github.com/embedgate/embedgate/gateway/hfmodel"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
+	"github.com/embedgate/embedgate/gateway/pooling"
+	"github.com/embedgate/embedgate/gateway/tokenizer"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -82,7 +83,7 @@ func newRealServer(t *testing.T) (*testServer, *infer.Engine) {
 	eng := newTinyEngine(t)
 	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
-	s, err := New(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second}, slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, Middlewares{})
+	s, err := New(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second}, slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, nil, nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

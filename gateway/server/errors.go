@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"math"
-	"strconv"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -14,36 +12,21 @@ import (
 	"github.com/embedgate/embedgate/gateway/openai"
 )
 
-// statusOf is the only table of HTTP statuses: {native and TEI, OpenAI}
-// per gateway.Kind (BRIEF §4).
-var statusOf = [...][2]int{
-	gateway.Internal:     {500, 500},
-	gateway.Malformed:    {400, 400},
-	gateway.Validation:   {422, 400},
-	gateway.Empty:        {400, 400},
-	gateway.TooLarge:     {413, 413},
-	gateway.Unauthorized: {401, 401},
-	gateway.RateLimited:  {429, 429},
-	gateway.Overloaded:   {429, 429},
-	gateway.Unhealthy:    {503, 503},
-	gateway.Timeout:      {504, 504},
-	gateway.Backend:      {500, 500},
-	gateway.NotFound:     {404, 404},
+// dialect is a route's error shape: each codec renders a *gateway.Error
+// with its status in its own words, from native's one error table.
+type dialect interface {
+	ErrorResponse(e *gateway.Error) (status int, body []byte)
 }
 
-// family is the error shape of a route.
-type family int
-
-const (
-	familyNative family = iota // native and TEI share a shape
-	familyOpenAI
-)
-
-func familyOf(path string) family {
-	if strings.HasPrefix(path, "/v1/") || path == "/embeddings" {
-		return familyOpenAI
+// dialectOf is the error shape of a request that matched no route (404,
+// 405) or failed before routing: OpenAI's under its paths, else the native
+// one. Routed requests use their route's codec instead (see speaks).
+func dialectOf(path string) dialect {
+	p := strings.ToLower(path)
+	if strings.HasPrefix(p, "/v1/") || p == "/embeddings" {
+		return openai.Codec{}
 	}
-	return familyNative
+	return native.Codec{}
 }
 
 // errorHandler is fiber's ErrorHandler. observe writes handlers' errors
@@ -64,36 +47,23 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	return nil
 }
 
-// writeError writes err as JSON in the shape of the request's route family
-// and keeps it on rec for the log line.
+// writeError writes err as JSON in the dialect of the request's route and
+// keeps it on rec for the log line.
 func (s *Server) writeError(c *fiber.Ctx, rec *record, err error) {
-	ge, status := classify(err)
-	fam := familyOf(c.Path())
-	if status == 0 {
-		status = fiber.StatusInternalServerError
-		if k := int(ge.Kind); k >= 0 && k < len(statusOf) {
-			status = statusOf[k][fam]
-		}
-	}
+	ge, override := classify(err)
 	if ge.Kind == gateway.Internal {
 		// The cause goes to the log line (rec.err), never to the client.
 		ge = &gateway.Error{Kind: gateway.Internal, Msg: "internal error"}
 	}
-	if status == fiber.StatusTooManyRequests {
-		secs := int64(math.Ceil(ge.RetryAfter.Seconds()))
-		c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(max(secs, 1), 10))
-		// OpenAI's SDKs prefer the millisecond form when it is there.
-		if len(c.Response().Header.Peek("retry-after-ms")) == 0 && ge.RetryAfter > 0 {
-			c.Set("retry-after-ms", strconv.FormatInt(max(1, ge.RetryAfter.Milliseconds()), 10))
-		}
+	d := rec.dialect
+	if d == nil {
+		d = dialectOf(c.Path())
 	}
-	var body []byte
-	if fam == familyOpenAI {
-		body = openai.Codec{}.ErrorBody(ge)
-	} else {
-		body = native.Codec{}.ErrorBody(ge)
+	status, body := d.ErrorResponse(ge)
+	if override != 0 {
+		status = override
 	}
-	rec.err = err
+	rec.err, rec.retryAfter = err, ge.RetryAfter
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	c.Response().SetBody(body)
@@ -107,7 +77,7 @@ func classify(err error) (ge *gateway.Error, status int) {
 	case errors.As(err, &ge):
 		return ge, 0
 	case errors.Is(err, context.DeadlineExceeded):
-		return &gateway.Error{Kind: gateway.Timeout, Msg: "request deadline exceeded", Err: err}, 0
+		return gateway.ContextError(err), 0
 	case errors.As(err, &fe):
 		msg := strings.ToLower(fe.Message)
 		switch fe.Code {

@@ -15,6 +15,7 @@ import (
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/auth"
 	"github.com/embedgate/embedgate/gateway/openai"
+	"github.com/embedgate/embedgate/gateway/ratelimit"
 	"github.com/embedgate/embedgate/gateway/tei"
 	"github.com/embedgate/embedgate/gateway/tokenizer"
 )
@@ -32,11 +33,36 @@ type recordKey struct{}
 type record struct {
 	id      string
 	route   string
+	dialect dialect // the route's error shape; nil until a route matched
+	key     *auth.Key
 	inputs  int
 	tokens  int
 	timings gateway.Timings
 	err     error
 	span    trace.Span // the API route's request span; nil elsewhere
+
+	// What the rate limiter answered, for the x-ratelimit-* headers, and
+	// the subject the request's tokens are charged to.
+	requests, tokenLimit *ratelimit.Result
+	charge               *charge
+	retryAfter           time.Duration // of the error answered, for a 429
+}
+
+// recordOf is the request's record; observe sets it before any handler.
+func recordOf(c *fiber.Ctx) *record {
+	if rec, ok := c.Locals(recordKey{}).(*record); ok {
+		return rec
+	}
+	return &record{} // unreachable behind observe; keeps handlers nil-safe
+}
+
+// speaks makes every error of the route, a 401 or 429 from the guards
+// included, render in d's shape. It runs first on every API route.
+func speaks(d dialect) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		recordOf(c).dialect = d
+		return c.Next()
+	}
 }
 
 // observe wraps every request: it sets the request id and the deadline,
@@ -86,7 +112,8 @@ func next(c *fiber.Ctx) (err error) {
 // finish logs the request's one line and counts it. Never logs input text.
 func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 	status := c.Response().StatusCode()
-	endSpan(c, rec, status)
+	writeLimitHeaders(&c.Response().Header, rec, status)
+	endSpan(rec, status)
 	s.metrics.requests.WithLabelValues(rec.route, strconv.Itoa(status)).Inc()
 	s.metrics.duration.WithLabelValues(rec.route).Observe(elapsed.Seconds())
 
@@ -115,8 +142,8 @@ func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 			slog.Duration("inference", rec.timings.Inference),
 		)
 	}
-	if name, ok := c.Locals(auth.LocalKeyName).(string); ok && name != "" {
-		attrs = append(attrs, slog.String("key", name))
+	if rec.key != nil {
+		attrs = append(attrs, slog.String("key", rec.key.Name))
 	}
 	if rec.err != nil {
 		attrs = append(attrs, slog.String("error", rec.err.Error()))
@@ -158,7 +185,9 @@ func (s *Server) checkDraining() error {
 	return nil
 }
 
-// handleEmbed serves one embedding route in codec's shape.
+// handleEmbed serves one embedding route in codec's shape: decode,
+// validate, then the engine, which tokenizes, charges the tokens to the
+// request's rate limit, admits, batches and embeds.
 func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		start := time.Now()
@@ -174,24 +203,24 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		if err := s.eng.Busy(c.UserContext()); err != nil {
 			return err
 		}
-		req, err := codec.DecodeEmbed(tokenizer.ToValidUTF8(c.Body()), s.eng.Limits())
+		lim := s.eng.Limits()
+		req, err := codec.DecodeEmbed(tokenizer.ToValidUTF8(c.Body()), lim)
 		if err != nil {
 			return err
 		}
-		if s.charge != nil {
-			req.Charge = func(ctx context.Context, tokens int) error { return s.charge(ctx, c, tokens) }
+		if err := req.Validate(lim); err != nil {
+			return err
 		}
-		rec, _ := c.Locals(recordKey{}).(*record)
-		if rec != nil {
-			rec.inputs = len(req.Inputs)
+		rec := recordOf(c)
+		rec.inputs = len(req.Inputs)
+		if s.limiter != nil {
+			req.Charge = func(ctx context.Context, tokens int) error { return s.chargeTokens(ctx, rec, tokens) }
 		}
 		res, err := s.eng.Embed(c.UserContext(), req)
 		if err != nil {
 			return err
 		}
-		if rec != nil {
-			rec.tokens, rec.timings = res.Usage.PromptTokens, res.Timings
-		}
+		rec.tokens, rec.timings = res.Usage.PromptTokens, res.Timings
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
 		body, err := codec.AppendEmbed((*bp)[:0], res, req, s.eng.Info().ModelID)
@@ -226,13 +255,14 @@ func (s *Server) handleTokenize() fiber.Handler {
 		if err := checkJSON(c); err != nil {
 			return err
 		}
-		req, err := tei.DecodeTokenize(tokenizer.ToValidUTF8(c.Body()), s.eng.Limits())
+		req, err := tei.DecodeTokenize(tokenizer.ToValidUTF8(c.Body()))
 		if err != nil {
 			return err
 		}
-		if rec, ok := c.Locals(recordKey{}).(*record); ok {
-			rec.inputs = len(req.Inputs)
+		if err := req.Validate(s.eng.Limits()); err != nil {
+			return err
 		}
+		recordOf(c).inputs = len(req.Inputs)
 		toks, err := s.eng.Tokenize(c.UserContext(), req)
 		if err != nil {
 			return err

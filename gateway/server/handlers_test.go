@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
-
 	"github.com/embedgate/embedgate/gateway"
 )
 
@@ -133,7 +131,7 @@ func runEmbedCases(t *testing.T, s *testServer, dims int) {
 }
 
 func TestEmbedRoutes(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{})
+	s := newTestServer(t, newFake(), nil, nil)
 	runEmbedCases(t, s, 4)
 }
 
@@ -144,7 +142,7 @@ func TestEmbedPassesRequest(t *testing.T) {
 		got = req
 		return &gateway.EmbedResult{Embeddings: [][]float32{{1}}, Usage: gateway.Usage{PromptTokens: 3, Characters: 5}}, nil
 	}
-	s := newTestServer(t, f, Middlewares{})
+	s := newTestServer(t, f, nil, nil)
 	resp, body := s.post(t, "/api/v1/embed", `{"inputs":"hello","truncate":false,"truncation_direction":"left","prompt_name":"q","normalize":false,"dimensions":2}`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status = %d (%s)", resp.StatusCode, body)
@@ -170,7 +168,7 @@ func TestEngineErrors(t *testing.T) {
 		retryAfter         string
 	}{
 		{"validation", gateway.Errorf(gateway.Validation, "inputs[0]", "too long"), 422, 400, "Validation", "invalid_request_error", ""},
-		{"rate limited", &gateway.Error{Kind: gateway.RateLimited, Msg: "slow down", RetryAfter: 2500 * time.Millisecond}, 429, 429, "RateLimited", "rate_limit_exceeded", "3"},
+		{"rate limited", &gateway.Error{Kind: gateway.RateLimited, Msg: "slow down", RetryAfter: 2500 * time.Millisecond}, 429, 429, "RateLimited", "requests", "3"},
 		{"overloaded", &gateway.Error{Kind: gateway.Overloaded, Msg: "model is overloaded"}, 429, 429, "Overloaded", "server_overloaded", "1"},
 		{"unhealthy", &gateway.Error{Kind: gateway.Unhealthy, Msg: "backend unavailable"}, 503, 503, "Unhealthy", "server_error", ""},
 		{"timeout", &gateway.Error{Kind: gateway.Timeout, Msg: "backend deadline exceeded"}, 504, 504, "Backend", "timeout", ""},
@@ -184,7 +182,7 @@ func TestEngineErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake()
 			f.embed = func(context.Context, *gateway.EmbedRequest) (*gateway.EmbedResult, error) { return nil, tt.err }
-			s := newTestServer(t, f, Middlewares{})
+			s := newTestServer(t, f, nil, nil)
 			for _, c := range []struct {
 				path, body, typ string
 				status          int
@@ -220,7 +218,7 @@ func TestInternalErrorLoggedOnce(t *testing.T) {
 	f.embed = func(context.Context, *gateway.EmbedRequest) (*gateway.EmbedResult, error) {
 		return nil, errors.New("disk on fire")
 	}
-	s := newTestServer(t, f, Middlewares{})
+	s := newTestServer(t, f, nil, nil)
 	resp, _ := s.post(t, "/embed", `{"inputs":"my secret text"}`, "x-request-id", "req-42")
 	if resp.StatusCode != 500 || resp.Header.Get(headerRequestID) != "req-42" {
 		t.Fatalf("status = %d id = %q, want 500 req-42", resp.StatusCode, resp.Header.Get(headerRequestID))
@@ -236,11 +234,8 @@ func TestInternalErrorLoggedOnce(t *testing.T) {
 }
 
 func TestRequestLog(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{Auth: func(c *fiber.Ctx) error {
-		c.Locals("key_name", "team-a")
-		return c.Next()
-	}})
-	s.post(t, "/api/v1/embed", `{"inputs":["very private text","more"]}`)
+	s := newTestServer(t, newFake(), testKeys(t), nil)
+	s.post(t, "/api/v1/embed", `{"inputs":["very private text","more"]}`, "Authorization", "Bearer "+teamAKey)
 	lines := logLines(t, s.logs)
 	if len(lines) != 1 {
 		t.Fatalf("%d log lines, want 1", len(lines))
@@ -262,7 +257,7 @@ func TestRequestLog(t *testing.T) {
 }
 
 func TestRequestID(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{})
+	s := newTestServer(t, newFake(), nil, nil)
 	tests := []struct {
 		name, sent string
 		kept       bool
@@ -296,7 +291,7 @@ func TestDeadline(t *testing.T) {
 		<-ctx.Done() // an engine that never answers: the deadline sheds it
 		return nil, fmt.Errorf("infer: queued: %w", ctx.Err())
 	}
-	s := newTestServer(t, f, Middlewares{})
+	s := newTestServer(t, f, nil, nil)
 	s.opts.RequestTimeout = 50 * time.Millisecond
 	start := time.Now()
 	resp, body := s.post(t, "/v1/embeddings", `{"input":"a"}`)
@@ -311,7 +306,7 @@ func TestDeadline(t *testing.T) {
 
 func TestHealthReadyDrain(t *testing.T) {
 	f := newFake()
-	s := newTestServer(t, f, Middlewares{})
+	s := newTestServer(t, f, nil, nil)
 	check := func(path string, want int) {
 		t.Helper()
 		resp, body := s.do(t, http.MethodGet, path, "", "")
@@ -343,7 +338,7 @@ func TestHealthReadyDrain(t *testing.T) {
 }
 
 func TestTokenize(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{})
+	s := newTestServer(t, newFake(), nil, nil)
 	resp, body := s.post(t, "/tokenize", `{"inputs":["ab","c"],"add_special_tokens":false}`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status = %d (%s)", resp.StatusCode, body)
@@ -361,7 +356,7 @@ func TestTokenize(t *testing.T) {
 }
 
 func TestInfoAndModels(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{})
+	s := newTestServer(t, newFake(), nil, nil)
 	resp, body := s.do(t, http.MethodGet, "/info", "", "")
 	var info map[string]any
 	mustJSON(t, body, &info)
@@ -380,7 +375,7 @@ func TestInfoAndModels(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{})
+	s := newTestServer(t, newFake(), nil, nil)
 	s.post(t, "/embed", `{"inputs":"a"}`)
 	s.post(t, "/embed", `{"inputs":[]}`)
 	s.do(t, http.MethodGet, "/nowhere", "", "")
@@ -401,65 +396,6 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-func TestMiddlewares(t *testing.T) {
-	var authCalls, limitCalls int
-	mw := Middlewares{
-		Auth: func(c *fiber.Ctx) error {
-			authCalls++
-			if c.Get("Authorization") != "Bearer good" {
-				return &gateway.Error{Kind: gateway.Unauthorized, Msg: "invalid api key"}
-			}
-			return c.Next()
-		},
-		RateLimit: func(c *fiber.Ctx) error {
-			limitCalls++
-			if c.Get("x-test-limit") != "" {
-				return &gateway.Error{Kind: gateway.RateLimited, Msg: "rate limit exceeded", RetryAfter: 10 * time.Second}
-			}
-			return c.Next()
-		},
-	}
-	s := newTestServer(t, newFake(), mw)
-	guarded := []struct{ method, path, body string }{
-		{http.MethodPost, "/api/v1/embed", `{"inputs":"a"}`},
-		{http.MethodPost, "/embed", `{"inputs":"a"}`},
-		{http.MethodPost, "/v1/embeddings", `{"input":"a"}`},
-		{http.MethodPost, "/embeddings", `{"input":"a"}`},
-		{http.MethodPost, "/tokenize", `{"inputs":"a"}`},
-		{http.MethodGet, "/v1/models", ``},
-		{http.MethodGet, "/info", ``},
-	}
-	for _, r := range guarded {
-		t.Run(r.path, func(t *testing.T) {
-			resp, body := s.do(t, r.method, r.path, "application/json", r.body)
-			if resp.StatusCode != 401 {
-				t.Errorf("%s %s without key = %d, want 401 (%s)", r.method, r.path, resp.StatusCode, body)
-			}
-			if familyOf(r.path) == familyOpenAI && !strings.Contains(string(body), `"code":"invalid_api_key"`) {
-				t.Errorf("%s %s 401 body = %s, want code invalid_api_key", r.method, r.path, body)
-			}
-			checkErrorShape(t, r.path, body, "")
-			resp, body = s.do(t, r.method, r.path, "application/json", r.body, "Authorization", "Bearer good")
-			if resp.StatusCode != 200 {
-				t.Errorf("%s %s with key = %d, want 200 (%s)", r.method, r.path, resp.StatusCode, body)
-			}
-			resp, body = s.do(t, r.method, r.path, "application/json", r.body, "Authorization", "Bearer good", "x-test-limit", "1")
-			if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "10" {
-				t.Errorf("%s %s over limit = %d Retry-After %q, want 429 10 (%s)", r.method, r.path, resp.StatusCode, resp.Header.Get("Retry-After"), body)
-			}
-		})
-	}
-	authCalls, limitCalls = 0, 0
-	for _, path := range []string{"/health", "/ready", "/metrics"} {
-		if resp, _ := s.do(t, http.MethodGet, path, "", ""); resp.StatusCode != 200 {
-			t.Errorf("GET %s without key = %d, want 200", path, resp.StatusCode)
-		}
-	}
-	if authCalls != 0 || limitCalls != 0 {
-		t.Errorf("probes ran auth %d and rate limit %d times, want 0", authCalls, limitCalls)
-	}
-}
-
 func TestPanicIsInternal(t *testing.T) {
 	f := newFake()
 	f.embed = func(context.Context, *gateway.EmbedRequest) (*gateway.EmbedResult, error) {
@@ -467,43 +403,12 @@ func TestPanicIsInternal(t *testing.T) {
 		m["x"]++ // a nil-map write: a bug in a handler must not kill the process
 		return nil, nil
 	}
-	s := newTestServer(t, f, Middlewares{})
+	s := newTestServer(t, f, nil, nil)
 	resp, body := s.post(t, "/embed", `{"inputs":"a"}`)
 	if resp.StatusCode != 500 {
 		t.Errorf("status = %d, want 500 (%s)", resp.StatusCode, body)
 	}
 	checkErrorShape(t, "/embed", body, "Internal")
-}
-
-func TestChargeTokens(t *testing.T) {
-	f := newFake()
-	f.embed = func(ctx context.Context, req *gateway.EmbedRequest) (*gateway.EmbedResult, error) {
-		if req.Charge == nil {
-			return nil, errors.New("no Charge hook on the request")
-		}
-		if err := req.Charge(ctx, 42); err != nil { // as the engine does after tokenizing
-			return nil, err
-		}
-		return &gateway.EmbedResult{Embeddings: [][]float32{{1}}}, nil
-	}
-	var charged int
-	s := newTestServer(t, f, Middlewares{ChargeTokens: func(ctx context.Context, c *fiber.Ctx, n int) error {
-		charged = n
-		c.Set("x-ratelimit-remaining-tokens", "0")
-		if c.Get("x-test-over") != "" {
-			return &gateway.Error{Kind: gateway.RateLimited, Msg: "tokens per minute", RetryAfter: 30 * time.Second}
-		}
-		return nil
-	}})
-	resp, body := s.post(t, "/v1/embeddings", `{"input":"a"}`)
-	if resp.StatusCode != 200 || charged != 42 || resp.Header.Get("x-ratelimit-remaining-tokens") != "0" {
-		t.Errorf("status %d charged %d header %q, want 200 42 0 (%s)", resp.StatusCode, charged, resp.Header.Get("x-ratelimit-remaining-tokens"), body)
-	}
-	resp, body = s.post(t, "/v1/embeddings", `{"input":"a"}`, "x-test-over", "1")
-	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "30" {
-		t.Errorf("over the token limit = %d Retry-After %q, want 429 30 (%s)", resp.StatusCode, resp.Header.Get("Retry-After"), body)
-	}
-	checkErrorShape(t, "/v1/embeddings", body, "rate_limit_exceeded")
 }
 
 // A busy engine is answered 429 before the body is decoded or embedded.
@@ -515,7 +420,7 @@ func TestBusyRefusesBeforeDecoding(t *testing.T) {
 		embedded = true
 		return nil, errors.New("unreachable")
 	}
-	s := newTestServer(t, f, Middlewares{})
+	s := newTestServer(t, f, nil, nil)
 	for _, path := range []string{"/api/v1/embed", "/embed", "/v1/embeddings"} {
 		resp, body := s.post(t, path, `{"inputs":"a","input":"a"}`)
 		if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" {

@@ -12,18 +12,15 @@ import (
 )
 
 // addRoutes is the whole HTTP API.
-func addRoutes(app *fiber.App, s *Server, reg *prometheus.Registry, mw Middlewares) {
-	// guarded starts the request span, runs auth, then the rate limit,
-	// then h; probes and metrics stay open so orchestrators and scrapers
-	// need no key.
-	guarded := func(h fiber.Handler) []fiber.Handler {
-		hs := make([]fiber.Handler, 0, 4)
-		for _, m := range []fiber.Handler{s.traceRequest, mw.Auth, mw.RateLimit} {
-			if m != nil {
-				hs = append(hs, m)
-			}
-		}
-		return append(hs, h)
+func addRoutes(app *fiber.App, s *Server, reg *prometheus.Registry) {
+	// api is every API route's chain, in order: the route's dialect (so
+	// a 401 or 429 is in the route's shape too), the request span, the API
+	// key, the request rate limit, then the handler. Embedding handlers
+	// charge tokens to the rate limit once they are tokenized
+	// (chargeTokens). Probes and metrics stay open, so orchestrators and
+	// scrapers need no key.
+	api := func(d dialect, h fiber.Handler) []fiber.Handler {
+		return []fiber.Handler{speaks(d), s.traceRequest, s.requireKey, s.limitRequests, h}
 	}
 
 	app.Use(s.observe) // request id, deadline, metrics, log line, errors: every request
@@ -32,16 +29,16 @@ func addRoutes(app *fiber.App, s *Server, reg *prometheus.Registry, mw Middlewar
 	app.Get("/ready", s.handleReady())
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	if s.opts.Pprof {
-		MountPprof(app, mw.Auth) // off by default; see MountPprof
+		MountPprof(app, s.requireKey) // off by default; see MountPprof
 	}
 
-	app.Post("/api/v1/embed", guarded(s.handleEmbed(native.Codec{}))...)
-	app.Post("/embed", guarded(s.handleEmbed(tei.Codec{}))...)
-	app.Post("/v1/embeddings", guarded(s.handleEmbed(openai.Codec{}))...)
-	app.Post("/embeddings", guarded(s.handleEmbed(openai.Codec{}))...)
-	app.Post("/tokenize", guarded(s.handleTokenize())...)
-	app.Get("/v1/models", guarded(s.handleModels())...)
-	app.Get("/info", guarded(s.handleInfo())...)
+	app.Post("/api/v1/embed", api(native.Codec{}, s.handleEmbed(native.Codec{}))...)
+	app.Post("/embed", api(tei.Codec{}, s.handleEmbed(tei.Codec{}))...)
+	app.Post("/v1/embeddings", api(openai.Codec{}, s.handleEmbed(openai.Codec{}))...)
+	app.Post("/embeddings", api(openai.Codec{}, s.handleEmbed(openai.Codec{}))...)
+	app.Post("/tokenize", api(tei.Codec{}, s.handleTokenize())...)
+	app.Get("/v1/models", api(openai.Codec{}, s.handleModels())...)
+	app.Get("/info", api(tei.Codec{}, s.handleInfo())...)
 
 	// No catch-all handler: an unmatched request falls out of the router as
 	// fiber's 404, or 405 with Allow when the path exists for another

@@ -1,9 +1,9 @@
 // Package server is embedgate's HTTP front: a fiber app serving the native,
 // TEI and OpenAI APIs over one *infer.Engine, with request ids, deadlines,
-// per-request logs and metrics, draining, and the one ErrorHandler that
-// maps gateway error kinds to statuses. Auth and rate limiting come in as
-// fiber handlers. It imports the codecs (native, tei, openai), gateway,
-// infer, and auth only for the key-name local.
+// API keys, rate limits, per-request logs and metrics, draining, and the
+// one error writer, which renders every error in its route's dialect. It
+// imports the codecs (native, tei, openai), gateway, infer, auth (the key
+// set) and ratelimit (the limits' types).
 package server
 
 import (
@@ -21,7 +21,9 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/auth"
 	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/ratelimit"
 )
 
 // Options configure the HTTP server.
@@ -40,34 +42,24 @@ type Options struct {
 	// tracestate) so request spans join the caller's trace; nil = none.
 	Propagator propagation.TextMapPropagator
 	// Pprof mounts Go's profiler under /debug/pprof/ on this server, behind
-	// Middlewares.Auth when set (see MountPprof). Trusted networks only.
+	// the API key when keys are set (see MountPprof). Trusted networks only.
 	Pprof bool
+	// RateLimit is every subject's limits unless its key has its own
+	// (--rate-limit-rps, --rate-limit-burst, --rate-limit-tpm).
+	RateLimit ratelimit.Limit
+	// TrustProxyHeaders charges requests without a key to the last
+	// X-Forwarded-For address instead of the peer's (--trust-proxy-headers).
+	TrustProxyHeaders bool
 }
 
-// Middlewares are optional handlers run before every API route (not before
-// /health, /ready, /metrics). A nil field is skipped. They report failures
-// by returning a *gateway.Error (Unauthorized, RateLimited with
-// RetryAfter), which the ErrorHandler writes in the route's shape. Auth may
-// set c.Locals(auth.LocalKeyName, name) for the request log.
-type Middlewares struct {
-	Auth      fiber.Handler
-	RateLimit fiber.Handler
-	// ChargeTokens, when set, charges an embedding request's real token
-	// count once it is tokenized, before admission (ratelimit.ChargeTokens);
-	// an error (RateLimited) ends the request. The engine calls it inside
-	// Embed, on the handler's goroutine, so c is still the live request.
-	ChargeTokens func(ctx context.Context, c *fiber.Ctx, tokens int) error
-}
-
-// Codec is one API shape: native, TEI or OpenAI.
+// Codec is one embedding API's shape: native, TEI or OpenAI.
 type Codec interface {
-	// DecodeEmbed parses and validates a request body; errors are
-	// *gateway.Error naming the field or input index.
+	dialect
+	// DecodeEmbed parses a request body, checking the shape and types of
+	// its fields; errors are *gateway.Error naming the field or input.
 	DecodeEmbed(body []byte, lim gateway.Limits) (*gateway.EmbedRequest, error)
 	// AppendEmbed appends the 200 body for res to dst.
 	AppendEmbed(dst []byte, res *gateway.EmbedResult, req *gateway.EmbedRequest, model string) ([]byte, error)
-	// ErrorBody is the JSON error body of the shape.
-	ErrorBody(e *gateway.Error) []byte
 }
 
 // engine is what the server uses of *infer.Engine. It exists so that the
@@ -92,7 +84,8 @@ type Server struct {
 	opts     Options
 	logger   *slog.Logger
 	eng      engine
-	charge   func(ctx context.Context, c *fiber.Ctx, tokens int) error
+	keys     *auth.Keys // nil: no API keys
+	limiter  Limiter    // nil: no rate limits
 	metrics  *metrics
 	draining atomic.Bool
 	inFlight atomic.Int64 // requests being handled, for the drain
@@ -105,15 +98,16 @@ type Server struct {
 }
 
 // New builds the fiber app with every route and registers the HTTP metrics
-// on reg. It starts nothing.
-func New(opts Options, logger *slog.Logger, eng *infer.Engine, reg *prometheus.Registry, mw Middlewares) (*Server, error) {
+// on reg. keys, when not nil, guard every API route; lim, when not nil,
+// rate-limits them. It starts nothing.
+func New(opts Options, logger *slog.Logger, eng *infer.Engine, reg *prometheus.Registry, keys *auth.Keys, lim Limiter) (*Server, error) {
 	if eng == nil {
 		return nil, errors.New("server: nil engine")
 	}
-	return newServer(opts, logger, eng, reg, mw)
+	return newServer(opts, logger, eng, reg, keys, lim)
 }
 
-func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Registry, mw Middlewares) (*Server, error) {
+func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Registry, keys *auth.Keys, lim Limiter) (*Server, error) {
 	switch {
 	case logger == nil:
 		return nil, errors.New("server: nil logger")
@@ -128,7 +122,7 @@ func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Re
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, logger: logger, eng: eng, charge: mw.ChargeTokens, metrics: m,
+	s := &Server{opts: opts, logger: logger, eng: eng, keys: keys, limiter: lim, metrics: m,
 		tracer: opts.Tracer, propagator: opts.Propagator}
 	if s.tracer == nil {
 		s.tracer = noop.Tracer{}
@@ -145,7 +139,7 @@ func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Re
 		ErrorHandler:          s.errorHandler,
 		DisableStartupMessage: true,
 	})
-	addRoutes(s.app, s, reg, mw)
+	addRoutes(s.app, s, reg)
 	return s, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/embedgate/embedgate/gateway/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -17,7 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/auth"
 	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
+	"github.com/embedgate/embedgate/gateway/native"
+	"github.com/embedgate/embedgate/gateway/openai"
+	"github.com/embedgate/embedgate/gateway/ratelimit"
 )
 
 // fakeEngine stands in for *infer.Engine where a test needs a particular
@@ -103,12 +107,29 @@ type testServer struct {
 
 const testBodyLimit = 4096
 
-func newTestServer(t *testing.T, eng engine, mw Middlewares) *testServer {
+// testLimit is the rate limit of test servers with a limiter.
+var testLimit = ratelimit.Limit{RPS: 1, Burst: 2}
+
+// isOpenAI says whether path's errors are in OpenAI's shape.
+func isOpenAI(path string) bool {
+	_, ok := dialectOf(path).(openai.Codec)
+	return ok
+}
+
+// statusFor is the status of kind on path, from the one error table.
+func statusFor(path string, kind gateway.Kind) int {
+	status, _ := dialectOf(path).ErrorResponse(&gateway.Error{Kind: kind})
+	return status
+}
+
+// newTestServer serves eng; keys and lim, when not nil, guard the API
+// routes with the default limits of testLimit.
+func newTestServer(t *testing.T, eng engine, keys *auth.Keys, lim Limiter) *testServer {
 	t.Helper()
 	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
-	s, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second},
-		slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, mw)
+	s, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second, RateLimit: testLimit},
+		slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, keys, lim)
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}
@@ -147,7 +168,7 @@ func (s *testServer) post(t *testing.T, path, body string, hdr ...string) (*http
 // the given native error_type or OpenAI type, and returns the message.
 func checkErrorShape(t *testing.T, path string, body []byte, wantType string) string {
 	t.Helper()
-	if familyOf(path) == familyOpenAI {
+	if isOpenAI(path) {
 		var e struct {
 			Error *struct {
 				Message string  `json:"message"`
@@ -195,24 +216,24 @@ func TestNew(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if s, err := New(tt.opts, tt.logger, tt.eng, tt.reg, Middlewares{}); err == nil {
+			if s, err := New(tt.opts, tt.logger, tt.eng, tt.reg, nil, nil); err == nil {
 				t.Errorf("New() = %v, nil; want an error", s)
 			}
 		})
 	}
 	t.Run("registers twice", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		if _, err := New(ok, logger, &infer.Engine{}, reg, Middlewares{}); err != nil {
+		if _, err := New(ok, logger, &infer.Engine{}, reg, nil, nil); err != nil {
 			t.Fatalf("New() error = %v", err)
 		}
-		if _, err := New(ok, logger, &infer.Engine{}, reg, Middlewares{}); err == nil {
+		if _, err := New(ok, logger, &infer.Engine{}, reg, nil, nil); err == nil {
 			t.Errorf("second New() on one registry: nil error, want a registration error")
 		}
 	})
 }
 
 func TestUnknownRoutes(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{})
+	s := newTestServer(t, newFake(), nil, nil)
 	tests := []struct {
 		name, method, path string
 		status             int
@@ -264,7 +285,7 @@ func serve(t *testing.T, s *testServer) string {
 }
 
 func TestBodyTooLarge(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{})
+	s := newTestServer(t, newFake(), nil, nil)
 	base := serve(t, s)
 	big := `{"inputs":"` + strings.Repeat("a", testBodyLimit) + `"}`
 	for _, tc := range []struct{ path, wantType string }{
@@ -297,7 +318,7 @@ func TestBodyTooLarge(t *testing.T) {
 }
 
 func TestContentType(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{})
+	s := newTestServer(t, newFake(), nil, nil)
 	tests := []struct {
 		name, ct string
 		status   int
@@ -315,7 +336,7 @@ func TestContentType(t *testing.T) {
 		for _, path := range []string{"/api/v1/embed", "/embed", "/v1/embeddings", "/tokenize"} {
 			t.Run(tt.name+path, func(t *testing.T) {
 				body := `{"inputs":"a"}`
-				if familyOf(path) == familyOpenAI {
+				if isOpenAI(path) {
 					body = `{"input":"a"}`
 				}
 				resp, b := s.do(t, http.MethodPost, path, tt.ct, body)
@@ -382,21 +403,21 @@ func badBodies(field string) []struct {
 }
 
 func TestMalformedBodies(t *testing.T) {
-	s := newTestServer(t, newFake(), Middlewares{})
+	s := newTestServer(t, newFake(), nil, nil)
 	for _, path := range []string{"/api/v1/embed", "/embed", "/v1/embeddings", "/embeddings"} {
 		field := "inputs"
-		if familyOf(path) == familyOpenAI {
+		if isOpenAI(path) {
 			field = "input"
 		}
 		for _, tt := range badBodies(field) {
 			t.Run(path+"/"+tt.name, func(t *testing.T) {
 				resp, body := s.post(t, path, tt.body)
-				want := statusOf[tt.kind][familyOf(path)]
+				want := statusFor(path, tt.kind)
 				if resp.StatusCode != want {
 					t.Errorf("POST %s %s = %d, want %d (%s)", path, tt.body, resp.StatusCode, want, body)
 				}
-				wantType := tt.kind.String()
-				if familyOf(path) == familyOpenAI {
+				wantType := native.WireOf(tt.kind).Type
+				if isOpenAI(path) {
 					wantType = "invalid_request_error"
 				}
 				checkErrorShape(t, path, body, wantType)
@@ -424,10 +445,10 @@ func TestMalformedBodies(t *testing.T) {
 	t.Run("tokenize", func(t *testing.T) {
 		for _, tt := range badBodies("inputs")[:20] {
 			resp, body := s.post(t, "/tokenize", tt.body)
-			if want := statusOf[tt.kind][familyNative]; resp.StatusCode != want {
+			if want := statusFor("/tokenize", tt.kind); resp.StatusCode != want {
 				t.Errorf("POST /tokenize %s = %d, want %d (%s)", tt.body, resp.StatusCode, want, body)
 			}
-			checkErrorShape(t, "/tokenize", body, tt.kind.String())
+			checkErrorShape(t, "/tokenize", body, native.WireOf(tt.kind).Type)
 		}
 	})
 }

@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/embedgate/embedgate/gateway"
-	"github.com/embedgate/embedgate/gateway/auth"
 )
 
 // traceRequest starts the request span of an API route: the first handler
@@ -45,7 +44,7 @@ func (s *Server) traceRequest(c *fiber.Ctx) error {
 
 // endSpan finishes the request span with what the log line says: status,
 // inputs, tokens and key name, never input text or the key itself.
-func endSpan(c *fiber.Ctx, rec *record, status int) {
+func endSpan(rec *record, status int) {
 	if rec.span == nil {
 		return
 	}
@@ -55,8 +54,8 @@ func endSpan(c *fiber.Ctx, rec *record, status int) {
 	if rec.inputs > 0 {
 		attrs = append(attrs, attribute.Int("embedgate.inputs", rec.inputs), attribute.Int("embedgate.tokens", rec.tokens))
 	}
-	if name, ok := c.Locals(auth.LocalKeyName).(string); ok && name != "" {
-		attrs = append(attrs, attribute.String("embedgate.key_name", name))
+	if rec.key != nil {
+		attrs = append(attrs, attribute.String("embedgate.key_name", rec.key.Name))
 	}
 	if rec.err != nil {
 		attrs = append(attrs, attribute.String("error.type", gateway.KindOf(rec.err).String()))

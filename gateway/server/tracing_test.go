@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"github.com/embedgate/embedgate/gateway/internal/testenv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,12 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/embedgate/embedgate/gateway/auth"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/backend/triton"
@@ -45,15 +47,11 @@ func tracedServer(t *testing.T, disabled bool, tune ...engineOption) (s *testSer
 	tracer := tp.Tracer(tracing.Scope)
 	tune = append(tune, func(o *infer.Options, _ *infer.Backend) { o.Tracer = tracer })
 	eng := newTinyEngine(t, tune...)
-	mw := Middlewares{
-		RateLimit: ratelimit.Middleware(ratelimit.NewMemory(ratelimit.MemoryOptions{}), ratelimit.Limit{RPS: 1000, Burst: 1000},
-			ratelimit.ByClientIP(false), ratelimit.WithTracer(tracer)),
-		ChargeTokens: ratelimit.ChargeTokens,
-	}
 	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
-	srv, err := New(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second, Tracer: tracer, Propagator: prop},
-		slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, mw)
+	srv, err := New(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second, Tracer: tracer, Propagator: prop,
+		RateLimit: ratelimit.Limit{RPS: 1000, Burst: 1000}},
+		slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, nil, ratelimit.NewMemory(ratelimit.MemoryOptions{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,10 +246,10 @@ func TestTraceparentReachesTriton(t *testing.T) {
 }
 
 func TestPprof(t *testing.T) {
-	newPprofServer := func(t *testing.T, on bool, mw Middlewares) *testServer {
+	newPprofServer := func(t *testing.T, on bool, keys *auth.Keys) *testServer {
 		t.Helper()
 		srv, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second, Pprof: on},
-			slog.New(slog.DiscardHandler), newFake(), prometheus.NewRegistry(), mw)
+			slog.New(slog.DiscardHandler), newFake(), prometheus.NewRegistry(), keys, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,14 +257,14 @@ func TestPprof(t *testing.T) {
 		return &testServer{Server: srv}
 	}
 	t.Run("off", func(t *testing.T) {
-		s := newPprofServer(t, false, Middlewares{})
+		s := newPprofServer(t, false, nil)
 		resp, body := s.do(t, http.MethodGet, "/debug/pprof/", "", "")
 		if resp.StatusCode != 404 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 			t.Errorf("GET /debug/pprof/ = %d %s %s, want a JSON 404", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 		}
 	})
 	t.Run("on", func(t *testing.T) {
-		s := newPprofServer(t, true, Middlewares{})
+		s := newPprofServer(t, true, nil)
 		for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
 			if resp, body := s.do(t, http.MethodGet, path, "", ""); resp.StatusCode != 200 {
 				t.Errorf("GET %s = %d %s, want 200", path, resp.StatusCode, body)
@@ -274,8 +272,7 @@ func TestPprof(t *testing.T) {
 		}
 	})
 	t.Run("behind auth", func(t *testing.T) {
-		deny := func(c *fiber.Ctx) error { return &gateway.Error{Kind: gateway.Unauthorized, Msg: "no key"} }
-		s := newPprofServer(t, true, Middlewares{Auth: deny})
+		s := newPprofServer(t, true, testKeys(t))
 		if resp, _ := s.do(t, http.MethodGet, "/debug/pprof/", "", ""); resp.StatusCode != 401 {
 			t.Errorf("GET /debug/pprof/ without a key = %d, want 401", resp.StatusCode)
 		}

@@ -15,25 +15,14 @@ import (
 // Codec decodes and encodes the TEI API. The zero value is ready.
 type Codec struct{}
 
-type embedRequest struct {
-	Inputs              native.Inputs    `json:"inputs"`
-	Truncate            *bool            `json:"truncate"`
-	TruncationDirection native.Direction `json:"truncation_direction"`
-	PromptName          *string          `json:"prompt_name"`
-	Normalize           *bool            `json:"normalize"`
-	Dimensions          *int             `json:"dimensions"`
-}
-
-// DecodeEmbed parses and validates a /embed body; inputs may be token ids.
+// DecodeEmbed parses a /embed body: the native request, whose inputs may
+// also be token ids.
 func (Codec) DecodeEmbed(body []byte, lim gateway.Limits) (*gateway.EmbedRequest, error) {
-	var w embedRequest
-	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, native.DecodeError(err, "inputs")
-	}
-	if err := native.CheckInputs(w.Inputs, "inputs", lim); err != nil {
+	var w native.Request
+	if err := w.Decode(body); err != nil {
 		return nil, err
 	}
-	return native.Build(w.Inputs, w.Truncate, w.TruncationDirection, w.PromptName, w.Normalize, w.Dimensions, lim)
+	return w.EmbedRequest(w.Inputs, lim), nil
 }
 
 // AppendEmbed appends [[..],..], one vector per input in input order.
@@ -51,8 +40,8 @@ func (Codec) AppendEmbed(dst []byte, res *gateway.EmbedResult, _ *gateway.EmbedR
 	return append(dst, ']'), nil
 }
 
-// ErrorBody is {"error":"<message>","error_type":"<Type>"}.
-func (Codec) ErrorBody(e *gateway.Error) []byte { return native.AppendError(nil, e) }
+// ErrorResponse is TEI's error: {"error":"<message>","error_type":"<Type>"}.
+func (Codec) ErrorResponse(e *gateway.Error) (int, []byte) { return native.Codec{}.ErrorResponse(e) }
 
 type tokenizeRequest struct {
 	Inputs           native.Inputs `json:"inputs"`
@@ -60,20 +49,20 @@ type tokenizeRequest struct {
 	PromptName       *string       `json:"prompt_name"`
 }
 
-// DecodeTokenize parses and validates a /tokenize body: inputs is a string
-// or [string], add_special_tokens defaults to true.
-func DecodeTokenize(body []byte, lim gateway.Limits) (*gateway.TokenizeRequest, error) {
+// DecodeTokenize parses a /tokenize body: inputs is a string or [string],
+// add_special_tokens defaults to true.
+func DecodeTokenize(body []byte) (*gateway.TokenizeRequest, error) {
 	var w tokenizeRequest
 	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, native.DecodeError(err, "inputs")
+		return nil, native.DecodeError(err)
 	}
-	if err := native.CheckInputs(w.Inputs, "inputs", lim); err != nil {
-		return nil, err
+	if !w.Inputs.Set {
+		return nil, gateway.Errorf(gateway.Validation, "inputs", "missing field")
 	}
 	req := &gateway.TokenizeRequest{Inputs: make([]string, len(w.Inputs.List)), AddSpecialTokens: true}
 	for i, in := range w.Inputs.List {
 		if in.IsIDs {
-			return nil, gateway.Errorf(gateway.Validation, "inputs["+strconv.Itoa(i)+"]", "expected a string")
+			return nil, gateway.Errorf(gateway.Validation, gateway.InputParam(i), "expected a string")
 		}
 		req.Inputs[i] = in.Text
 	}

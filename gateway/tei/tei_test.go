@@ -38,7 +38,7 @@ func TestDecodeEmbed(t *testing.T) {
 
 func TestDecodeEmbedErrors(t *testing.T) {
 	rows := append(codectest.CommonErrorRows("inputs"), codectest.IDRows("inputs")...)
-	codectest.CheckErrors(t, rows, func(b []byte) error { _, err := Codec{}.DecodeEmbed(b, codectest.Limits()); return err })
+	codectest.CheckErrors(t, rows, codectest.Validated(Codec{}.DecodeEmbed), nil)
 }
 
 func TestAppendEmbed(t *testing.T) {
@@ -52,10 +52,10 @@ func TestAppendEmbed(t *testing.T) {
 	}
 }
 
-func TestErrorBody(t *testing.T) {
-	got := string(Codec{}.ErrorBody(gateway.Errorf(gateway.Validation, "inputs[0][1]", "token id out of range")))
+func TestErrorResponse(t *testing.T) {
+	got := errorBody(Codec{}.ErrorResponse(gateway.Errorf(gateway.Validation, "inputs[0][1]", "token id out of range")))
 	if want := `{"error":"inputs[0][1]: token id out of range","error_type":"Validation"}`; got != want {
-		t.Errorf("ErrorBody = %s, want %s", got, want)
+		t.Errorf("ErrorResponse = %s, want %s", got, want)
 	}
 }
 
@@ -72,7 +72,7 @@ func TestDecodeTokenize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := DecodeTokenize([]byte(tt.body), codectest.Limits())
+			got, err := DecodeTokenize([]byte(tt.body))
 			if err != nil {
 				t.Fatalf("DecodeTokenize(%s) error = %v", tt.body, err)
 			}
@@ -93,7 +93,13 @@ func TestDecodeTokenizeErrors(t *testing.T) {
 		{Name: "too many", Body: `{"inputs":["a","b","c","d"]}`, Kind: gateway.Validation, Param: "inputs"},
 		{Name: "add_special_tokens string", Body: `{"inputs":"a","add_special_tokens":"no"}`, Kind: gateway.Validation, Param: "add_special_tokens"},
 	}
-	codectest.CheckErrors(t, rows, func(b []byte) error { _, err := DecodeTokenize(b, codectest.Limits()); return err })
+	codectest.CheckErrors(t, rows, func(b []byte) error {
+		req, err := DecodeTokenize(b)
+		if err != nil {
+			return err
+		}
+		return req.Validate(codectest.Limits())
+	}, nil)
 }
 
 func TestAppendTokens(t *testing.T) {
@@ -143,6 +149,13 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
+		if err := req.Validate(lim); err != nil {
+			var ge *gateway.Error
+			if !errors.As(err, &ge) {
+				t.Fatalf("Validate(%q) error = %v (%T), want a *gateway.Error", body, err, err)
+			}
+			return
+		}
 		if len(req.Inputs) == 0 || len(req.Inputs) > lim.MaxClientBatch {
 			t.Fatalf("DecodeEmbed(%q) = %d inputs", body, len(req.Inputs))
 		}
@@ -156,8 +169,10 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 		}
-		if _, err := DecodeTokenize(body, lim); err != nil && gateway.KindOf(err) == gateway.Internal {
+		if _, err := DecodeTokenize(body); err != nil && gateway.KindOf(err) == gateway.Internal {
 			t.Fatalf("DecodeTokenize(%q) error = %v, want a client error", body, err)
 		}
 	})
 }
+
+func errorBody(_ int, body []byte) string { return string(body) }

@@ -121,7 +121,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 
-	mw, keys, closeLimiter, err := guards(cfg, logger, reg, tracer)
+	keys, limiter, closeLimiter, err := guards(cfg, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		logger.Warn("--pprof serves /debug/pprof/ on the public port without an API key: enable it only on a trusted network, or set --metrics-port to move it there")
 	}
 	srv, err := server.New(server.Options{BodyLimit: cfg.PayloadLimit, RequestTimeout: cfg.RequestTimeout,
-		Tracer: tracer, Propagator: prop, Pprof: pprofPublic}, logger, eng, reg, mw)
+		Tracer: tracer, Propagator: prop, Pprof: pprofPublic,
+		RateLimit:         ratelimit.Limit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, TPM: cfg.RateLimitTPM},
+		TrustProxyHeaders: cfg.TrustProxyHeaders,
+	}, logger, eng, reg, keys, limiter)
 	if err != nil {
 		return err
 	}
@@ -248,10 +251,9 @@ func openBackend(ctx context.Context, cfg *config.Config, model *hfmodel.Model, 
 	return nil, 0, nil, fmt.Errorf("unknown backend %q", cfg.Backend)
 }
 
-// guards builds the auth and rate-limit middlewares. Without keys, limits
+// guards opens the API keys and the rate limiter. Without keys, limits
 // apply per client IP.
-func guards(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer, tracer trace.Tracer) (server.Middlewares, *auth.Keys, func(), error) {
-	var mw server.Middlewares
+func guards(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*auth.Keys, server.Limiter, func(), error) {
 	var keys *auth.Keys
 	var err error
 	switch {
@@ -261,34 +263,16 @@ func guards(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer, 
 		keys, err = auth.FromSingle(cfg.APIKey)
 	}
 	if err != nil {
-		return mw, nil, nil, err
+		return nil, nil, nil, err
 	}
-	if keys != nil {
-		mw.Auth = auth.Require(keys, logger)
+	if cfg.RedisURL == "" {
+		return keys, ratelimit.NewMemory(ratelimit.MemoryOptions{}), func() {}, nil
 	}
-
-	var lim ratelimit.Limiter
-	closeLimiter := func() {}
-	if cfg.RedisURL != "" {
-		r, err := ratelimit.NewRedis(cfg.RedisURL, ratelimit.RedisOptions{FailClosed: !cfg.RateLimitFailOpen}, logger, reg)
-		if err != nil {
-			return mw, nil, nil, err
-		}
-		lim, closeLimiter = r, func() { _ = r.Close() }
-	} else {
-		lim = ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	r, err := ratelimit.NewRedis(cfg.RedisURL, ratelimit.RedisOptions{FailClosed: !cfg.RateLimitFailOpen}, logger, reg)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	byIP := ratelimit.ByClientIP(cfg.TrustProxyHeaders)
-	subject := func(c *fiber.Ctx) (string, ratelimit.Limit) {
-		if k, ok := auth.KeyFrom(c); ok {
-			return "key:" + k.Name, ratelimit.Limit{RPS: k.RPS, Burst: k.Burst, TPM: k.TPM}
-		}
-		return byIP(c)
-	}
-	mw.RateLimit = ratelimit.Middleware(lim, ratelimit.Limit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, TPM: cfg.RateLimitTPM}, subject,
-		ratelimit.WithTracer(tracer))
-	mw.ChargeTokens = ratelimit.ChargeTokens
-	return mw, keys, closeLimiter, nil
+	return keys, r, func() { _ = r.Close() }, nil
 }
 
 func poolingMethod(flag, fromModel string) (pooling.Method, error) {

@@ -79,9 +79,13 @@ func IDRows(field string) []ErrorRow {
 }
 
 // CheckErrors runs rows against decode; every error must be a
-// *gateway.Error of the row's kind naming the row's param.
-func CheckErrors(t *testing.T, rows []ErrorRow, decode func([]byte) error) {
+// *gateway.Error of the row's kind naming the row's param once the codec's
+// param renders it (nil: params are native).
+func CheckErrors(t *testing.T, rows []ErrorRow, decode func([]byte) error, param func(string) string) {
 	t.Helper()
+	if param == nil {
+		param = func(p string) string { return p }
+	}
 	for _, tt := range rows {
 		t.Run(tt.Name, func(t *testing.T) {
 			err := decode([]byte(tt.Body))
@@ -89,10 +93,22 @@ func CheckErrors(t *testing.T, rows []ErrorRow, decode func([]byte) error) {
 			if !errors.As(err, &ge) {
 				t.Fatalf("decode(%s) error = %v, want a *gateway.Error", tt.Body, err)
 			}
-			if ge.Kind != tt.Kind || ge.Param != tt.Param {
-				t.Errorf("decode(%s) = kind %v param %q (%v), want kind %v param %q", tt.Body, ge.Kind, ge.Param, ge, tt.Kind, tt.Param)
+			if got := param(ge.Param); ge.Kind != tt.Kind || got != tt.Param {
+				t.Errorf("decode(%s) = kind %v param %q (%v), want kind %v param %q", tt.Body, ge.Kind, got, ge, tt.Kind, tt.Param)
 			}
 		})
+	}
+}
+
+// Validated decodes with decode, then validates as the engine does: what
+// a client sees for a body.
+func Validated(decode func([]byte, gateway.Limits) (*gateway.EmbedRequest, error)) func([]byte) error {
+	return func(b []byte) error {
+		req, err := decode(b, Limits())
+		if err != nil {
+			return err
+		}
+		return req.Validate(Limits())
 	}
 }
 

@@ -1,0 +1,215 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/auth"
+	"github.com/embedgate/embedgate/gateway/ratelimit"
+)
+
+// Limiter is what the server needs of a rate limiter; ratelimit.Redis and
+// ratelimit.Memory implement it. key names the subject ("key:alice",
+// "ip:203.0.113.9"); the request and token limits of one key are kept
+// apart.
+type Limiter interface {
+	// AllowRequest charges one request against l.RPS and l.Burst.
+	AllowRequest(ctx context.Context, key string, l ratelimit.Limit) (ratelimit.Result, error)
+	// AllowTokens charges tokens against l.TPM. When tokens exceed what
+	// remains, nothing is charged, so a smaller request may still pass.
+	AllowTokens(ctx context.Context, key string, l ratelimit.Limit, tokens int) (ratelimit.Result, error)
+}
+
+// charge is the subject a request was charged to, kept for its tokens.
+type charge struct {
+	id    string
+	limit ratelimit.Limit
+}
+
+// requireKey lets a request through only with a valid, enabled key (see
+// auth.FromHeaders for where it is looked for) and keeps the key on the
+// record; without keys (no --api-key or --api-keys-file) every request
+// passes. Refusals are logged at debug level with the key's name when one
+// is known: a flood of bad keys should not flood the logs, and the
+// presented key itself is never logged.
+func (s *Server) requireKey(c *fiber.Ctx) error {
+	if s.keys == nil {
+		return c.Next()
+	}
+	authz := c.Get(fiber.HeaderAuthorization)
+	presented, ok := auth.FromHeaders(authz, c.Get("api-key"))
+	if !ok {
+		msg := "missing API key: send 'Authorization: Bearer <key>' or an 'api-key' header"
+		if authz != "" {
+			msg = "malformed Authorization header: expected 'Bearer <key>'"
+		}
+		s.logger.Debug("request refused", "reason", msg, "path", c.Path())
+		return &gateway.Error{Kind: gateway.Unauthorized, Msg: msg, Err: auth.ErrMissing}
+	}
+	key, err := s.keys.Match(presented)
+	switch {
+	case errors.Is(err, auth.ErrDisabled):
+		s.logger.Debug("request refused", "reason", "disabled key", "key_name", key.Name, "path", c.Path())
+		return &gateway.Error{Kind: gateway.Unauthorized, Msg: "API key is disabled", Err: err}
+	case err != nil:
+		s.logger.Debug("request refused", "reason", "unknown key", "path", c.Path())
+		return &gateway.Error{Kind: gateway.Unauthorized, Msg: "invalid API key", Err: err}
+	}
+	recordOf(c).key = &key
+	return c.Next()
+}
+
+// limitRequests charges each request to its subject's request limit (the
+// key's own limits over the gateway's defaults), keeps the answer for the
+// x-ratelimit-*-requests headers, and refuses a request over the limit as
+// RateLimited with RetryAfter.
+func (s *Server) limitRequests(c *fiber.Ctx) error {
+	if s.limiter == nil {
+		return c.Next()
+	}
+	rec := recordOf(c)
+	ch := charge{id: s.subject(c, rec), limit: s.opts.RateLimit}
+	if rec.key != nil {
+		ch.limit = ratelimit.Limit{RPS: rec.key.RPS, Burst: rec.key.Burst, TPM: rec.key.TPM}.Or(s.opts.RateLimit)
+	}
+	ctx, span := s.tracer.Start(c.UserContext(), "ratelimit")
+	res, err := s.limiter.AllowRequest(ctx, ch.id, ch.limit)
+	endLimitSpan(span, ch.id, res, err)
+	if err != nil {
+		return limiterError(err)
+	}
+	rec.requests, rec.charge = &res, &ch
+	if !res.Allowed {
+		return s.refusal(res, "requests", fmt.Sprintf("requests per second (RPS): Limit %g, Burst %d, Requested 1", ch.limit.RPS, max(ch.limit.Burst, 1)))
+	}
+	return c.Next()
+}
+
+// chargeTokens charges a request's real token count, once it is tokenized
+// and before admission, to the subject limitRequests found, and keeps the
+// answer for the x-ratelimit-*-tokens headers. Over what remains it is
+// RateLimited and nothing is charged. Without a token limit it does
+// nothing. The engine calls it on the handler's goroutine.
+func (s *Server) chargeTokens(ctx context.Context, rec *record, n int) error {
+	ch := rec.charge
+	if ch == nil || ch.limit.TPM <= 0 {
+		return nil
+	}
+	res, err := s.limiter.AllowTokens(ctx, ch.id, ch.limit, n)
+	if err != nil {
+		return limiterError(err)
+	}
+	rec.tokenLimit = &res
+	if res.Allowed {
+		return nil
+	}
+	if n > ch.limit.TPM && !res.StoreDown {
+		// OpenAI answers this 429 too ("Request too large ... on tokens
+		// per min"): retrying cannot help, so the message says so.
+		e := s.refusal(res, "tokens", "")
+		e.Msg = fmt.Sprintf("Request too large for %s on tokens per min (TPM): Limit %d, Requested %d. The input must be reduced in order to run successfully.", s.eng.Info().ModelID, ch.limit.TPM, n)
+		return e
+	}
+	return s.refusal(res, "tokens", fmt.Sprintf("tokens per min (TPM): Limit %d, Remaining %d, Requested %d", ch.limit.TPM, res.Remaining, n))
+}
+
+// refusal is a RateLimited error in OpenAI's words: "Rate limit reached
+// for <model> on <limit>. Please try again in 1.2s."
+func (s *Server) refusal(res ratelimit.Result, limit, detail string) *gateway.Error {
+	e := &gateway.Error{Kind: gateway.RateLimited, RetryAfter: res.RetryAfter, Limit: limit}
+	if res.StoreDown {
+		e.Msg = "rate limiter unavailable, try again shortly"
+		return e
+	}
+	e.Msg = fmt.Sprintf("Rate limit reached for %s on %s. Please try again in %s.", s.eng.Info().ModelID, detail, ceilTo(res.RetryAfter, retryUnit))
+	return e
+}
+
+// subject is whom a request is charged to: its key, or the client's IP
+// address without keys. IPv6 clients are grouped by /64, the block one
+// host usually gets, so rotating addresses inside it does not multiply the
+// allowance.
+//
+// With --trust-proxy-headers the address is the last one in
+// X-Forwarded-For, the one the proxy in front of the gateway saw: the
+// first entries are whatever the client sent and would let it pick a fresh
+// limit per request.
+func (s *Server) subject(c *fiber.Ctx, rec *record) string {
+	if rec.key != nil {
+		return "key:" + rec.key.Name
+	}
+	if s.opts.TrustProxyHeaders {
+		if addr, ok := lastForwarded(c); ok {
+			return "ip:" + group(addr)
+		}
+	}
+	addr, _ := netip.AddrFromSlice(c.Context().RemoteIP())
+	return "ip:" + group(addr)
+}
+
+func lastForwarded(c *fiber.Ctx) (netip.Addr, bool) {
+	values := c.Request().Header.PeekAll(fiber.HeaderXForwardedFor)
+	for i := len(values) - 1; i >= 0; i-- {
+		list := string(values[i])
+		for list != "" {
+			var last string
+			if j := strings.LastIndexByte(list, ','); j >= 0 {
+				list, last = list[:j], list[j+1:]
+			} else {
+				list, last = "", list
+			}
+			if addr, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+				return addr, true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func group(addr netip.Addr) string {
+	addr = addr.Unmap()
+	if addr.Is6() {
+		if p, err := addr.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return addr.String()
+}
+
+// endLimitSpan finishes the ratelimit span. The subject is named by its
+// kind only ("key" or "ip"): key names are on the request span, and client
+// addresses stay out of traces.
+func endLimitSpan(span trace.Span, id string, res ratelimit.Result, err error) {
+	if span.IsRecording() {
+		kind, _, _ := strings.Cut(id, ":")
+		span.SetAttributes(
+			attribute.String("embedgate.ratelimit.subject", kind),
+			attribute.Bool("embedgate.ratelimit.allowed", res.Allowed),
+			attribute.Int("embedgate.ratelimit.limit", res.Limit),
+			attribute.Int("embedgate.ratelimit.remaining", res.Remaining),
+			attribute.Bool("embedgate.ratelimit.store_down", res.StoreDown),
+		)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+	}
+	span.End()
+}
+
+// limiterError maps a limiter error, which is the request's own context
+// ending, to what the client should see.
+func limiterError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return gateway.ContextError(err)
+	}
+	return err
+}
