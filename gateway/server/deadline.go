@@ -27,7 +27,7 @@ func parseTimeout(v string) (time.Duration, bool) {
 		return 0, false
 	}
 	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs <= 0 || secs > 1e6 {
+		if !(secs > 0 && secs <= 1e6) { // NaN too: it would be an instant deadline
 			return 0, false
 		}
 		return time.Duration(secs * float64(time.Second)), true

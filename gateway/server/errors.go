@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -50,7 +51,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 // writeError writes err as JSON in the dialect of the request's route and
 // keeps it on rec for the log line.
 func (s *Server) writeError(c *fiber.Ctx, rec *record, err error) {
-	ge, override := classify(err)
+	ge, override := classify(c, err)
 	if ge.Kind == gateway.Internal {
 		// The cause goes to the log line (rec.err), never to the client.
 		ge = &gateway.Error{Kind: gateway.Internal, Msg: "internal error"}
@@ -70,29 +71,34 @@ func (s *Server) writeError(c *fiber.Ctx, rec *record, err error) {
 }
 
 // classify turns any error into a *gateway.Error. status is non-zero only
-// for fiber errors with no gateway.Kind of their own (405, 431, ...).
-func classify(err error) (ge *gateway.Error, status int) {
+// for HTTP-layer errors with no gateway.Kind of their own (405, 408, 431).
+//
+// fiber's errors from before routing carry fasthttp's parse errors, which
+// quote the raw request: its headers (API keys among them) and body. None
+// of that text reaches a client or a log line: each becomes a fixed
+// message, and a 404 names only the method and path (clipped).
+func classify(c *fiber.Ctx, err error) (ge *gateway.Error, status int) {
 	var fe *fiber.Error
 	switch {
 	case errors.As(err, &ge):
 		return ge, 0
 	case errors.Is(err, context.DeadlineExceeded):
 		return gateway.ContextError(err), 0
-	case errors.As(err, &fe):
-		msg := strings.ToLower(fe.Message)
-		switch fe.Code {
-		case fiber.StatusNotFound:
-			return &gateway.Error{Kind: gateway.NotFound, Msg: "no route for " + strings.TrimPrefix(msg, "cannot "), Err: err}, 0
-		case fiber.StatusRequestEntityTooLarge:
-			return &gateway.Error{Kind: gateway.TooLarge, Msg: "request body too large", Err: err}, 0
-		case fiber.StatusBadRequest:
-			return &gateway.Error{Kind: gateway.Malformed, Msg: msg, Err: err}, 0
-		case fiber.StatusRequestTimeout:
-			return &gateway.Error{Kind: gateway.Timeout, Msg: msg, Err: err}, fe.Code
-		}
-		if fe.Code >= 400 && fe.Code < 500 {
-			return &gateway.Error{Kind: gateway.Validation, Msg: msg, Err: err}, fe.Code
-		}
+	case !errors.As(err, &fe):
+		return &gateway.Error{Kind: gateway.Internal, Msg: "internal error", Err: err}, 0
 	}
-	return &gateway.Error{Kind: gateway.Internal, Msg: "internal error", Err: err}, 0
+	cause := fmt.Errorf("HTTP layer: status %d", fe.Code) // never fe.Message
+	switch fe.Code {
+	case fiber.StatusNotFound:
+		return &gateway.Error{Kind: gateway.NotFound, Msg: "no route for " + c.Method() + " " + native.Clip(c.Path()), Err: cause}, 0
+	case fiber.StatusMethodNotAllowed:
+		return &gateway.Error{Kind: gateway.Validation, Msg: "method " + c.Method() + " not allowed on " + native.Clip(c.Path()), Err: cause}, fe.Code
+	case fiber.StatusRequestEntityTooLarge:
+		return &gateway.Error{Kind: gateway.TooLarge, Msg: "request body too large", Err: cause}, 0
+	case fiber.StatusRequestHeaderFieldsTooLarge:
+		return &gateway.Error{Kind: gateway.Malformed, Msg: "request headers too large", Err: cause}, fe.Code
+	case fiber.StatusRequestTimeout:
+		return &gateway.Error{Kind: gateway.Timeout, Msg: "timed out reading the request", Err: cause}, fe.Code
+	}
+	return &gateway.Error{Kind: gateway.Malformed, Msg: "malformed HTTP request", Err: cause}, fiber.StatusBadRequest
 }
