@@ -352,32 +352,25 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	return res, nil
 }
 
+// checkRequest checks req against the limits (gateway's Validate, the one
+// place of those rules) and what needs the model: token ids in its
+// vocabulary. Token length is checked while encoding (tooLong).
 func (e *Engine) checkRequest(req *gateway.EmbedRequest) error {
-	if len(req.Inputs) == 0 {
-		return gateway.Errorf(gateway.Empty, "inputs", "inputs cannot be empty")
-	}
-	if len(req.Inputs) > e.opts.MaxClientBatch {
-		return gateway.Errorf(gateway.Validation, "inputs", "batch size %d is larger than the maximum of %d", len(req.Inputs), e.opts.MaxClientBatch)
-	}
-	if req.Dimensions < 0 || req.Dimensions > e.spec.Hidden {
-		return gateway.Errorf(gateway.Validation, "dimensions", "dimensions must be between 1 and %d, got %d", e.spec.Hidden, req.Dimensions)
+	if err := req.Validate(e.Limits()); err != nil {
+		return err
 	}
 	vocab := e.tok.VocabSize()
 	if e.spec.VocabSize > 0 {
 		vocab = e.spec.VocabSize
 	}
 	for i, in := range req.Inputs {
-		if in.IsIDs {
-			if len(in.IDs) == 0 {
-				return gateway.Errorf(gateway.Empty, fmt.Sprintf("inputs[%d]", i), "token ids cannot be empty")
+		if !in.IsIDs {
+			continue
+		}
+		for j, id := range in.IDs {
+			if id < 0 || int(id) >= vocab {
+				return gateway.Errorf(gateway.Validation, gateway.TokenParam(i, j), "token id %d is outside the vocabulary (0 to %d)", id, vocab-1)
 			}
-			for j, id := range in.IDs {
-				if id < 0 || int(id) >= vocab {
-					return gateway.Errorf(gateway.Validation, fmt.Sprintf("inputs[%d][%d]", i, j), "token id %d is outside the vocabulary (0 to %d)", id, vocab-1)
-				}
-			}
-		} else if in.Text == "" {
-			return gateway.Errorf(gateway.Empty, fmt.Sprintf("inputs[%d]", i), "input cannot be an empty string")
 		}
 	}
 	return nil
@@ -485,7 +478,7 @@ func (e *Engine) encodeOne(i int, in gateway.Input, req *gateway.EmbedRequest, p
 }
 
 func tooLong(i, n, limit int) error {
-	return gateway.Errorf(gateway.Validation, fmt.Sprintf("inputs[%d]", i), "input is %d tokens long, more than the model's maximum of %d; set truncate to true or shorten the input", n, limit)
+	return gateway.Errorf(gateway.Validation, gateway.InputParam(i), "input is %d tokens long, more than the model's maximum of %d; set truncate to true or shorten the input", n, limit)
 }
 
 func allZero(v []int32) bool {
@@ -520,11 +513,8 @@ func asClientError(err error) error {
 // Tokenize returns the tokens of each input with byte offsets into the
 // text the model sees (the prompt, if any, included).
 func (e *Engine) Tokenize(ctx context.Context, req *gateway.TokenizeRequest) ([][]gateway.Token, error) {
-	if len(req.Inputs) == 0 {
-		return nil, gateway.Errorf(gateway.Empty, "inputs", "inputs cannot be empty")
-	}
-	if len(req.Inputs) > e.opts.MaxClientBatch {
-		return nil, gateway.Errorf(gateway.Validation, "inputs", "batch size %d is larger than the maximum of %d", len(req.Inputs), e.opts.MaxClientBatch)
+	if err := req.Validate(e.Limits()); err != nil {
+		return nil, err
 	}
 	prompt, err := e.prompt(req.PromptName)
 	if err != nil {
@@ -532,9 +522,6 @@ func (e *Engine) Tokenize(ctx context.Context, req *gateway.TokenizeRequest) ([]
 	}
 	out := make([][]gateway.Token, len(req.Inputs))
 	for i, in := range req.Inputs {
-		if in == "" {
-			return nil, gateway.Errorf(gateway.Empty, fmt.Sprintf("inputs[%d]", i), "input cannot be an empty string")
-		}
 		if err := ctx.Err(); err != nil {
 			return nil, contextError(err)
 		}
