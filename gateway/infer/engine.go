@@ -150,7 +150,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		items, dropped, err := e.queue.Next(ctx)
 		e.backlog.Remove(tokensOf(items) + tokensOf(dropped))
 		for _, it := range dropped {
-			it.req.fail(it.ctx.Err())
+			it.req.fail(gateway.ContextError(it.ctx.Err()))
 		}
 		if err != nil {
 			<-slots
@@ -334,7 +334,7 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	select {
 	case <-p.done:
 	case <-ctx.Done():
-		return nil, contextError(ctx.Err())
+		return nil, gateway.ContextError(ctx.Err())
 	}
 	if p.err != nil {
 		return nil, asClientError(p.err)
@@ -421,7 +421,7 @@ func (e *Engine) encode(ctx context.Context, req *gateway.EmbedRequest, prompt s
 			case e.workers <- struct{}{}:
 			case <-ctx.Done():
 				for i := lo; i < hi; i++ {
-					errs[i] = contextError(ctx.Err())
+					errs[i] = gateway.ContextError(ctx.Err())
 				}
 				return
 			}
@@ -490,14 +490,6 @@ func allZero(v []int32) bool {
 	return true
 }
 
-// contextError turns a request context's end into the client's error.
-func contextError(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return &gateway.Error{Kind: gateway.Timeout, Msg: "request deadline exceeded", Err: err}
-	}
-	return &gateway.Error{Kind: gateway.Unhealthy, Msg: "request cancelled", Err: err}
-}
-
 // asClientError keeps a *gateway.Error as it is and classifies the rest.
 func asClientError(err error) error {
 	var ge *gateway.Error
@@ -505,7 +497,7 @@ func asClientError(err error) error {
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return contextError(err)
+		return gateway.ContextError(err)
 	}
 	return &gateway.Error{Kind: gateway.Backend, Msg: "inference failed", Err: err}
 }
@@ -523,7 +515,7 @@ func (e *Engine) Tokenize(ctx context.Context, req *gateway.TokenizeRequest) ([]
 	out := make([][]gateway.Token, len(req.Inputs))
 	for i, in := range req.Inputs {
 		if err := ctx.Err(); err != nil {
-			return nil, contextError(err)
+			return nil, gateway.ContextError(err)
 		}
 		text := prompt + in
 		enc := e.tok.Encode(text, tokenizer.EncodeOptions{AddSpecialTokens: req.AddSpecialTokens, Offsets: true})
@@ -676,7 +668,7 @@ const queueShare = 0.5
 // admit.Backlog).
 func (e *Engine) enqueueable(ctx context.Context, tokens int) error {
 	if err := ctx.Err(); err != nil {
-		return contextError(err) // too late is a 504, not a reason to retry
+		return gateway.ContextError(err) // too late is a 504, not a reason to retry
 	}
 	if ok, retry := e.backlog.TryAdd(tokens, timeLeft(ctx)); !ok {
 		return e.refuseBacklog(retry)
@@ -689,7 +681,7 @@ func (e *Engine) enqueueable(ctx context.Context, tokens int) error {
 // Whatever it says, Embed checks again.
 func (e *Engine) Busy(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return contextError(err)
+		return gateway.ContextError(err)
 	}
 	if e.gate.InFlight() >= e.gate.Capacity() {
 		return e.refuseConcurrency()
@@ -702,7 +694,7 @@ func (e *Engine) Busy(ctx context.Context) error {
 // would wait past it.
 func (e *Engine) backlogFull(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return contextError(err)
+		return gateway.ContextError(err)
 	}
 	if full, retry := e.backlog.Full(timeLeft(ctx)); full {
 		return e.refuseBacklog(retry)
