@@ -8,12 +8,12 @@ package batcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Item is one tokenized input waiting for inference.
@@ -51,7 +51,8 @@ type Queue[T Item] struct {
 	cancelled prometheus.Counter
 }
 
-// New checks opts and registers the queue's metrics on reg.
+// New checks opts and registers the queue's metrics on reg (none when reg
+// is nil); a series already registered is an error.
 func New[T Item](opts Options, reg prometheus.Registerer) (*Queue[T], error) {
 	if opts.MaxTokens < 1 || opts.MaxRows < 1 {
 		return nil, errors.New("batcher: max tokens and max rows must be positive")
@@ -59,29 +60,37 @@ func New[T Item](opts Options, reg prometheus.Registerer) (*Queue[T], error) {
 	if opts.CallTokens <= 0 {
 		opts.CallTokens = 32
 	}
-	f := promauto.With(reg)
-	return &Queue[T]{
+	q := &Queue[T]{
 		opts:  opts,
 		ready: make(chan struct{}, 1),
-		queued: f.NewGauge(prometheus.GaugeOpts{
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "embedgate_queue_size", Help: "Inputs waiting for a batch.",
 		}),
-		rows: f.NewHistogram(prometheus.HistogramOpts{
+		rows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "embedgate_batch_size", Help: "Rows per backend batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
-		tokens: f.NewHistogram(prometheus.HistogramOpts{
+		tokens: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "embedgate_batch_tokens", Help: "Padded tokens (rows × longest) per backend batch.",
 			Buckets: prometheus.ExponentialBuckets(16, 2, 12),
 		}),
-		padding: f.NewHistogram(prometheus.HistogramOpts{
+		padding: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "embedgate_batch_padding_ratio", Help: "Share of a batch's tokens that are padding.",
 			Buckets: prometheus.LinearBuckets(0, 0.1, 10),
 		}),
-		cancelled: f.NewCounter(prometheus.CounterOpts{
+		cancelled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "embedgate_queue_dropped_total", Help: "Inputs dropped before inference because their request was done.",
 		}),
-	}, nil
+	}
+	if reg == nil {
+		return q, nil
+	}
+	for _, c := range []prometheus.Collector{q.queued, q.rows, q.tokens, q.padding, q.cancelled} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("batcher: register metrics: %w", err)
+		}
+	}
+	return q, nil
 }
 
 // Push queues items.

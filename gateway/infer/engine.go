@@ -112,6 +112,10 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 	}
 	gate := admit.New(opts.MaxConcurrent)
 	backlog := admit.NewBacklog(queueShare, 2*opts.MaxBatchTokens*opts.MaxInflight)
+	m, err := newMetrics(reg, gate, backlog)
+	if err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
 	return &Engine{
 		opts:    opts,
 		tok:     tok,
@@ -122,7 +126,7 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		backlog: backlog,
 		queue:   queue,
 		workers: make(chan struct{}, opts.Workers),
-		m:       newMetrics(reg, gate, backlog),
+		m:       m,
 	}, nil
 }
 
