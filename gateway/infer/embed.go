@@ -10,8 +10,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Embed tokenizes, admits, batches, runs and pools req's inputs. It returns
-// a *gateway.Error for anything the client should see.
+// Embed tokenizes, admits, batches, runs and pools req's inputs, in steps:
+// check → admit → encode → enqueue → wait. It returns a *gateway.Error for
+// anything the client should see.
 func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway.EmbedResult, error) {
 	start := time.Now()
 	if err := e.checkRequest(req); err != nil {
@@ -21,24 +22,30 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	if err != nil {
 		return nil, err
 	}
-	// Admission comes before tokenization: under overload, tokenizing
-	// requests only to refuse them took a quarter of the CPU from the
-	// admitted ones (measured with embedbench at 10× overload).
-	if !e.gate.TryEnter() {
-		return nil, e.refuseConcurrency()
-	}
-	defer e.gate.Done()
-	if err := e.backlogFull(ctx); err != nil {
+	if err := e.admit(ctx); err != nil {
 		return nil, err
 	}
-	_, tspan := e.opts.Tracer.Start(ctx, spanTokenize)
+	defer e.gate.Done()
 	encs, err := e.encode(ctx, req, prompt)
-	endTokenize(tspan, encs, err)
 	if err != nil {
 		return nil, err
 	}
 	tokenized := time.Now()
 	e.m.tokenization.Observe(tokenized.Sub(start).Seconds())
+	p, err := e.enqueue(ctx, req, encs, tokenized)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.wait(ctx, p, tokenized); err != nil {
+		return nil, err
+	}
+	return embedResult(req, encs, p, start, tokenized), nil
+}
+
+// enqueue counts encs into the backlog, charges their tokens to the client
+// and queues them for batches. A request refused on the way, or whose
+// charge fails or panics, leaves nothing counted in the backlog.
+func (e *Engine) enqueue(ctx context.Context, req *gateway.EmbedRequest, encs []encoded, tokenized time.Time) (*pending, error) {
 	tokens := 0
 	for _, enc := range encs {
 		tokens += len(enc.ids)
@@ -59,29 +66,40 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 			return nil, err
 		}
 	}
-
 	p := newPending(len(encs))
 	items := make([]*entry, len(encs))
-	res := &gateway.EmbedResult{}
 	for i, enc := range encs {
 		items[i] = &entry{ids: enc.ids, typeIDs: enc.typeIDs, ctx: ctx, req: p, index: i, enqueued: tokenized}
-		res.Usage.PromptTokens += len(enc.ids)
-		res.Usage.Characters += enc.chars
 	}
-	// The span starts where Timings.Queue does, at tokenization's end: the
-	// token charge and admission count as waiting too.
-	_, qspan := e.opts.Tracer.Start(ctx, spanQueue, trace.WithTimestamp(tokenized))
-	defer endQueue(qspan, p, tokenized)
 	e.queue.Push(items...) // counted in the backlog by enqueueable
 	pushed = true
+	return p, nil
+}
 
+// wait returns once every input of p is answered, one failed, or ctx
+// ended, in the queue span. The span starts where Timings.Queue does, at
+// tokenization's end (its timestamp, not the moment of this call): the
+// token charge and admission count as waiting too.
+func (e *Engine) wait(ctx context.Context, p *pending, tokenized time.Time) error {
+	_, qspan := e.opts.Tracer.Start(ctx, spanQueue, trace.WithTimestamp(tokenized))
+	defer endQueue(qspan, p, tokenized)
 	select {
 	case <-p.done:
 	case <-ctx.Done():
-		return nil, gateway.ContextError(ctx.Err())
+		return gateway.ContextError(ctx.Err())
 	}
 	if p.err != nil {
-		return nil, asClientError(p.err)
+		return asClientError(p.err)
+	}
+	return nil
+}
+
+// embedResult shapes p's vectors as req asks and adds usage and timings.
+func embedResult(req *gateway.EmbedRequest, encs []encoded, p *pending, start, tokenized time.Time) *gateway.EmbedResult {
+	res := &gateway.EmbedResult{}
+	for _, enc := range encs {
+		res.Usage.PromptTokens += len(enc.ids)
+		res.Usage.Characters += enc.chars
 	}
 	for i, v := range p.vecs {
 		p.vecs[i] = pooling.Shape(v, req.Dimensions, req.Normalize)
@@ -93,7 +111,7 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 		Total:        time.Since(start),
 	}
 	res.Timings.Inference = max(0, res.Timings.Total-res.Timings.Tokenization-res.Timings.Queue)
-	return res, nil
+	return res
 }
 
 // asClientError keeps a *gateway.Error as it is and classifies the rest.

@@ -14,9 +14,17 @@ type encoded struct {
 	chars        int
 }
 
-// encode tokenizes req's inputs on the tokenization workers, in chunks so a
-// large request uses every worker but a small one costs no goroutines.
+// encode tokenizes req's inputs, in the tokenize span.
 func (e *Engine) encode(ctx context.Context, req *gateway.EmbedRequest, prompt string) ([]encoded, error) {
+	_, span := e.opts.Tracer.Start(ctx, spanTokenize)
+	encs, err := e.encodeAll(ctx, req, prompt)
+	endTokenize(span, encs, err)
+	return encs, err
+}
+
+// encodeAll tokenizes req's inputs on the tokenization workers, in chunks
+// so a large request uses every worker but a small one costs no goroutines.
+func (e *Engine) encodeAll(ctx context.Context, req *gateway.EmbedRequest, prompt string) ([]encoded, error) {
 	out := make([]encoded, len(req.Inputs))
 	errs := make([]error, len(req.Inputs))
 	chunk := max(16, (len(req.Inputs)+cap(e.workers)-1)/cap(e.workers))
