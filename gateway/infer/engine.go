@@ -69,11 +69,13 @@ type Engine struct {
 func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
 	spec := backend.Spec()
 	var problems []error
+	// The one check of the batch budget against the model: it names the
+	// flag, since only the operator can fix it.
 	if opts.MaxInputLength < 1 {
-		problems = append(problems, fmt.Errorf("max input length must be positive, got %d", opts.MaxInputLength))
+		problems = append(problems, fmt.Errorf("the model's max input length is %d: it must be at least 1", opts.MaxInputLength))
 	}
 	if opts.MaxBatchTokens < opts.MaxInputLength {
-		problems = append(problems, fmt.Errorf("max batch tokens (%d) is smaller than the model's max input length (%d): a full-length input could never be batched", opts.MaxBatchTokens, opts.MaxInputLength))
+		problems = append(problems, fmt.Errorf("--max-batch-tokens (%d) is smaller than the model's max input length (%d): an input of full length could never be batched; raise --max-batch-tokens", opts.MaxBatchTokens, opts.MaxInputLength))
 	}
 	if spec.MaxBatch > 0 && opts.MaxBatchRequests > spec.MaxBatch {
 		logger.Warn("max batch requests lowered to the backend's max batch size", "requested", opts.MaxBatchRequests, "max_batch_size", spec.MaxBatch)
