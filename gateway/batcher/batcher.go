@@ -8,12 +8,12 @@ package batcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Item is one tokenized input waiting for inference.
@@ -51,7 +51,8 @@ type Queue[T Item] struct {
 	cancelled prometheus.Counter
 }
 
-// New checks opts and registers the queue's metrics on reg.
+// New checks opts and registers the queue's metrics on reg (none when reg
+// is nil); a series already registered is an error.
 func New[T Item](opts Options, reg prometheus.Registerer) (*Queue[T], error) {
 	if opts.MaxTokens < 1 || opts.MaxRows < 1 {
 		return nil, errors.New("batcher: max tokens and max rows must be positive")
@@ -59,29 +60,37 @@ func New[T Item](opts Options, reg prometheus.Registerer) (*Queue[T], error) {
 	if opts.CallTokens <= 0 {
 		opts.CallTokens = 32
 	}
-	f := promauto.With(reg)
-	return &Queue[T]{
+	q := &Queue[T]{
 		opts:  opts,
 		ready: make(chan struct{}, 1),
-		queued: f.NewGauge(prometheus.GaugeOpts{
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "embedgate_queue_size", Help: "Inputs waiting for a batch.",
 		}),
-		rows: f.NewHistogram(prometheus.HistogramOpts{
+		rows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "embedgate_batch_size", Help: "Rows per backend batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
-		tokens: f.NewHistogram(prometheus.HistogramOpts{
+		tokens: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "embedgate_batch_tokens", Help: "Padded tokens (rows × longest) per backend batch.",
 			Buckets: prometheus.ExponentialBuckets(16, 2, 12),
 		}),
-		padding: f.NewHistogram(prometheus.HistogramOpts{
+		padding: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "embedgate_batch_padding_ratio", Help: "Share of a batch's tokens that are padding.",
 			Buckets: prometheus.LinearBuckets(0, 0.1, 10),
 		}),
-		cancelled: f.NewCounter(prometheus.CounterOpts{
+		cancelled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "embedgate_queue_dropped_total", Help: "Inputs dropped before inference because their request was done.",
 		}),
-	}, nil
+	}
+	if reg == nil {
+		return q, nil
+	}
+	for _, c := range []prometheus.Collector{q.queued, q.rows, q.tokens, q.padding, q.cancelled} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("batcher: register metrics: %w", err)
+		}
+	}
+	return q, nil
 }
 
 // Push queues items.
@@ -90,10 +99,7 @@ func (q *Queue[T]) Push(items ...T) {
 	q.items = append(q.items, items...)
 	q.queued.Set(float64(len(q.items)))
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
+	q.signal()
 }
 
 // Len is the number of waiting items.
@@ -120,9 +126,20 @@ func (q *Queue[T]) Next(ctx context.Context) (batch, dropped []T, err error) {
 	}
 }
 
+// cut drops the items whose request is done and takes the next batch.
 func (q *Queue[T]) cut() (batch, dropped []T) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	dropped = q.dropDone()
+	if len(q.items) == 0 {
+		q.queued.Set(0)
+		return nil, dropped
+	}
+	return q.take(q.pick()), dropped
+}
+
+// dropDone removes the items whose request is done and returns them.
+func (q *Queue[T]) dropDone() (dropped []T) {
 	live := q.items[:0]
 	for _, it := range q.items {
 		if it.Context().Err() != nil {
@@ -134,76 +151,102 @@ func (q *Queue[T]) cut() (batch, dropped []T) {
 	clear(q.items[len(live):])
 	q.items = live
 	q.cancelled.Add(float64(len(dropped)))
-	if len(live) == 0 {
-		q.queued.Set(0)
-		return nil, dropped
-	}
+	return dropped
+}
 
+// pick chooses the next batch, as positions in q.items (not empty): a
+// window of the items sorted by length, anchored on the oldest and grown
+// one neighbour at a time while the budget allows.
+func (q *Queue[T]) pick() []int {
 	// order lists positions in q.items by length; stable, so equal lengths
 	// keep arrival order.
-	order := make([]int, len(live))
+	order := make([]int, len(q.items))
 	for i := range order {
 		order[i] = i
 	}
-	length := func(pos int) int { ids, _ := live[pos].Tokens(); return len(ids) }
+	length := func(pos int) int { ids, _ := q.items[pos].Tokens(); return len(ids) }
 	slices.SortStableFunc(order, func(a, b int) int { return length(a) - length(b) })
 
 	anchor := slices.Index(order, 0) // the oldest item
 	lo, hi := anchor, anchor
 	longest := length(0)
 	for rows := 1; rows < q.opts.MaxRows; rows++ {
-		// Grow towards the neighbour that adds the least padding: a shorter
-		// one pads itself up to longest, a longer one pads every row so far.
-		// Padding on CPU costs as much as real tokens: measured with
-		// embedbench, filling rows regardless padded 65-70% of a mixed load
-		// at low concurrency.
-		wasteLo, wasteHi := -1, -1
-		if lo > 0 && (rows+1)*longest <= q.opts.MaxTokens {
-			l := length(order[lo-1])
-			if w := longest - l; w <= l+q.opts.CallTokens {
-				wasteLo = w
-			}
+		shorter, longer := -1, -1
+		if lo > 0 {
+			shorter = length(order[lo-1])
 		}
 		if hi < len(order)-1 {
-			l := length(order[hi+1])
-			if w := (l - longest) * rows; (rows+1)*l <= q.opts.MaxTokens && w <= l+q.opts.CallTokens {
-				wasteHi = w
-			}
+			longer = length(order[hi+1])
 		}
+		wasteLo, wasteHi := q.waste(rows, longest, shorter, longer)
 		switch {
 		case wasteLo >= 0 && (wasteHi < 0 || wasteLo <= wasteHi):
 			lo--
 		case wasteHi >= 0:
 			hi++
-			longest = length(order[hi])
+			longest = longer
 		default:
-			rows = q.opts.MaxRows // nothing fits: stop
-			continue
+			return order[lo : hi+1] // nothing fits: stop
 		}
 	}
+	return order[lo : hi+1]
+}
 
-	take := make([]bool, len(live))
-	for _, pos := range order[lo : hi+1] {
-		take[pos] = true
+// waste is the padding that the window's shorter and longer neighbours
+// (their lengths, -1 for none) would each add to a batch of rows rows
+// padded to longest, or -1 for a neighbour that does not fit the budget or
+// would run cheaper in a batch of its own size.
+//
+// The window grows towards the neighbour that adds the least padding: a
+// shorter one pads itself up to longest, a longer one pads every row so
+// far. Padding on CPU costs as much as real tokens: measured with
+// embedbench, filling rows regardless padded 65-70% of a mixed load at low
+// concurrency.
+func (q *Queue[T]) waste(rows, longest, shorter, longer int) (wasteLo, wasteHi int) {
+	wasteLo, wasteHi = -1, -1
+	if shorter >= 0 && (rows+1)*longest <= q.opts.MaxTokens {
+		if w := longest - shorter; w <= shorter+q.opts.CallTokens {
+			wasteLo = w
+		}
 	}
-	rest := live[:0]
-	for i, it := range live {
-		if take[i] {
+	if longer >= 0 {
+		if w := (longer - longest) * rows; (rows+1)*longer <= q.opts.MaxTokens && w <= longer+q.opts.CallTokens {
+			wasteHi = w
+		}
+	}
+	return wasteLo, wasteHi
+}
+
+// take removes the items at positions from the queue and returns them in
+// arrival order; the rest keep theirs.
+func (q *Queue[T]) take(positions []int) (batch []T) {
+	picked := make([]bool, len(q.items))
+	for _, pos := range positions {
+		picked[pos] = true
+	}
+	rest := q.items[:0]
+	for i, it := range q.items {
+		if picked[i] {
 			batch = append(batch, it)
 		} else {
 			rest = append(rest, it)
 		}
 	}
-	clear(live[len(rest):])
+	clear(q.items[len(rest):])
 	q.items = rest
 	q.queued.Set(float64(len(rest)))
 	if len(rest) > 0 {
-		select {
-		case q.ready <- struct{}{}:
-		default:
-		}
+		q.signal()
 	}
-	return batch, dropped
+	return batch
+}
+
+// signal wakes Next; the token stays while no one waits.
+func (q *Queue[T]) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
 }
 
 // Pad builds the padded [rows, longest] batch for items, right-padded with

@@ -279,15 +279,3 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// CheckModel checks c against the loaded model. An input of the model's full
-// length must fit in one batch, or it could never be scheduled.
-func CheckModel(c *Config, maxInputLength int) error {
-	if maxInputLength < 1 {
-		return fmt.Errorf("the model's max input length is %d: it must be at least 1", maxInputLength)
-	}
-	if c.MaxBatchTokens < maxInputLength {
-		return fmt.Errorf("--max-batch-tokens (%d) is smaller than the model's max input length (%d): an input of full length could never be batched; raise --max-batch-tokens", c.MaxBatchTokens, maxInputLength)
-	}
-	return nil
-}

@@ -242,34 +242,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestCheckModel(t *testing.T) {
-	tests := []struct {
-		name        string
-		batchTokens int
-		maxInput    int
-		want        string
-	}{
-		{"fits", 16384, 512, ""},
-		{"equal", 512, 512, ""},
-		{"too small", 1384, 32768, "--max-batch-tokens (1384) is smaller than the model's max input length (32768): an input of full length could never be batched; raise --max-batch-tokens"},
-		{"no length", 16384, 0, "the model's max input length is 0"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := validConfig(t)
-			c.MaxBatchTokens = tt.batchTokens
-			err := CheckModel(c, tt.maxInput)
-			got := ""
-			if err != nil {
-				got = err.Error()
-			}
-			if !strings.Contains(got, tt.want) || (tt.want == "") != (err == nil) {
-				t.Errorf("CheckModel(%d, %d) = %v, want %q", tt.batchTokens, tt.maxInput, err, tt.want)
-			}
-		})
-	}
-}
-
 func TestTritonModelName(t *testing.T) {
 	tests := []struct{ modelID, triton, want string }{
 		{"BAAI/bge-small-en-v1.5", "", "bge-small-en-v1.5"},
