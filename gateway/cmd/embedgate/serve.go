@@ -77,9 +77,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	if err := config.CheckModel(cfg, model.MaxInputLength); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
 	method, err := poolingMethod(cfg.Pooling, model.Pooling)
 	if err != nil {
 		return err
