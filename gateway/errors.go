@@ -24,13 +24,14 @@ const (
 	Timeout                  // 504: deadline exceeded
 	Backend                  // 500: inference failed
 	NotFound                 // 404: unknown route
+	Unsupported              // 415: a Content-Encoding the gateway does not take
 )
 
 var kindNames = [...]string{
 	Internal: "Internal", Malformed: "Malformed", Validation: "Validation", Empty: "Empty",
 	TooLarge: "TooLarge", Unauthorized: "Unauthorized", RateLimited: "RateLimited",
 	Overloaded: "Overloaded", Unhealthy: "Unhealthy", Timeout: "Timeout", Backend: "Backend",
-	NotFound: "NotFound",
+	NotFound: "NotFound", Unsupported: "Unsupported",
 }
 
 // String is the kind's Go name ("Timeout", "Backend"), as metrics and spans
@@ -98,4 +99,16 @@ func ContextError(err error) *Error {
 		return &Error{Kind: Timeout, Msg: "request deadline exceeded", Err: err}
 	}
 	return &Error{Kind: Unhealthy, Msg: "request cancelled", Err: err}
+}
+
+// clipLen bounds what an error message quotes of a client's value: a 2 MB
+// field must not come back as a 2 MB error body and log line.
+const clipLen = 64
+
+// Clip cuts a client-supplied value for quoting in an error message.
+func Clip(s string) string {
+	if len(s) <= clipLen {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:clipLen], len(s))
 }

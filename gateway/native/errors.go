@@ -28,6 +28,7 @@ var wires = [...]Wire{
 	gateway.Timeout:      {504, "Backend", 504, "timeout", ""},
 	gateway.Backend:      {500, "Backend", 500, "server_error", ""},
 	gateway.NotFound:     {404, "NotFound", 404, "invalid_request_error", ""},
+	gateway.Unsupported:  {415, "Validation", 415, "invalid_request_error", ""},
 }
 
 // WireOf is k's row of the error table; an unknown kind is Internal.

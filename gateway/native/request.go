@@ -2,7 +2,6 @@ package native
 
 import (
 	"encoding/json"
-	"fmt"
 
 	"github.com/embedgate/embedgate/gateway"
 )
@@ -67,7 +66,7 @@ type Dimensions int
 func (d *Dimensions) UnmarshalJSON(data []byte) error {
 	var n *int
 	if err := json.Unmarshal(data, &n); err != nil || n != nil && *n <= 0 {
-		return gateway.Errorf(gateway.Validation, "dimensions", "expected a positive integer, got %s", Clip(string(data)))
+		return gateway.Errorf(gateway.Validation, "dimensions", "expected a positive integer, got %s", gateway.Clip(string(data)))
 	}
 	if n == nil {
 		*d = 0
@@ -75,16 +74,4 @@ func (d *Dimensions) UnmarshalJSON(data []byte) error {
 		*d = Dimensions(*n)
 	}
 	return nil
-}
-
-// clipLen bounds what an error message quotes of a client's value: a 2 MB
-// field must not come back as a 2 MB error body and log line.
-const clipLen = 64
-
-// Clip cuts a client-supplied value for quoting in an error message.
-func Clip(s string) string {
-	if len(s) <= clipLen {
-		return s
-	}
-	return fmt.Sprintf("%s... (%d bytes)", s[:clipLen], len(s))
 }

@@ -233,7 +233,7 @@ func (d *Direction) UnmarshalJSON(data []byte) error {
 	case strings.EqualFold(*s, "left"):
 		*d = Direction(gateway.Left)
 	default:
-		return gateway.Errorf(gateway.Validation, "truncation_direction", `expected "Right" or "Left", got %q`, Clip(*s))
+		return gateway.Errorf(gateway.Validation, "truncation_direction", `expected "Right" or "Left", got %q`, gateway.Clip(*s))
 	}
 	return nil
 }

@@ -90,9 +90,9 @@ func classify(c *fiber.Ctx, err error) (ge *gateway.Error, status int) {
 	cause := fmt.Errorf("HTTP layer: status %d", fe.Code) // never fe.Message
 	switch fe.Code {
 	case fiber.StatusNotFound:
-		return &gateway.Error{Kind: gateway.NotFound, Msg: "no route for " + c.Method() + " " + native.Clip(c.Path()), Err: cause}, 0
+		return &gateway.Error{Kind: gateway.NotFound, Msg: "no route for " + c.Method() + " " + gateway.Clip(c.Path()), Err: cause}, 0
 	case fiber.StatusMethodNotAllowed:
-		return &gateway.Error{Kind: gateway.Validation, Msg: "method " + c.Method() + " not allowed on " + native.Clip(c.Path()), Err: cause}, fe.Code
+		return &gateway.Error{Kind: gateway.Validation, Msg: "method " + c.Method() + " not allowed on " + gateway.Clip(c.Path()), Err: cause}, fe.Code
 	case fiber.StatusRequestEntityTooLarge:
 		return &gateway.Error{Kind: gateway.TooLarge, Msg: "request body too large", Err: cause}, 0
 	case fiber.StatusRequestHeaderFieldsTooLarge:

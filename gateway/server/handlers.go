@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -168,14 +169,22 @@ func requestID(c *fiber.Ctx) string {
 	return string(id) // a copy: fasthttp reuses the header buffer
 }
 
-// checkJSON rejects POST bodies that do not say they are JSON.
-func checkJSON(c *fiber.Ctx) error {
+// jsonBody is a POST's body, as sent: it must say it is JSON, and it must
+// not be compressed. fiber's c.Body() would inflate gzip, deflate and br,
+// up to three layers deep and without bound, so a 1 MB body under
+// --payload-limit could become gigabytes; no TEI, OpenAI or Cohere client
+// compresses its requests, so a compressed body is refused (415) rather
+// than inflated under a second limit.
+func jsonBody(c *fiber.Ctx) ([]byte, error) {
 	ct := string(c.Request().Header.ContentType())
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || mt != fiber.MIMEApplicationJSON {
-		return gateway.Errorf(gateway.Malformed, "", "Content-Type must be application/json, got %q", ct)
+		return nil, gateway.Errorf(gateway.Malformed, "", "Content-Type must be application/json, got %q", gateway.Clip(ct))
 	}
-	return nil
+	if enc := c.Request().Header.ContentEncoding(); len(enc) > 0 && !strings.EqualFold(string(enc), "identity") {
+		return nil, gateway.Errorf(gateway.Unsupported, "", "Content-Encoding %q is not supported: send the body uncompressed", gateway.Clip(string(enc)))
+	}
+	return tokenizer.ToValidUTF8(c.Request().Body()), nil
 }
 
 func (s *Server) checkDraining() error {
@@ -194,7 +203,8 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		if err := s.checkDraining(); err != nil {
 			return err
 		}
-		if err := checkJSON(c); err != nil {
+		body, err := jsonBody(c)
+		if err != nil {
 			return err
 		}
 		// A full gateway refuses before decoding: under overload with
@@ -204,7 +214,7 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 			return err
 		}
 		lim := s.eng.Limits()
-		req, err := codec.DecodeEmbed(tokenizer.ToValidUTF8(c.Body()), lim)
+		req, err := codec.DecodeEmbed(body, lim)
 		if err != nil {
 			return err
 		}
@@ -223,14 +233,14 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		rec.tokens, rec.timings = res.Usage.PromptTokens, res.Timings
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
-		body, err := codec.AppendEmbed((*bp)[:0], res, req, s.eng.Info().ModelID)
-		*bp = body[:0]
+		out, err := codec.AppendEmbed((*bp)[:0], res, req, s.eng.Info().ModelID)
+		*bp = out[:0]
 		if err != nil {
 			return err
 		}
 		setTimingHeaders(c, res, time.Since(start))
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		c.Response().SetBody(body)
+		c.Response().SetBody(out)
 		return nil
 	}
 }
@@ -252,10 +262,11 @@ func (s *Server) handleTokenize() fiber.Handler {
 		if err := s.checkDraining(); err != nil {
 			return err
 		}
-		if err := checkJSON(c); err != nil {
+		body, err := jsonBody(c)
+		if err != nil {
 			return err
 		}
-		req, err := tei.DecodeTokenize(tokenizer.ToValidUTF8(c.Body()))
+		req, err := tei.DecodeTokenize(body)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"io"
@@ -451,4 +452,42 @@ func TestMalformedBodies(t *testing.T) {
 			checkErrorShape(t, "/tokenize", body, native.WireOf(tt.kind).Type)
 		}
 	})
+}
+
+// A compressed body is refused, never inflated: 276 bytes of gzip,
+// gzip, gzip hold 100 MiB, and fiber's c.Body() would inflate them past
+// the payload limit.
+func TestContentEncodingRefused(t *testing.T) {
+	s := newTestServer(t, newFake(), nil, nil)
+	var bomb bytes.Buffer
+	zw := gzip.NewWriter(&bomb)
+	_, _ = zw.Write([]byte(`{"inputs":"` + strings.Repeat("a", 1<<20) + `"}`))
+	_ = zw.Close()
+	for _, tt := range []struct {
+		enc    string
+		body   string
+		status int
+	}{
+		{"gzip", bomb.String(), 415},
+		{"gzip, gzip, gzip", bomb.String(), 415},
+		{"br", "x", 415},
+		{"identity", `{"inputs":"a"}`, 200},
+		{"IDENTITY", `{"inputs":"a"}`, 200},
+	} {
+		for _, path := range []string{"/embed", "/v1/embeddings", "/tokenize"} {
+			t.Run(tt.enc+path, func(t *testing.T) {
+				body := tt.body
+				if isOpenAI(path) && tt.status == 200 {
+					body = `{"input":"a"}`
+				}
+				resp, b := s.do(t, http.MethodPost, path, "application/json", body, "Content-Encoding", tt.enc)
+				if resp.StatusCode != tt.status {
+					t.Fatalf("POST %s with Content-Encoding %q = %d, want %d (%s)", path, tt.enc, resp.StatusCode, tt.status, b)
+				}
+				if tt.status != 200 {
+					checkErrorShape(t, path, b, "")
+				}
+			})
+		}
+	}
 }
