@@ -156,21 +156,22 @@ func (s *Server) subject(c *fiber.Ctx, rec *record) string {
 	return "ip:" + group(addr)
 }
 
+// lastForwarded is the last X-Forwarded-For hop, the one the proxy in
+// front of the gateway wrote. When that hop is not an address, the
+// request is charged to the peer: walking further left would reach
+// entries the client wrote itself and let it choose its own limit.
 func lastForwarded(c *fiber.Ctx) (netip.Addr, bool) {
 	values := c.Request().Header.PeekAll(fiber.HeaderXForwardedFor)
-	for i := len(values) - 1; i >= 0; i-- {
-		list := string(values[i])
-		for list != "" {
-			var last string
-			if j := strings.LastIndexByte(list, ','); j >= 0 {
-				list, last = list[:j], list[j+1:]
-			} else {
-				list, last = "", list
-			}
-			if addr, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
-				return addr, true
-			}
-		}
+	if len(values) == 0 {
+		return netip.Addr{}, false
+	}
+	list := string(values[len(values)-1])
+	last := strings.TrimSpace(list[strings.LastIndexByte(list, ',')+1:])
+	if addr, err := netip.ParseAddr(last); err == nil {
+		return addr, true
+	}
+	if ap, err := netip.ParseAddrPort(last); err == nil { // some proxies add the port
+		return ap.Addr(), true
 	}
 	return netip.Addr{}, false
 }
