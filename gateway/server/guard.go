@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"go.opentelemetry.io/otel/attribute"
@@ -35,6 +36,13 @@ type charge struct {
 	limit ratelimit.Limit
 }
 
+// authFailures is how many failed authentications one client address may
+// make a minute (all at once, then one every two seconds): a client
+// guessing keys gets 429 for every request, right keys included, so a
+// guess that succeeds looks like one that failed. Counted in process,
+// per replica: it slows guessing without a Redis call per request.
+var authFailures = ratelimit.Limit{TPM: 30}
+
 // requireKey lets a request through only with a valid, enabled key (see
 // auth.FromHeaders for where it is looked for) and keeps the key on the
 // record; without keys (no --api-key or --api-keys-file) every request
@@ -45,6 +53,22 @@ func (s *Server) requireKey(c *fiber.Ctx) error {
 	if s.keys == nil {
 		return c.Next()
 	}
+	addr := "auth:" + s.clientAddr(c)
+	if peek, _ := s.failures.AllowTokens(c.UserContext(), addr, authFailures, 0); peek.Remaining == 0 {
+		retry := peek.Reset - time.Minute*time.Duration(authFailures.TPM-1)/time.Duration(authFailures.TPM)
+		return &gateway.Error{Kind: gateway.RateLimited, Limit: "requests", RetryAfter: retry,
+			Msg: fmt.Sprintf("too many failed authentications from this address. Please try again in %s.", ceilTo(retry, retryUnit))}
+	}
+	key, err := s.matchKey(c)
+	if err != nil {
+		_, _ = s.failures.AllowTokens(c.UserContext(), addr, authFailures, 1)
+		return err
+	}
+	recordOf(c).key = &key
+	return c.Next()
+}
+
+func (s *Server) matchKey(c *fiber.Ctx) (auth.Key, error) {
 	authz := c.Get(fiber.HeaderAuthorization)
 	presented, ok := auth.FromHeaders(authz, c.Get("api-key"))
 	if !ok {
@@ -53,19 +77,18 @@ func (s *Server) requireKey(c *fiber.Ctx) error {
 			msg = "malformed Authorization header: expected 'Bearer <key>'"
 		}
 		s.logger.Debug("request refused", "reason", msg, "path", c.Path())
-		return &gateway.Error{Kind: gateway.Unauthorized, Msg: msg, Err: auth.ErrMissing}
+		return auth.Key{}, &gateway.Error{Kind: gateway.Unauthorized, Msg: msg, Err: auth.ErrMissing}
 	}
 	key, err := s.keys.Match(presented)
 	switch {
 	case errors.Is(err, auth.ErrDisabled):
 		s.logger.Debug("request refused", "reason", "disabled key", "key_name", key.Name, "path", c.Path())
-		return &gateway.Error{Kind: gateway.Unauthorized, Msg: "API key is disabled", Err: err}
+		return key, &gateway.Error{Kind: gateway.Unauthorized, Msg: "API key is disabled", Err: err}
 	case err != nil:
 		s.logger.Debug("request refused", "reason", "unknown key", "path", c.Path())
-		return &gateway.Error{Kind: gateway.Unauthorized, Msg: "invalid API key", Err: err}
+		return key, &gateway.Error{Kind: gateway.Unauthorized, Msg: "invalid API key", Err: err}
 	}
-	recordOf(c).key = &key
-	return c.Next()
+	return key, nil
 }
 
 // limitRequests charges each request to its subject's request limit (the
@@ -147,13 +170,20 @@ func (s *Server) subject(c *fiber.Ctx, rec *record) string {
 	if rec.key != nil {
 		return "key:" + rec.key.Name
 	}
+	return "ip:" + s.clientAddr(c)
+}
+
+// clientAddr is the client's address as limits count it: the peer's, or
+// with --trust-proxy-headers the last X-Forwarded-For hop; an IPv6
+// address as its /64.
+func (s *Server) clientAddr(c *fiber.Ctx) string {
 	if s.opts.TrustProxyHeaders {
 		if addr, ok := lastForwarded(c); ok {
-			return "ip:" + group(addr)
+			return group(addr)
 		}
 	}
 	addr, _ := netip.AddrFromSlice(c.Context().RemoteIP())
-	return "ip:" + group(addr)
+	return group(addr)
 }
 
 // lastForwarded is the last X-Forwarded-For hop, the one the proxy in

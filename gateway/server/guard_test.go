@@ -450,3 +450,37 @@ func TestLimiterDownAndErrors(t *testing.T) {
 		})
 	}
 }
+
+// A client guessing keys is slowed down: after authFailures.TPM failures a
+// minute every request from its address is 429, the right key's too, so a
+// lucky guess looks like the others; other addresses are not affected.
+func TestFailedAuthenticationsLimited(t *testing.T) {
+	logs := &testenv.LogBuffer{}
+	srv, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second, TrustProxyHeaders: true},
+		slog.New(slog.NewJSONHandler(logs, nil)), newFake(), prometheus.NewRegistry(), testKeys(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.App().Shutdown() })
+	s := &testServer{Server: srv, logs: logs}
+	from := func(addr, key string) int {
+		resp, _ := s.post(t, "/v1/embeddings", `{"input":"a"}`, "X-Forwarded-For", addr, "Authorization", "Bearer "+key)
+		return resp.StatusCode
+	}
+	for i := range authFailures.TPM {
+		if got := from("203.0.113.1", fmt.Sprintf("sk-guess-%d", i)); got != 401 {
+			t.Fatalf("wrong key %d = %d, want 401", i, got)
+		}
+	}
+	if got := from("203.0.113.1", "sk-guess-more"); got != 429 {
+		t.Errorf("wrong key past the allowance = %d, want 429", got)
+	}
+	resp, body := s.post(t, "/v1/embeddings", `{"input":"a"}`, "X-Forwarded-For", "203.0.113.1", "Authorization", "Bearer "+teamAKey)
+	if resp.StatusCode != 429 || resp.Header.Get("retry-after-ms") == "" {
+		t.Errorf("right key from the guessing address = %d (retry-after-ms %q), want 429 with a retry", resp.StatusCode, resp.Header.Get("retry-after-ms"))
+	}
+	checkErrorShape(t, "/v1/embeddings", body, "requests")
+	if got := from("203.0.113.2", teamAKey); got != 200 {
+		t.Errorf("right key from another address = %d, want 200", got)
+	}
+}

@@ -84,8 +84,9 @@ type Server struct {
 	opts     Options
 	logger   *slog.Logger
 	eng      engine
-	keys     *auth.Keys // nil: no API keys
-	limiter  Limiter    // nil: no rate limits
+	keys     *auth.Keys        // nil: no API keys
+	limiter  Limiter           // nil: no rate limits
+	failures *ratelimit.Memory // failed authentications per client address
 	metrics  *metrics
 	draining atomic.Bool
 	inFlight atomic.Int64 // requests being handled, for the drain
@@ -123,7 +124,8 @@ func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Re
 		return nil, err
 	}
 	s := &Server{opts: opts, logger: logger, eng: eng, keys: keys, limiter: lim, metrics: m,
-		tracer: opts.Tracer, propagator: opts.Propagator}
+		failures: ratelimit.NewMemory(ratelimit.MemoryOptions{}),
+		tracer:   opts.Tracer, propagator: opts.Propagator}
 	if s.tracer == nil {
 		s.tracer = noop.Tracer{}
 	}
