@@ -52,8 +52,9 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 // keeps it on rec for the log line.
 func (s *Server) writeError(c *fiber.Ctx, rec *record, err error) {
 	ge, override := classify(c, err)
+	rec.err, rec.retryAfter = ge, ge.RetryAfter // the log line's error: with the cause, never the raw request
 	if ge.Kind == gateway.Internal {
-		// The cause goes to the log line (rec.err), never to the client.
+		// The cause goes to the log line, never to the client.
 		ge = &gateway.Error{Kind: gateway.Internal, Msg: "internal error"}
 	}
 	d := rec.dialect
@@ -64,7 +65,6 @@ func (s *Server) writeError(c *fiber.Ctx, rec *record, err error) {
 	if override != 0 {
 		status = override
 	}
-	rec.err, rec.retryAfter = err, ge.RetryAfter
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	c.Response().SetBody(body)

@@ -129,7 +129,7 @@ func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs,
 		slog.String("id", rec.id),
-		slog.String("method", c.Method()),
+		slog.String("method", gateway.Clip(c.Method())),
 		slog.String("route", rec.route),
 		slog.Int("status", status),
 		slog.Duration("total", elapsed),

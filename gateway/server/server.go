@@ -142,6 +142,7 @@ func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Re
 		DisableStartupMessage: true,
 	})
 	addRoutes(s.app, s, reg)
+	s.app.Server().Handler = s.guardHTTP(s.app.Server().Handler)
 	return s, nil
 }
 

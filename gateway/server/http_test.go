@@ -1,0 +1,74 @@
+package server
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawRequest sends raw bytes to base and reads the one response.
+func rawRequest(t *testing.T, base, raw string) (*http.Response, []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+// What a client sends at the HTTP layer never comes back in a response or
+// a log line, and every such refusal is JSON in the path's dialect.
+func TestMalformedHTTP(t *testing.T) {
+	const secret, text = "sk-live-SECRET", "planted-body-text"
+	s := guardedServer(t, newFake())
+	base := serve(t, s)
+	head := "Host: x\r\nAuthorization: Bearer " + secret + "\r\nContent-Type: application/json\r\n"
+	body := `{"inputs":"` + text + `"}`
+	tests := []struct {
+		name, raw string
+		status    int
+	}{
+		{"two content lengths", "POST /embed HTTP/1.1\r\n" + head + "Content-Length: 17\r\nContent-Length: 30\r\n\r\n" + body, 400},
+		{"negative content length", "POST /v1/embeddings HTTP/1.1\r\n" + head + "Content-Length: -1\r\n\r\n" + body, 400},
+		{"content length abc", "POST /embed HTTP/1.1\r\n" + head + "Content-Length: abc\r\n\r\n" + body, 400},
+		{"space in header name", "POST /embed HTTP/1.1\r\n" + head + "X Bad: " + text + "\r\nContent-Length: 30\r\n\r\n" + body, 400},
+		{"xchunked", "POST /embed HTTP/1.1\r\n" + head + "Transfer-Encoding: xchunked\r\n\r\n1e\r\n" + body + "\r\n0\r\n\r\n", 400},
+		{"chunked and length", "POST /embed HTTP/1.1\r\n" + head + "Transfer-Encoding: chunked\r\nContent-Length: 30\r\n\r\n1e\r\n" + body + "\r\n0\r\n\r\n", 400},
+		{"unknown method", "BREW /v1/embeddings HTTP/1.1\r\n" + head + "Content-Length: 30\r\n\r\n" + body, 400},
+		{"upper-case path", "POST /V1/EMBEDDINGS HTTP/1.1\r\n" + head + "Content-Length: 2\r\n\r\n{}", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, b := rawRequest(t, base, tt.raw)
+			if resp.StatusCode != tt.status {
+				t.Errorf("status = %d, want %d (%s)", resp.StatusCode, tt.status, b)
+			}
+			path := strings.ToLower(strings.Fields(tt.raw)[1])
+			if strings.Contains(tt.name, "content length") && tt.name != "two content lengths" || strings.Contains(tt.name, "header name") {
+				path = "/" // fasthttp could not parse the head: the path is unknown
+			}
+			checkErrorShape(t, path, b, "")
+			if strings.Contains(string(b), secret) || strings.Contains(string(b), text) {
+				t.Errorf("response quotes the request: %s", b)
+			}
+		})
+	}
+	if logs := s.logs.String(); strings.Contains(logs, secret) || strings.Contains(logs, text) {
+		t.Errorf("logs quote a request:\n%s", logs)
+	}
+}
