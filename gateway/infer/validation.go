@@ -35,7 +35,7 @@ func (e *Engine) prompt(name string) (string, error) {
 	if name != "" {
 		p, ok := e.opts.Prompts[name]
 		if !ok {
-			return "", gateway.Errorf(gateway.Validation, "prompt_name", "unknown prompt name %q; the model's prompts are: %s", name, promptNames(e.opts.Prompts))
+			return "", gateway.Errorf(gateway.Validation, "prompt_name", "unknown prompt name %q; the model's prompts are: %s", gateway.Clip(name), promptNames(e.opts.Prompts))
 		}
 		return p, nil
 	}
