@@ -142,11 +142,18 @@ type Token struct {
 	Stop    int
 }
 
-// TokenizeRequest is a decoded /tokenize request.
+// TokenizeRequest is a decoded /tokenize request. Its inputs are held to
+// the model's max input length as an EmbedRequest's are.
 type TokenizeRequest struct {
 	Inputs           []string
 	AddSpecialTokens bool
-	PromptName       string
+	PromptName       string // "" = the model's default prompt, if any
+	// Truncate cuts an input longer than the model's max input length
+	// (the prompt and any special tokens included) at Direction's end;
+	// false refuses it, 422. Codecs default it to Limits.DefaultTruncate,
+	// as for an EmbedRequest.
+	Truncate  bool
+	Direction Direction
 }
 
 // Info describes the served model and the pipeline's limits for /info and

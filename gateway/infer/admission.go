@@ -26,12 +26,23 @@ const queueShare = 0.5
 // requests only to refuse them took a quarter of the CPU from the
 // admitted ones (measured with embedbench at 10× overload).
 func (e *Engine) admit(ctx context.Context) error {
-	if !e.gate.TryEnter() {
-		return e.refuseConcurrency()
+	if err := e.enter(); err != nil {
+		return err
 	}
 	if err := e.backlogFull(ctx); err != nil {
 		e.gate.Done()
 		return err
+	}
+	return nil
+}
+
+// enter takes a place at the gate or refuses the request with 429 at
+// once. Tokenize takes only this: its work never reaches the backend, so
+// the backlog has nothing to say about it. A nil must be paired with
+// e.gate.Done.
+func (e *Engine) enter() error {
+	if !e.gate.TryEnter() {
+		return e.refuseConcurrency()
 	}
 	return nil
 }
