@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Kind classifies an error for the client. Each codec maps a Kind to its
@@ -110,5 +111,9 @@ func Clip(s string) string {
 	if len(s) <= clipLen {
 		return s
 	}
-	return fmt.Sprintf("%s... (%d bytes)", s[:clipLen], len(s))
+	cut := clipLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) { // keep the message valid UTF-8
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
 }

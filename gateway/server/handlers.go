@@ -266,11 +266,12 @@ func (s *Server) handleTokenize() fiber.Handler {
 		if err != nil {
 			return err
 		}
-		req, err := tei.DecodeTokenize(body)
+		lim := s.eng.Limits()
+		req, err := tei.DecodeTokenize(body, lim)
 		if err != nil {
 			return err
 		}
-		if err := req.Validate(s.eng.Limits()); err != nil {
+		if err := req.Validate(lim); err != nil {
 			return err
 		}
 		recordOf(c).inputs = len(req.Inputs)

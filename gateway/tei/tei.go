@@ -44,14 +44,17 @@ func (Codec) AppendEmbed(dst []byte, res *gateway.EmbedResult, _ *gateway.EmbedR
 func (Codec) ErrorResponse(e *gateway.Error) (int, []byte) { return native.Codec{}.ErrorResponse(e) }
 
 type tokenizeRequest struct {
-	Inputs           native.Inputs `json:"inputs"`
-	AddSpecialTokens *bool         `json:"add_special_tokens"`
-	PromptName       *string       `json:"prompt_name"`
+	Inputs              native.Inputs    `json:"inputs"`
+	AddSpecialTokens    *bool            `json:"add_special_tokens"`
+	PromptName          *string          `json:"prompt_name"`
+	Truncate            *bool            `json:"truncate"`
+	TruncationDirection native.Direction `json:"truncation_direction"`
 }
 
 // DecodeTokenize parses a /tokenize body: inputs is a string or [string],
-// add_special_tokens defaults to true.
-func DecodeTokenize(body []byte) (*gateway.TokenizeRequest, error) {
+// add_special_tokens defaults to true, and truncate (to the model's max
+// input length, as /embed does) to lim.DefaultTruncate.
+func DecodeTokenize(body []byte, lim gateway.Limits) (*gateway.TokenizeRequest, error) {
 	var w tokenizeRequest
 	if err := json.Unmarshal(body, &w); err != nil {
 		return nil, native.DecodeError(err)
@@ -59,7 +62,8 @@ func DecodeTokenize(body []byte) (*gateway.TokenizeRequest, error) {
 	if !w.Inputs.Set {
 		return nil, gateway.Errorf(gateway.Validation, "inputs", "missing field")
 	}
-	req := &gateway.TokenizeRequest{Inputs: make([]string, len(w.Inputs.List)), AddSpecialTokens: true}
+	req := &gateway.TokenizeRequest{Inputs: make([]string, len(w.Inputs.List)), AddSpecialTokens: true,
+		Truncate: lim.DefaultTruncate, Direction: gateway.Direction(w.TruncationDirection)}
 	for i, in := range w.Inputs.List {
 		if in.IsIDs {
 			return nil, gateway.Errorf(gateway.Validation, gateway.InputParam(i), "expected a string")
@@ -71,6 +75,9 @@ func DecodeTokenize(body []byte) (*gateway.TokenizeRequest, error) {
 	}
 	if w.PromptName != nil {
 		req.PromptName = *w.PromptName
+	}
+	if w.Truncate != nil {
+		req.Truncate = *w.Truncate
 	}
 	return req, nil
 }

@@ -65,14 +65,16 @@ func TestDecodeTokenize(t *testing.T) {
 		body string
 		want *gateway.TokenizeRequest
 	}{
-		{"string", `{"inputs":"a b"}`, &gateway.TokenizeRequest{Inputs: []string{"a b"}, AddSpecialTokens: true}},
-		{"list", `{"inputs":["a","b"]}`, &gateway.TokenizeRequest{Inputs: []string{"a", "b"}, AddSpecialTokens: true}},
-		{"no special tokens", `{"inputs":"a","add_special_tokens":false}`, &gateway.TokenizeRequest{Inputs: []string{"a"}}},
-		{"prompt", `{"inputs":"a","prompt_name":"query","add_special_tokens":null}`, &gateway.TokenizeRequest{Inputs: []string{"a"}, AddSpecialTokens: true, PromptName: "query"}},
+		{"string", `{"inputs":"a b"}`, &gateway.TokenizeRequest{Inputs: []string{"a b"}, AddSpecialTokens: true, Truncate: true}},
+		{"list", `{"inputs":["a","b"]}`, &gateway.TokenizeRequest{Inputs: []string{"a", "b"}, AddSpecialTokens: true, Truncate: true}},
+		{"no special tokens", `{"inputs":"a","add_special_tokens":false}`, &gateway.TokenizeRequest{Inputs: []string{"a"}, Truncate: true}},
+		{"prompt", `{"inputs":"a","prompt_name":"query","add_special_tokens":null}`, &gateway.TokenizeRequest{Inputs: []string{"a"}, AddSpecialTokens: true, PromptName: "query", Truncate: true}},
+		{"no truncation, from the left", `{"inputs":"a","truncate":false,"truncation_direction":"left"}`,
+			&gateway.TokenizeRequest{Inputs: []string{"a"}, AddSpecialTokens: true, Direction: gateway.Left}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := DecodeTokenize([]byte(tt.body))
+			got, err := DecodeTokenize([]byte(tt.body), codectest.Limits())
 			if err != nil {
 				t.Fatalf("DecodeTokenize(%s) error = %v", tt.body, err)
 			}
@@ -94,7 +96,7 @@ func TestDecodeTokenizeErrors(t *testing.T) {
 		{Name: "add_special_tokens string", Body: `{"inputs":"a","add_special_tokens":"no"}`, Kind: gateway.Validation, Param: "add_special_tokens"},
 	}
 	codectest.CheckErrors(t, rows, func(b []byte) error {
-		req, err := DecodeTokenize(b)
+		req, err := DecodeTokenize(b, codectest.Limits())
 		if err != nil {
 			return err
 		}
@@ -169,7 +171,7 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 		}
-		if _, err := DecodeTokenize(body); err != nil && gateway.KindOf(err) == gateway.Internal {
+		if _, err := DecodeTokenize(body, lim); err != nil && gateway.KindOf(err) == gateway.Internal {
 			t.Fatalf("DecodeTokenize(%q) error = %v, want a client error", body, err)
 		}
 	})
