@@ -68,8 +68,7 @@ type Options struct {
 	MaxInflightBytes int64
 
 	// Propagate, if set, adds trace headers (e.g. W3C traceparent from an
-	// OpenTelemetry propagator) for the call in ctx. A traceparent set with
-	// WithTraceparent is sent in any case.
+	// OpenTelemetry propagator) for the call in ctx.
 	Propagate func(ctx context.Context, set func(key, value string))
 
 	DialOptions []grpc.DialOption // appended to ours; for tests
@@ -330,18 +329,4 @@ func (b *Backend) Close() error {
 		return fmt.Errorf("triton: close: %w", err)
 	}
 	return nil
-}
-
-// traceparentKey is the context key of WithTraceparent.
-type traceparentKey struct{}
-
-// WithTraceparent returns a context whose Triton calls carry the W3C
-// traceparent header value (e.g. the one the client sent the gateway).
-func WithTraceparent(ctx context.Context, value string) context.Context {
-	return context.WithValue(ctx, traceparentKey{}, value)
-}
-
-func traceparent(ctx context.Context) string {
-	v, _ := ctx.Value(traceparentKey{}).(string)
-	return v
 }

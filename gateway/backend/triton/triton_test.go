@@ -11,11 +11,13 @@ import (
 	"testing"
 	"unsafe"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/backend/backendtest"
-	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
 	"github.com/embedgate/embedgate/gateway/testmodel"
+	"github.com/embedgate/embedgate/gateway/tracing"
 )
 
 func TestConformance(t *testing.T) {
@@ -164,7 +166,9 @@ func TestRelease(t *testing.T) {
 
 // TestWire checks what reaches Triton: raw_input_contents only, one entry
 // per input in order, the right dtype and byte size, little-endian values,
-// only the needed output, the batch id, and the traceparent.
+// only the needed output, the batch id, and the traceparent of the call's
+// context, injected by the W3C propagator on the Propagate hook as serve
+// sets it.
 func TestWire(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
@@ -177,12 +181,16 @@ func TestWire(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := tritontest.Start(t, openONNX(t), tt.server...)
-			b := openTriton(t, options(t, srv))
+			opts := options(t, srv)
+			prop := propagation.TraceContext{}
+			opts.Propagate = tracing.InjectFunc(prop)
+			b := openTriton(t, opts)
 			in := batch(5, 2)
 			in.ID = "req-42"
 			in.TokenTypeIDs = nil // sent as zeros
 			const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-			if _, err := b.Embed(triton.WithTraceparent(context.Background(), tp), in); err != nil {
+			ctx := prop.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
+			if _, err := b.Embed(ctx, in); err != nil {
 				t.Fatalf("Embed: %v", err)
 			}
 			req, md := srv.LastInfer()
