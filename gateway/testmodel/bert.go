@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/internal/onnxproto"
 )
 
@@ -89,11 +90,11 @@ func build(cfg Config) ([]byte, error) {
 	b.g.name = "main_graph"
 	dyn := []onnxproto.Dim{{Param: "batch_size"}, {Param: "sequence_length"}}
 	b.g.inputs = []onnxproto.ValueInfo{
-		{Name: "input_ids", Elem: onnxproto.DTInt64, Dims: dyn},
-		{Name: "attention_mask", Elem: onnxproto.DTInt64, Dims: dyn},
+		{Name: gateway.TensorInputIDs, Elem: onnxproto.DTInt64, Dims: dyn},
+		{Name: gateway.TensorAttentionMask, Elem: onnxproto.DTInt64, Dims: dyn},
 	}
 	if !cfg.NoTokenTypeIDs {
-		b.g.inputs = append(b.g.inputs, onnxproto.ValueInfo{Name: "token_type_ids", Elem: onnxproto.DTInt64, Dims: dyn})
+		b.g.inputs = append(b.g.inputs, onnxproto.ValueInfo{Name: gateway.TensorTokenTypeIDs, Elem: onnxproto.DTInt64, Dims: dyn})
 	}
 
 	// Embeddings: word + position + token type, then LayerNorm.
@@ -105,8 +106,8 @@ func build(cfg Config) ([]byte, error) {
 		posIDs[i] = int64(i)
 	}
 	posBuf := b.init(onnxproto.Int64Tensor("embeddings.position_ids", []int64{1, int64(a.MaxPos)}, posIDs))
-	x := b.op("Gather", []string{word, "input_ids"})
-	seqLen := b.op("Shape", []string{"input_ids"}, onnxproto.IntAttr("start", 1), onnxproto.IntAttr("end", 2))
+	x := b.op("Gather", []string{word, gateway.TensorInputIDs})
+	seqLen := b.op("Shape", []string{gateway.TensorInputIDs}, onnxproto.IntAttr("start", 1), onnxproto.IntAttr("end", 2))
 	posSlice := b.op("Slice", []string{posBuf, b.ints("/zero_1d", 0), seqLen, b.ints("/axis_1", 1)})
 	x = b.op("Add", []string{x, b.op("Gather", []string{pos, posSlice})})
 	if cfg.NoTokenTypeIDs {
@@ -114,13 +115,13 @@ func build(cfg Config) ([]byte, error) {
 		zero := b.init(onnxproto.Int64Tensor("/type_zero", nil, []int64{0}))
 		x = b.op("Add", []string{x, b.op("Gather", []string{typ, zero})})
 	} else {
-		x = b.op("Add", []string{x, b.op("Gather", []string{typ, "token_type_ids"})})
+		x = b.op("Add", []string{x, b.op("Gather", []string{typ, gateway.TensorTokenTypeIDs})})
 	}
 	x = b.layerNorm(x, "embeddings.LayerNorm", H, "")
 
 	// Additive mask [B,1,1,S]: 0 where attended, float32 min where padded,
 	// as HF's eager attention exports it.
-	maskF := b.op("Cast", []string{"attention_mask"}, onnxproto.IntAttr("to", onnxproto.DTFloat))
+	maskF := b.op("Cast", []string{gateway.TensorAttentionMask}, onnxproto.IntAttr("to", onnxproto.DTFloat))
 	mask4 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_1_2", 1, 2)})
 	one := b.scalar("/one", 1)
 	add := b.op("Mul", []string{b.op("Sub", []string{one, mask4}), b.scalar("/float_min", -math.MaxFloat32)})
@@ -151,11 +152,11 @@ func build(cfg Config) ([]byte, error) {
 		out := b.linear(g, p+"output.dense", int64(a.Intermediate), H)
 		name := ""
 		if l == a.Layers-1 {
-			name = "last_hidden_state"
+			name = gateway.TensorLastHiddenState
 		}
 		x = b.layerNorm(b.op("Add", []string{out, x}), p+"output.LayerNorm", H, name)
 	}
-	b.g.outputs = []onnxproto.ValueInfo{{Name: "last_hidden_state", Elem: onnxproto.DTFloat,
+	b.g.outputs = []onnxproto.ValueInfo{{Name: gateway.TensorLastHiddenState, Elem: onnxproto.DTFloat,
 		Dims: []onnxproto.Dim{{Param: "batch_size"}, {Param: "sequence_length"}, {Value: H}}}}
 
 	if cfg.Pooled {
@@ -169,8 +170,8 @@ func build(cfg Config) ([]byte, error) {
 		mean := b.op("Div", []string{sum, cnt})
 		sq := b.op("ReduceSum", []string{b.op("Mul", []string{mean, mean}), axis1}, onnxproto.IntAttr("keepdims", 1))
 		norm := b.op("Max", []string{b.op("Sqrt", []string{sq}), b.scalar("/norm_min", 1e-12)})
-		b.opTo("sentence_embedding", "Div", []string{mean, norm})
-		b.g.outputs = append(b.g.outputs, onnxproto.ValueInfo{Name: "sentence_embedding", Elem: onnxproto.DTFloat,
+		b.opTo(gateway.TensorSentenceEmbedding, "Div", []string{mean, norm})
+		b.g.outputs = append(b.g.outputs, onnxproto.ValueInfo{Name: gateway.TensorSentenceEmbedding, Elem: onnxproto.DTFloat,
 			Dims: []onnxproto.Dim{{Param: "batch_size"}, {Value: H}}})
 	}
 	return encodeModel(&b.g, "embedgate-testmodel"), nil

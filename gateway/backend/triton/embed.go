@@ -132,11 +132,11 @@ func (p *plan) request(model, version string, batch *gateway.Batch) (*tritonstub
 		req.Inputs[i] = t
 		var data []int64
 		switch in.name {
-		case inputIDs:
+		case gateway.TensorInputIDs:
 			data = batch.InputIDs
-		case attentionMask:
+		case gateway.TensorAttentionMask:
 			data = batch.AttentionMask
-		case tokenTypeIDs:
+		case gateway.TensorTokenTypeIDs:
 			data = batch.TokenTypeIDs
 		}
 		raw, err := encodeInts(data, n, in.int32)

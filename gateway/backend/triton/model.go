@@ -9,15 +9,6 @@ import (
 	"github.com/embedgate/embedgate/tritonstubs"
 )
 
-// Tensor names the gateway fills and reads, as optimum exports them.
-const (
-	inputIDs          = "input_ids"
-	attentionMask     = "attention_mask"
-	tokenTypeIDs      = "token_type_ids"
-	lastHiddenState   = "last_hidden_state"
-	sentenceEmbedding = "sentence_embedding"
-)
-
 // input is one tensor the gateway sends, in the order the model lists it.
 type input struct {
 	name  string
@@ -46,13 +37,13 @@ func describe(model string, meta *tritonstubs.ModelMetadataResponse, cfg *triton
 	var dtype string
 	for _, in := range meta.GetInputs() {
 		switch in.GetName() {
-		case inputIDs, attentionMask, tokenTypeIDs:
+		case gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs:
 		default:
 			if optional[in.GetName()] {
 				continue // Triton runs without it
 			}
 			return p, fmt.Errorf("model %s has input %q that the gateway cannot fill: it sends only %s, %s and %s (remove the input from the export, or mark it optional in config.pbtxt)",
-				model, in.GetName(), inputIDs, attentionMask, tokenTypeIDs)
+				model, in.GetName(), gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs)
 		}
 		var i32 bool
 		switch in.GetDatatype() {
@@ -71,15 +62,15 @@ func describe(model string, meta *tritonstubs.ModelMetadataResponse, cfg *triton
 			return p, err
 		}
 		p.inputs = append(p.inputs, input{name: in.GetName(), int32: i32})
-		p.spec.HasTokenTypeIDs = p.spec.HasTokenTypeIDs || in.GetName() == tokenTypeIDs
+		p.spec.HasTokenTypeIDs = p.spec.HasTokenTypeIDs || in.GetName() == gateway.TensorTokenTypeIDs
 	}
 	names := make([]string, len(p.inputs))
 	for i, in := range p.inputs {
 		names[i] = in.name
 	}
-	if !slices.Contains(names, inputIDs) || !slices.Contains(names, attentionMask) {
+	if !slices.Contains(names, gateway.TensorInputIDs) || !slices.Contains(names, gateway.TensorAttentionMask) {
 		return p, fmt.Errorf("model %s has inputs [%s]; the gateway needs %s and %s (and optionally %s): check the input names in config.pbtxt",
-			model, strings.Join(names, ", "), inputIDs, attentionMask, tokenTypeIDs)
+			model, strings.Join(names, ", "), gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs)
 	}
 	if dtype == "INT32" {
 		p.spec.InputDType = gateway.Int32
@@ -112,9 +103,9 @@ func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *
 	var out *tritonstubs.ModelMetadataResponse_TensorMetadata
 	for _, o := range meta.GetOutputs() {
 		switch {
-		case o.GetName() == sentenceEmbedding:
+		case o.GetName() == gateway.TensorSentenceEmbedding:
 			out, p.spec.Output = o, gateway.Pooled
-		case o.GetName() == lastHiddenState && out == nil:
+		case o.GetName() == gateway.TensorLastHiddenState && out == nil:
 			out, p.spec.Output = o, gateway.Hidden
 		}
 	}
@@ -124,7 +115,7 @@ func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *
 			names = append(names, o.GetName())
 		}
 		return fmt.Errorf("model %s has outputs [%s]; the gateway reads %s [batch, hidden] or %s [batch, length, hidden]: rename the output in the export and config.pbtxt",
-			model, strings.Join(names, ", "), sentenceEmbedding, lastHiddenState)
+			model, strings.Join(names, ", "), gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState)
 	}
 	p.output = out.GetName()
 	if out.GetDatatype() != "FP32" {

@@ -16,15 +16,6 @@ import (
 	"github.com/embedgate/embedgate/tritonstubs"
 )
 
-// Tensor names, as optimum exports them.
-const (
-	inputIDs          = "input_ids"
-	attentionMask     = "attention_mask"
-	tokenTypeIDs      = "token_type_ids"
-	lastHiddenState   = "last_hidden_state"
-	sentenceEmbedding = "sentence_embedding"
-)
-
 // service answers the RPCs; everything it knows lives in s.
 type service struct {
 	tritonstubs.UnimplementedGRPCInferenceServiceServer
@@ -67,16 +58,16 @@ func (v *service) ServerMetadata(context.Context, *tritonstubs.ServerMetadataReq
 // inputNames are the model's inputs in the order Triton lists them.
 func (v *service) inputNames() []string {
 	if v.s.spec.HasTokenTypeIDs {
-		return []string{inputIDs, attentionMask, tokenTypeIDs}
+		return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
 	}
-	return []string{inputIDs, attentionMask}
+	return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask}
 }
 
 func (v *service) output() (name string, dims []int64) {
 	if v.s.spec.Output == gateway.Pooled {
-		return sentenceEmbedding, []int64{int64(v.s.spec.Hidden)}
+		return gateway.TensorSentenceEmbedding, []int64{int64(v.s.spec.Hidden)}
 	}
-	return lastHiddenState, []int64{-1, int64(v.s.spec.Hidden)}
+	return gateway.TensorLastHiddenState, []int64{-1, int64(v.s.spec.Hidden)}
 }
 
 func (v *service) inputDType() (wire string, cfg tritonstubs.DataType) {
@@ -167,7 +158,7 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 	case QueueFull:
 		return nil, fail(codes.Unavailable, "Exceeds maximum queue size")
 	case InvalidArgument:
-		return nil, fail(codes.InvalidArgument, "inference input '%s' data-type is 'FP16', but model '%s' expects 'INT64'", inputIDs, name)
+		return nil, fail(codes.InvalidArgument, "inference input '%s' data-type is 'FP16', but model '%s' expects 'INT64'", gateway.TensorInputIDs, name)
 	case InternalError:
 		return nil, fail(codes.Internal, "onnx runtime error 6: Non-zero status code returned while running Gather node")
 	}
@@ -262,11 +253,11 @@ func (v *service) decode(req *tritonstubs.ModelInferRequest, fail func(codes.Cod
 			vals = rawInts(b, size)
 		}
 		switch in.GetName() {
-		case inputIDs:
+		case gateway.TensorInputIDs:
 			batch.InputIDs = vals
-		case attentionMask:
+		case gateway.TensorAttentionMask:
 			batch.AttentionMask = vals
-		case tokenTypeIDs:
+		case gateway.TensorTokenTypeIDs:
 			batch.TokenTypeIDs = vals
 		}
 	}
