@@ -2,9 +2,9 @@
 // format) into tritonstubs.ModelConfig and checks one against what the
 // gateway sends and reads: token inputs of [B, L] INT64/INT32, one FP32
 // embedding output, batching, a bounded queue, warmup and TensorRT profiles.
-// Tests run it over model_repository/; the Triton backend can run Check on
-// the config Triton reports. It imports gateway (the tensor names),
-// tritonstubs and the protobuf module.
+// Tests run it over model_repository/; the Triton backend runs it at Open
+// on the config Triton reports and logs each problem. It imports gateway
+// (the tensor names), tritonstubs and the protobuf module.
 package modelrepo
 
 import (
@@ -44,12 +44,19 @@ func Load(path string) (*tritonstubs.ModelConfig, error) {
 	return cfg, nil
 }
 
-// Check returns every way cfg does not fit the gateway, joined. inputs are
-// the tensors the gateway can fill; the config's inputs must be a subset,
-// and must include input_ids and attention_mask (without the mask, padding
-// would change the embeddings of every batched row). outputs are the
-// embedding outputs the gateway can pool; every declared output must be one.
+// Check returns every way cfg does not fit the gateway, joined: the
+// Problems, as one error.
 func Check(cfg *tritonstubs.ModelConfig, inputs, outputs []string) error {
+	return errors.Join(Problems(cfg, inputs, outputs)...)
+}
+
+// Problems returns every way cfg does not fit the gateway, one error each,
+// so that a caller can report them one by one. inputs are the tensors the
+// gateway can fill; the config's inputs must be a subset, and must include
+// input_ids and attention_mask (without the mask, padding would change the
+// embeddings of every batched row). outputs are the embedding outputs the
+// gateway can pool; every declared output must be one.
+func Problems(cfg *tritonstubs.ModelConfig, inputs, outputs []string) []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -87,7 +94,7 @@ func Check(cfg *tritonstubs.ModelConfig, inputs, outputs []string) error {
 	checkQueue(cfg.GetDynamicBatching(), bad)
 	checkWarmup(cfg, declared, bad)
 	checkTensorRT(cfg, bad)
-	return errors.Join(errs...)
+	return errs
 }
 
 // checkOutput: FP32, and the shape its name promises: [L, H] token states

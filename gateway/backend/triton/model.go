@@ -2,10 +2,12 @@ package triton
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
 	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/modelrepo"
 	"github.com/embedgate/embedgate/tritonstubs"
 )
 
@@ -76,6 +78,20 @@ func describe(model string, meta *tritonstubs.ModelMetadataResponse, cfg *triton
 		p.spec.InputDType = gateway.Int32
 	}
 	return p, describeOutput(model, meta, cfg, &p)
+}
+
+// warnConfig logs, one warning each, the ways the model's config as Triton
+// reports it (normalized, Triton's defaults filled in) does not fit the
+// gateway, by the checks the shipped config.pbtxt files pass. They do not
+// fail Open: what the gateway cannot run at all, describe refuses; the rest
+// it runs with, at a cost under load or at startup (an unbounded queue, no
+// warmup, no Triton batching, an input it never sends).
+func warnConfig(logger *slog.Logger, model string, cfg *tritonstubs.ModelConfig) {
+	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
+	outputs := []string{gateway.TensorLastHiddenState, gateway.TensorSentenceEmbedding}
+	for _, err := range modelrepo.Problems(cfg, inputs, outputs) {
+		logger.Warn("triton model config does not fit the gateway", "model", model, "problem", err.Error())
+	}
 }
 
 // checkInputShape accepts [B, L] with L variable: the batcher sends batches

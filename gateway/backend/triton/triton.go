@@ -6,8 +6,10 @@
 // with raw little-endian tensors over a small pool of connections. Responses
 // are decoded straight from gRPC's frames into pooled FP32 buffers (codec.go,
 // pool.go) that each Output's Release returns. gRPC errors become gateway
-// error kinds in errors.go. It imports gateway, tritonstubs, grpc, protobuf
-// and x/sync; its stand-in server for tests is tritontest.
+// error kinds in errors.go. At Open it also logs, as warnings, what
+// modelrepo finds wrong in the config Triton reports. It imports gateway,
+// modelrepo, tritonstubs, grpc, protobuf and x/sync; its stand-in server
+// for tests is tritontest.
 package triton
 
 import (
@@ -185,6 +187,7 @@ func (b *Backend) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("triton: model %s config: %w", b.opts.Model, err)
 	}
+	warnConfig(b.logger, b.opts.Model, cfg.GetConfig())
 	p, err := describe(b.opts.Model, meta, cfg.GetConfig())
 	if err != nil {
 		return fmt.Errorf("triton: %w", err)
