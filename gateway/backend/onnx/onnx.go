@@ -274,9 +274,14 @@ func validate(b *gateway.Batch) error {
 	return nil
 }
 
+// ctxError is the error of a batch whose ctx ended: a passed deadline in
+// gateway.ContextError's words, as anywhere else a request stops. A
+// cancelled batch keeps its Backend kind: the engine runs requests' batches
+// detached from their cancellation, and reads Unhealthy as a backend that
+// is down.
 func ctxError(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &gateway.Error{Kind: gateway.Timeout, Msg: "onnx: batch deadline exceeded", Err: err}
+		return gateway.ContextError(err)
 	}
 	return &gateway.Error{Kind: gateway.Backend, Msg: "onnx: batch cancelled", Err: err}
 }

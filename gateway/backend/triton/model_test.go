@@ -145,6 +145,9 @@ func TestClassify(t *testing.T) {
 			if !errors.Is(err, tt.err) {
 				t.Errorf("classify(%v) loses the cause", tt.err)
 			}
+			if want := gateway.ContextError(context.DeadlineExceeded).Msg; tt.want == gateway.Timeout && gerr.Msg != want {
+				t.Errorf("classify(%v) says %q, want gateway.ContextError's %q", tt.err, gerr.Msg, want)
+			}
 			if loud := strings.Contains(log.String(), "level=ERROR"); loud != tt.loud {
 				t.Errorf("classify(%v) logged at error = %v, want %v", tt.err, loud, tt.loud)
 			}
