@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/modelrepo"
 )
 
@@ -18,8 +19,8 @@ func ExampleLoad() {
 	}
 	out := cfg.GetOutput()[0]
 	fmt.Println(out.GetName(), out.GetDims(), "max batch", cfg.GetMaxBatchSize())
-	inputs := []string{modelrepo.InputIDs, modelrepo.AttentionMask, modelrepo.TokenTypeIDs}
-	fmt.Println(modelrepo.Check(cfg, inputs, []string{modelrepo.LastHiddenState}))
+	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
+	fmt.Println(modelrepo.Check(cfg, inputs, []string{gateway.TensorLastHiddenState}))
 	// Output:
 	// input_ids TYPE_INT64 [-1]
 	// attention_mask TYPE_INT64 [-1]

@@ -2,8 +2,9 @@
 // format) into tritonstubs.ModelConfig and checks one against what the
 // gateway sends and reads: token inputs of [B, L] INT64/INT32, one FP32
 // embedding output, batching, a bounded queue, warmup and TensorRT profiles.
-// Tests run it over model_repository/; the Triton backend can run Check on
-// the config Triton reports. It imports tritonstubs and the protobuf module.
+// Tests run it over model_repository/; the Triton backend runs it at Open
+// on the config Triton reports and logs each problem. It imports gateway
+// (the tensor names), tritonstubs and the protobuf module.
 package modelrepo
 
 import (
@@ -18,18 +19,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/prototext"
 
+	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/tritonstubs"
-)
-
-// Tensor names the gateway uses. Exported so that callers build the
-// inputs/outputs they pass to Check from the same strings.
-const (
-	InputIDs          = "input_ids"
-	AttentionMask     = "attention_mask"
-	TokenTypeIDs      = "token_type_ids"
-	PositionIDs       = "position_ids"
-	LastHiddenState   = "last_hidden_state"
-	SentenceEmbedding = "sentence_embedding"
 )
 
 // Load parses the config.pbtxt at path. Fields our ModelConfig subset does
@@ -53,12 +44,19 @@ func Load(path string) (*tritonstubs.ModelConfig, error) {
 	return cfg, nil
 }
 
-// Check returns every way cfg does not fit the gateway, joined. inputs are
-// the tensors the gateway can fill; the config's inputs must be a subset,
-// and must include input_ids and attention_mask (without the mask, padding
-// would change the embeddings of every batched row). outputs are the
-// embedding outputs the gateway can pool; every declared output must be one.
+// Check returns every way cfg does not fit the gateway, joined: the
+// Problems, as one error.
 func Check(cfg *tritonstubs.ModelConfig, inputs, outputs []string) error {
+	return errors.Join(Problems(cfg, inputs, outputs)...)
+}
+
+// Problems returns every way cfg does not fit the gateway, one error each,
+// so that a caller can report them one by one. inputs are the tensors the
+// gateway can fill; the config's inputs must be a subset, and must include
+// input_ids and attention_mask (without the mask, padding would change the
+// embeddings of every batched row). outputs are the embedding outputs the
+// gateway can pool; every declared output must be one.
+func Problems(cfg *tritonstubs.ModelConfig, inputs, outputs []string) []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -80,7 +78,7 @@ func Check(cfg *tritonstubs.ModelConfig, inputs, outputs []string) error {
 			bad("input %q dims %v, want [ -1 ] (or a fixed length): the batch dim is implied", in.GetName(), d)
 		}
 	}
-	for _, name := range []string{InputIDs, AttentionMask} {
+	for _, name := range []string{gateway.TensorInputIDs, gateway.TensorAttentionMask} {
 		if declared[name] == nil {
 			bad("input %q is missing: the gateway always sends it", name)
 		}
@@ -96,7 +94,7 @@ func Check(cfg *tritonstubs.ModelConfig, inputs, outputs []string) error {
 	checkQueue(cfg.GetDynamicBatching(), bad)
 	checkWarmup(cfg, declared, bad)
 	checkTensorRT(cfg, bad)
-	return errors.Join(errs...)
+	return errs
 }
 
 // checkOutput: FP32, and the shape its name promises: [L, H] token states
@@ -109,7 +107,7 @@ func checkOutput(out *tritonstubs.ModelOutput, outputs []string, bad func(string
 	if out.GetDataType() != tritonstubs.DataType_TYPE_FP32 {
 		bad("output %q is %s, want TYPE_FP32", name, out.GetDataType())
 	}
-	want := map[string]int{LastHiddenState: 2, SentenceEmbedding: 1}[name]
+	want := map[string]int{gateway.TensorLastHiddenState: 2, gateway.TensorSentenceEmbedding: 1}[name]
 	if want != 0 && len(dims) != want {
 		bad("output %q dims %v: want %d dims after the batch dim", name, dims, want)
 		return

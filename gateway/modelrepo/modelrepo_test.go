@@ -10,17 +10,21 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/config"
 	"github.com/embedgate/embedgate/gateway/modelrepo"
 	"github.com/embedgate/embedgate/tritonstubs"
 )
 
+// positionIDs is allowed by check, but no shipped config declares it: the
+// gateway does not send it (see qwen3-embedding-0.6b/config.pbtxt).
+const positionIDs = "position_ids"
+
 // check runs modelrepo.Check with what the gateway can send and pool
-// (BRIEF §2, §8). position_ids is allowed, but no shipped config declares
-// it: the gateway does not send it (see qwen3-embedding-0.6b/config.pbtxt).
+// (BRIEF §2, §8).
 func check(cfg *tritonstubs.ModelConfig) error {
-	inputs := []string{modelrepo.InputIDs, modelrepo.AttentionMask, modelrepo.TokenTypeIDs, modelrepo.PositionIDs}
-	outputs := []string{modelrepo.LastHiddenState, modelrepo.SentenceEmbedding}
+	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, positionIDs}
+	outputs := []string{gateway.TensorLastHiddenState, gateway.TensorSentenceEmbedding}
 	return modelrepo.Check(cfg, inputs, outputs)
 }
 

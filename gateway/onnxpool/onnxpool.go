@@ -9,8 +9,9 @@
 // nodes, constants and one graph output are appended to the graph, and every
 // existing byte of the model is kept, so models whose weights live in an
 // external-data file stay valid next to that file. It imports the standard
-// library, protowire, gateway/pooling and gateway/internal/onnxproto (the
-// encoder it shares with the test-model generator).
+// library, protowire, gateway (the tensor names), gateway/pooling and
+// gateway/internal/onnxproto (the encoder it shares with the test-model
+// generator).
 package onnxpool
 
 import (
@@ -21,6 +22,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/internal/onnxproto"
 	"github.com/embedgate/embedgate/gateway/pooling"
 )
@@ -47,13 +49,13 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("unknown pooling %v (want cls, mean or last-token)", o.Pooling)
 	}
 	if o.HiddenOutput == "" {
-		o.HiddenOutput = "last_hidden_state"
+		o.HiddenOutput = gateway.TensorLastHiddenState
 	}
 	if o.MaskInput == "" {
-		o.MaskInput = "attention_mask"
+		o.MaskInput = gateway.TensorAttentionMask
 	}
 	if o.Output == "" {
-		o.Output = "sentence_embedding"
+		o.Output = gateway.TensorSentenceEmbedding
 	}
 	return o, nil
 }

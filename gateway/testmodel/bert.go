@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/internal/onnxproto"
 )
 
@@ -77,26 +78,43 @@ func (b *builder) linear(x, prefix string, in, out int64) string {
 	return b.op("Add", []string{b.op("MatMul", []string{x, w}), bias})
 }
 
-// build returns the encoded ONNX model for cfg.
+// build returns the encoded ONNX model for cfg. The steps run in the order
+// that draws the weights and numbers the nodes, which fixes the bytes.
 func build(cfg Config) ([]byte, error) {
 	a := cfg.Size.Arch()
 	if a.Hidden%a.Heads != 0 {
 		return nil, fmt.Errorf("testmodel: hidden %d not divisible by %d heads", a.Hidden, a.Heads)
 	}
-	H, heads := int64(a.Hidden), int64(a.Heads)
-	d := H / heads
+	H := int64(a.Hidden)
 	b := &builder{rng: rng{state: cfg.Seed}}
 	b.g.name = "main_graph"
+	b.inputs(cfg.NoTokenTypeIDs)
+	x := b.embeddings(a, cfg.NoTokenTypeIDs)
+	maskF, add, one := b.attentionMask()
+	x = b.encoder(a, x, add, one)
+	b.g.outputs = []onnxproto.ValueInfo{{Name: gateway.TensorLastHiddenState, Elem: onnxproto.DTFloat,
+		Dims: []onnxproto.Dim{{Param: "batch_size"}, {Param: "sequence_length"}, {Value: H}}}}
+	if cfg.Pooled {
+		b.meanPooled(x, maskF, H)
+	}
+	return encodeModel(&b.g, "embedgate-testmodel"), nil
+}
+
+// inputs declares the token inputs, [batch_size, sequence_length] INT64.
+func (b *builder) inputs(noTokenTypeIDs bool) {
 	dyn := []onnxproto.Dim{{Param: "batch_size"}, {Param: "sequence_length"}}
 	b.g.inputs = []onnxproto.ValueInfo{
-		{Name: "input_ids", Elem: onnxproto.DTInt64, Dims: dyn},
-		{Name: "attention_mask", Elem: onnxproto.DTInt64, Dims: dyn},
+		{Name: gateway.TensorInputIDs, Elem: onnxproto.DTInt64, Dims: dyn},
+		{Name: gateway.TensorAttentionMask, Elem: onnxproto.DTInt64, Dims: dyn},
 	}
-	if !cfg.NoTokenTypeIDs {
-		b.g.inputs = append(b.g.inputs, onnxproto.ValueInfo{Name: "token_type_ids", Elem: onnxproto.DTInt64, Dims: dyn})
+	if !noTokenTypeIDs {
+		b.g.inputs = append(b.g.inputs, onnxproto.ValueInfo{Name: gateway.TensorTokenTypeIDs, Elem: onnxproto.DTInt64, Dims: dyn})
 	}
+}
 
-	// Embeddings: word + position + token type, then LayerNorm.
+// embeddings is word + position + token type, then LayerNorm.
+func (b *builder) embeddings(a Arch, noTokenTypeIDs bool) string {
+	H := int64(a.Hidden)
 	word := b.weight("embeddings.word_embeddings.weight", 0, int64(a.Vocab), H)
 	pos := b.weight("embeddings.position_embeddings.weight", 0, int64(a.MaxPos), H)
 	typ := b.weight("embeddings.token_type_embeddings.weight", 0, 2, H)
@@ -105,73 +123,99 @@ func build(cfg Config) ([]byte, error) {
 		posIDs[i] = int64(i)
 	}
 	posBuf := b.init(onnxproto.Int64Tensor("embeddings.position_ids", []int64{1, int64(a.MaxPos)}, posIDs))
-	x := b.op("Gather", []string{word, "input_ids"})
-	seqLen := b.op("Shape", []string{"input_ids"}, onnxproto.IntAttr("start", 1), onnxproto.IntAttr("end", 2))
+	x := b.op("Gather", []string{word, gateway.TensorInputIDs})
+	seqLen := b.op("Shape", []string{gateway.TensorInputIDs}, onnxproto.IntAttr("start", 1), onnxproto.IntAttr("end", 2))
 	posSlice := b.op("Slice", []string{posBuf, b.ints("/zero_1d", 0), seqLen, b.ints("/axis_1", 1)})
 	x = b.op("Add", []string{x, b.op("Gather", []string{pos, posSlice})})
-	if cfg.NoTokenTypeIDs {
+	if noTokenTypeIDs {
 		// Exports without the input use type 0 everywhere: one row, broadcast.
 		zero := b.init(onnxproto.Int64Tensor("/type_zero", nil, []int64{0}))
 		x = b.op("Add", []string{x, b.op("Gather", []string{typ, zero})})
 	} else {
-		x = b.op("Add", []string{x, b.op("Gather", []string{typ, "token_type_ids"})})
+		x = b.op("Add", []string{x, b.op("Gather", []string{typ, gateway.TensorTokenTypeIDs})})
 	}
-	x = b.layerNorm(x, "embeddings.LayerNorm", H, "")
+	return b.layerNorm(x, "embeddings.LayerNorm", H, "")
+}
 
-	// Additive mask [B,1,1,S]: 0 where attended, float32 min where padded,
-	// as HF's eager attention exports it.
-	maskF := b.op("Cast", []string{"attention_mask"}, onnxproto.IntAttr("to", onnxproto.DTFloat))
+// attentionMask returns the mask as floats [B,S], the additive mask
+// [B,1,1,S] (0 where attended, float32 min where padded, as HF's eager
+// attention exports it) and the constant 1 it made, which the GELUs reuse.
+func (b *builder) attentionMask() (maskF, add, one string) {
+	maskF = b.op("Cast", []string{gateway.TensorAttentionMask}, onnxproto.IntAttr("to", onnxproto.DTFloat))
 	mask4 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_1_2", 1, 2)})
-	one := b.scalar("/one", 1)
-	add := b.op("Mul", []string{b.op("Sub", []string{one, mask4}), b.scalar("/float_min", -math.MaxFloat32)})
+	one = b.scalar("/one", 1)
+	add = b.op("Mul", []string{b.op("Sub", []string{one, mask4}), b.scalar("/float_min", -math.MaxFloat32)})
+	return maskF, add, one
+}
 
-	split := b.ints("/split_heads", 0, 0, heads, d)
-	merge := b.ints("/merge_heads", 0, 0, H)
-	scale := b.scalar("/sqrt_head_dim", float32(math.Sqrt(float64(d))))
-	perm := func(p ...int64) onnxproto.Attr { return onnxproto.IntsAttr("perm", p...) }
+// heads holds the constants every layer's self-attention shares.
+type heads struct {
+	split, merge, scale string // reshape to heads, back, and sqrt(head dim)
+	add                 string // the additive attention mask
+}
+
+// encoder runs the post-LayerNorm BERT layers on x; the last one's output
+// is last_hidden_state.
+func (b *builder) encoder(a Arch, x, add, one string) string {
+	H, n := int64(a.Hidden), int64(a.Heads)
+	d := H / n
+	hs := heads{add: add}
+	hs.split = b.ints("/split_heads", 0, 0, n, d)
+	hs.merge = b.ints("/merge_heads", 0, 0, H)
+	hs.scale = b.scalar("/sqrt_head_dim", float32(math.Sqrt(float64(d))))
 	for l := 0; l < a.Layers; l++ {
 		p := fmt.Sprintf("encoder.layer.%d.", l)
-		heads := func(name string, pm onnxproto.Attr) string {
-			return b.op("Transpose", []string{b.op("Reshape", []string{b.linear(x, p+"attention.self."+name, H, H), split})}, pm)
-		}
-		q := heads("query", perm(0, 2, 1, 3))
-		k := heads("key", perm(0, 2, 3, 1))
-		v := heads("value", perm(0, 2, 1, 3))
-		s := b.op("Div", []string{b.op("MatMul", []string{q, k}), scale})
-		probs := b.op("Softmax", []string{b.op("Add", []string{s, add})}, onnxproto.IntAttr("axis", -1))
-		ctx := b.op("Transpose", []string{b.op("MatMul", []string{probs, v})}, perm(0, 2, 1, 3))
-		ctx = b.op("Reshape", []string{ctx, merge})
-		attnOut := b.linear(ctx, p+"attention.output.dense", H, H)
+		attnOut := b.selfAttention(x, p, H, hs)
 		x = b.layerNorm(b.op("Add", []string{attnOut, x}), p+"attention.output.LayerNorm", H, "")
-
-		// FFN with exact (erf) GELU: h * 0.5 * (1 + erf(h / sqrt 2)).
-		h := b.linear(x, p+"intermediate.dense", H, int64(a.Intermediate))
-		e := b.op("Erf", []string{b.op("Div", []string{h, b.scalar(p+"gelu.sqrt2", math.Sqrt2)})})
-		g := b.op("Mul", []string{b.op("Mul", []string{h, b.op("Add", []string{e, one})}), b.scalar(p+"gelu.half", 0.5)})
-		out := b.linear(g, p+"output.dense", int64(a.Intermediate), H)
+		out := b.feedForward(x, p, H, int64(a.Intermediate), one)
 		name := ""
 		if l == a.Layers-1 {
-			name = "last_hidden_state"
+			name = gateway.TensorLastHiddenState
 		}
 		x = b.layerNorm(b.op("Add", []string{out, x}), p+"output.LayerNorm", H, name)
 	}
-	b.g.outputs = []onnxproto.ValueInfo{{Name: "last_hidden_state", Elem: onnxproto.DTFloat,
-		Dims: []onnxproto.Dim{{Param: "batch_size"}, {Param: "sequence_length"}, {Value: H}}}}
+	return x
+}
 
-	if cfg.Pooled {
-		// sentence-transformers Pooling(mean) + Normalize: mask-weighted mean
-		// (count clamped to 1e-9), then x / max(||x||, 1e-12).
-		m3 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_2", 2)})
-		axis1 := b.ints("/reduce_axis_1", 1)
-		keep0 := onnxproto.IntAttr("keepdims", 0)
-		sum := b.op("ReduceSum", []string{b.op("Mul", []string{x, m3}), axis1}, keep0)
-		cnt := b.op("Max", []string{b.op("ReduceSum", []string{m3, axis1}, keep0), b.scalar("/count_min", 1e-9)})
-		mean := b.op("Div", []string{sum, cnt})
-		sq := b.op("ReduceSum", []string{b.op("Mul", []string{mean, mean}), axis1}, onnxproto.IntAttr("keepdims", 1))
-		norm := b.op("Max", []string{b.op("Sqrt", []string{sq}), b.scalar("/norm_min", 1e-12)})
-		b.opTo("sentence_embedding", "Div", []string{mean, norm})
-		b.g.outputs = append(b.g.outputs, onnxproto.ValueInfo{Name: "sentence_embedding", Elem: onnxproto.DTFloat,
-			Dims: []onnxproto.Dim{{Param: "batch_size"}, {Value: H}}})
+// selfAttention is layer p's multi-head attention on x, through its output
+// projection.
+func (b *builder) selfAttention(x, p string, H int64, hs heads) string {
+	perm := func(p ...int64) onnxproto.Attr { return onnxproto.IntsAttr("perm", p...) }
+	split := func(name string, pm onnxproto.Attr) string {
+		return b.op("Transpose", []string{b.op("Reshape", []string{b.linear(x, p+"attention.self."+name, H, H), hs.split})}, pm)
 	}
-	return encodeModel(&b.g, "embedgate-testmodel"), nil
+	q := split("query", perm(0, 2, 1, 3))
+	k := split("key", perm(0, 2, 3, 1))
+	v := split("value", perm(0, 2, 1, 3))
+	s := b.op("Div", []string{b.op("MatMul", []string{q, k}), hs.scale})
+	probs := b.op("Softmax", []string{b.op("Add", []string{s, hs.add})}, onnxproto.IntAttr("axis", -1))
+	ctx := b.op("Transpose", []string{b.op("MatMul", []string{probs, v})}, perm(0, 2, 1, 3))
+	ctx = b.op("Reshape", []string{ctx, hs.merge})
+	return b.linear(ctx, p+"attention.output.dense", H, H)
+}
+
+// feedForward is layer p's FFN with exact (erf) GELU:
+// h * 0.5 * (1 + erf(h / sqrt 2)).
+func (b *builder) feedForward(x, p string, H, inter int64, one string) string {
+	h := b.linear(x, p+"intermediate.dense", H, inter)
+	e := b.op("Erf", []string{b.op("Div", []string{h, b.scalar(p+"gelu.sqrt2", math.Sqrt2)})})
+	g := b.op("Mul", []string{b.op("Mul", []string{h, b.op("Add", []string{e, one})}), b.scalar(p+"gelu.half", 0.5)})
+	return b.linear(g, p+"output.dense", inter, H)
+}
+
+// meanPooled adds sentence_embedding as sentence-transformers Pooling(mean)
+// + Normalize compute it: mask-weighted mean (count clamped to 1e-9), then
+// x / max(||x||, 1e-12).
+func (b *builder) meanPooled(x, maskF string, H int64) {
+	m3 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_2", 2)})
+	axis1 := b.ints("/reduce_axis_1", 1)
+	keep0 := onnxproto.IntAttr("keepdims", 0)
+	sum := b.op("ReduceSum", []string{b.op("Mul", []string{x, m3}), axis1}, keep0)
+	cnt := b.op("Max", []string{b.op("ReduceSum", []string{m3, axis1}, keep0), b.scalar("/count_min", 1e-9)})
+	mean := b.op("Div", []string{sum, cnt})
+	sq := b.op("ReduceSum", []string{b.op("Mul", []string{mean, mean}), axis1}, onnxproto.IntAttr("keepdims", 1))
+	norm := b.op("Max", []string{b.op("Sqrt", []string{sq}), b.scalar("/norm_min", 1e-12)})
+	b.opTo(gateway.TensorSentenceEmbedding, "Div", []string{mean, norm})
+	b.g.outputs = append(b.g.outputs, onnxproto.ValueInfo{Name: gateway.TensorSentenceEmbedding, Elem: onnxproto.DTFloat,
+		Dims: []onnxproto.Dim{{Param: "batch_size"}, {Value: H}}})
 }

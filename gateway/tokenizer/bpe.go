@@ -19,8 +19,8 @@ type bpe struct {
 	vocab        map[string]int32
 	merges       map[uint64]uint64 // (left<<32 | right) → rank<<32 | merged id
 	charIDs      []int32           // id of the one-character token of each rune below len; -1 none; nil if prefix/suffix
-	byteIDs      [256]int32        // id of <0xNN>, -1 if absent
-	unk          int32             // -1: no unk token (unknown characters are dropped, as in Rust)
+	byteIDs      byteTokens
+	unk          int32 // -1: no unk token (unknown characters are dropped, as in Rust)
 	fuseUnk      bool
 	byteFallback bool
 	ignoreMerges bool
@@ -82,12 +82,7 @@ func buildBPE(raw json.RawMessage) (*bpe, map[string]int32, error) {
 			b.unk = id
 		}
 	}
-	for i := range b.byteIDs {
-		b.byteIDs[i] = -1
-		if id, ok := c.Vocab[fmt.Sprintf("<0x%02X>", i)]; ok {
-			b.byteIDs[i] = id
-		}
-	}
+	b.byteIDs = newByteTokens(c.Vocab)
 	if b.prefix == "" && b.suffix == "" {
 		// Byte-level vocabularies only use runes below U+0144.
 		b.charIDs = make([]int32, 512)
@@ -245,7 +240,7 @@ func (b *bpe) initialSymbols(sc *bpeScratch, word []byte) []symbol {
 			push(id, int32(size))
 			continue
 		}
-		if b.byteFallback && b.hasBytes(ch) {
+		if b.byteFallback && b.byteIDs.cover(ch) {
 			// Rust adds the byte tokens without flushing a pending unk.
 			for _, c := range ch {
 				push(b.byteIDs[c], 1)
@@ -269,15 +264,6 @@ func (b *bpe) initialSymbols(sc *bpeScratch, word []byte) []symbol {
 		push(unkID, unkLen)
 	}
 	return syms
-}
-
-func (b *bpe) hasBytes(s []byte) bool {
-	for _, c := range s {
-		if b.byteIDs[c] < 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // mergeAll applies the merges to sc.syms in Rust's order.

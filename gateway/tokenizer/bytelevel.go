@@ -43,39 +43,37 @@ type byteLevel struct {
 }
 
 func (b *byteLevel) preTokenize(n *normString, in []split, out []split) []split {
-	for _, sp := range in {
-		if sp.id >= 0 {
-			out = append(out, sp)
-			continue
-		}
-		if sp.end <= sp.start {
-			continue
-		}
-		start, end := sp.start, sp.end
-		if b.addPrefixSpace && n.s[start] != ' ' {
-			// The scan must see the added space, so copy " "+split to the
-			// end first; the space takes the span of the first character,
-			// as Rust's prepend does.
-			at := int32(len(n.s))
-			n.s = append(n.s, ' ')
-			n.align = append(n.align, n.align[start])
-			n.s = append(n.s, n.s[start:end]...)
-			n.align = append(n.align, n.align[start:end]...)
-			start, end = at, int32(len(n.s))
-		}
-		k0 := len(out)
-		if b.useRegex {
-			seg := n.s[start:end]
-			for i := 0; i < len(seg); {
-				j := gpt2Scanner.next(seg, i)
-				out = append(out, split{start: start + int32(i), end: start + int32(j), id: -1})
-				i = j
-			}
-		} else {
-			out = append(out, split{start: start, end: end, id: -1})
-		}
-		mapBytes(n, start, end, out[k0:])
+	return eachText(n, in, out, b.splitText)
+}
+
+func (b *byteLevel) splitText(n *normString, sp split, out []split) []split {
+	if sp.end <= sp.start {
+		return out
 	}
+	start, end := sp.start, sp.end
+	if b.addPrefixSpace && n.s[start] != ' ' {
+		// The scan must see the added space, so copy " "+split to the
+		// end first; the space takes the span of the first character,
+		// as Rust's prepend does.
+		at := int32(len(n.s))
+		n.s = append(n.s, ' ')
+		n.align = append(n.align, n.align[start])
+		n.s = append(n.s, n.s[start:end]...)
+		n.align = append(n.align, n.align[start:end]...)
+		start, end = at, int32(len(n.s))
+	}
+	k0 := len(out)
+	if b.useRegex {
+		seg := n.s[start:end]
+		for i := 0; i < len(seg); {
+			j := gpt2Scanner.next(seg, i)
+			out = append(out, split{start: start + int32(i), end: start + int32(j), id: -1})
+			i = j
+		}
+	} else {
+		out = append(out, split{start: start, end: end, id: -1})
+	}
+	mapBytes(n, start, end, out[k0:])
 	return out
 }
 

@@ -120,31 +120,7 @@ func buildNormalizer(raw json.RawMessage) (normalizer, error) {
 	}
 	switch typ {
 	case "BertNormalizer":
-		var c struct {
-			CleanText          *bool `json:"clean_text"`
-			HandleChineseChars *bool `json:"handle_chinese_chars"`
-			StripAccents       *bool `json:"strip_accents"`
-			Lowercase          *bool `json:"lowercase"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("tokenizer: BertNormalizer: %w", err)
-		}
-		b := &bertNormalizer{cleanText: true, chineseChar: true, lowercase: true}
-		if c.CleanText != nil {
-			b.cleanText = *c.CleanText
-		}
-		if c.HandleChineseChars != nil {
-			b.chineseChar = *c.HandleChineseChars
-		}
-		if c.Lowercase != nil {
-			b.lowercase = *c.Lowercase
-		}
-		// strip_accents null (or absent) follows lowercase, as in Rust.
-		b.stripAccent = b.lowercase
-		if c.StripAccents != nil {
-			b.stripAccent = *c.StripAccents
-		}
-		return b, nil
+		return buildBertNormalizer(raw)
 	case "Lowercase":
 		return lowercaseNormalizer{}, nil
 	case "NFD":
@@ -158,22 +134,9 @@ func buildNormalizer(raw json.RawMessage) (normalizer, error) {
 	case "Precompiled":
 		return buildPrecompiled(raw)
 	case "Strip":
-		var c struct {
-			Left  bool `json:"strip_left"`
-			Right bool `json:"strip_right"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("tokenizer: Strip: %w", err)
-		}
-		return stripNormalizer{left: c.Left, right: c.Right}, nil
+		return buildStrip(raw)
 	case "Prepend":
-		var c struct {
-			Prepend string `json:"prepend"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("tokenizer: Prepend: %w", err)
-		}
-		return prependNormalizer{prefix: c.Prepend}, nil
+		return buildPrepend(raw)
 	case "NFC":
 		return unicodeNormalizer{compose: true}, nil
 	case "StripAccents":
@@ -185,19 +148,78 @@ func buildNormalizer(raw json.RawMessage) (normalizer, error) {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return nil, fmt.Errorf("tokenizer: normalizer Sequence: %w", err)
 		}
-		var seq sequenceNormalizer
-		for _, r := range c.Normalizers {
-			n, err := buildNormalizer(r)
-			if err != nil {
-				return nil, err
-			}
-			if n != nil {
-				seq = append(seq, n)
-			}
+		steps, err := sequenceSteps(c.Normalizers, buildNormalizer)
+		if err != nil {
+			return nil, err
 		}
-		return seq, nil
+		return sequenceNormalizer(steps), nil
 	}
 	return nil, fmt.Errorf("tokenizer: unsupported normalizer type %q", typ)
+}
+
+func buildBertNormalizer(raw json.RawMessage) (*bertNormalizer, error) {
+	var c struct {
+		CleanText          *bool `json:"clean_text"`
+		HandleChineseChars *bool `json:"handle_chinese_chars"`
+		StripAccents       *bool `json:"strip_accents"`
+		Lowercase          *bool `json:"lowercase"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("tokenizer: BertNormalizer: %w", err)
+	}
+	b := &bertNormalizer{cleanText: true, chineseChar: true, lowercase: true}
+	if c.CleanText != nil {
+		b.cleanText = *c.CleanText
+	}
+	if c.HandleChineseChars != nil {
+		b.chineseChar = *c.HandleChineseChars
+	}
+	if c.Lowercase != nil {
+		b.lowercase = *c.Lowercase
+	}
+	// strip_accents null (or absent) follows lowercase, as in Rust.
+	b.stripAccent = b.lowercase
+	if c.StripAccents != nil {
+		b.stripAccent = *c.StripAccents
+	}
+	return b, nil
+}
+
+func buildStrip(raw json.RawMessage) (normalizer, error) {
+	var c struct {
+		Left  bool `json:"strip_left"`
+		Right bool `json:"strip_right"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("tokenizer: Strip: %w", err)
+	}
+	return stripNormalizer{left: c.Left, right: c.Right}, nil
+}
+
+func buildPrepend(raw json.RawMessage) (normalizer, error) {
+	var c struct {
+		Prepend string `json:"prepend"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("tokenizer: Prepend: %w", err)
+	}
+	return prependNormalizer{prefix: c.Prepend}, nil
+}
+
+// sequenceSteps builds the steps of a normalizer or pre-tokenizer Sequence,
+// leaving out the null ones.
+func sequenceSteps[T any](raws []json.RawMessage, build func(json.RawMessage) (T, error)) ([]T, error) {
+	var steps []T
+	for _, r := range raws {
+		step, err := build(r)
+		if err != nil {
+			return nil, err
+		}
+		if any(step) != nil {
+			steps = append(steps, step)
+		}
+	}
+	return steps, nil
 }
 
 func buildPreTokenizer(raw json.RawMessage) (preTokenizer, error) {
@@ -232,15 +254,9 @@ func buildPreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return nil, fmt.Errorf("tokenizer: pre_tokenizer Sequence: %w", err)
 		}
-		var steps []preTokenizer
-		for _, r := range c.PreTokenizers {
-			p, err := buildPreTokenizer(r)
-			if err != nil {
-				return nil, err
-			}
-			if p != nil {
-				steps = append(steps, p)
-			}
+		steps, err := sequenceSteps(c.PreTokenizers, buildPreTokenizer)
+		if err != nil {
+			return nil, err
 		}
 		return newSequencePreTokenizer(steps), nil
 	}
@@ -331,20 +347,26 @@ func buildPostProcessor(raw json.RawMessage) (*postProcessor, error) {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return nil, fmt.Errorf("tokenizer: BertProcessing: %w", err)
 		}
-		cls, err := tokenPair(c.Cls)
-		if err != nil {
-			return nil, fmt.Errorf("tokenizer: BertProcessing cls: %w", err)
-		}
-		sep, err := tokenPair(c.Sep)
-		if err != nil {
-			return nil, fmt.Errorf("tokenizer: BertProcessing sep: %w", err)
-		}
-		return newPostProcessor([]piece{cls, {sequence: true}, sep}, 0), nil
+		return clsSequenceSep("BertProcessing", c.Cls, c.Sep)
 	}
 	return nil, fmt.Errorf("tokenizer: unsupported post_processor type %q", typ)
 }
 
 // tokenPair decodes a ["[CLS]", 101] pair into a special piece of type 0.
+// clsSequenceSep is the template of BertProcessing and RobertaProcessing:
+// cls, the sequence, sep; typ names the processor in errors.
+func clsSequenceSep(typ string, cls, sep [2]json.RawMessage) (*postProcessor, error) {
+	first, err := tokenPair(cls)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %s cls: %w", typ, err)
+	}
+	last, err := tokenPair(sep)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %s sep: %w", typ, err)
+	}
+	return newPostProcessor([]piece{first, {sequence: true}, last}, 0), nil
+}
+
 func tokenPair(p [2]json.RawMessage) (piece, error) {
 	var tok string
 	var id int32

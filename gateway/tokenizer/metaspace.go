@@ -68,35 +68,35 @@ func buildMetaspace(raw json.RawMessage) (*metaspace, error) {
 }
 
 func (m *metaspace) preTokenize(n *normString, in []split, out []split) []split {
-	for _, sp := range in {
-		if sp.id >= 0 || sp.end <= sp.start {
-			out = append(out, sp)
-			continue
-		}
-		a, b := sp.start, sp.end
-		word := n.s[a:b]
-		// The prepend test looks at the word after spaces are replaced.
-		startsWithRep := word[0] == ' ' || bytes.HasPrefix(word, m.rep)
-		prepend := !startsWithRep && (m.prepend == prependAlways ||
-			(m.prepend == prependFirst && n.align[a].start == 0))
-		if prepend || (m.rep[0] != ' ' && bytes.IndexByte(word, ' ') >= 0) {
-			start := int32(len(n.s))
-			if prepend {
-				n.appendSpan(m.rep, n.align[a])
-			}
-			for i := a; i < b; i++ {
-				if c := n.s[i]; c == ' ' {
-					n.appendSpan(m.rep, n.align[i])
-				} else {
-					n.s = append(n.s, c)
-					n.align = append(n.align, n.align[i])
-				}
-			}
-			a, b = start, int32(len(n.s))
-		}
-		out = m.cut(n, a, b, out)
+	return eachText(n, in, out, m.splitText)
+}
+
+func (m *metaspace) splitText(n *normString, sp split, out []split) []split {
+	if sp.end <= sp.start {
+		return append(out, sp)
 	}
-	return out
+	a, b := sp.start, sp.end
+	word := n.s[a:b]
+	// The prepend test looks at the word after spaces are replaced.
+	startsWithRep := word[0] == ' ' || bytes.HasPrefix(word, m.rep)
+	prepend := !startsWithRep && (m.prepend == prependAlways ||
+		(m.prepend == prependFirst && n.align[a].start == 0))
+	if prepend || (m.rep[0] != ' ' && bytes.IndexByte(word, ' ') >= 0) {
+		start := int32(len(n.s))
+		if prepend {
+			n.appendSpan(m.rep, n.align[a])
+		}
+		for i := a; i < b; i++ {
+			if c := n.s[i]; c == ' ' {
+				n.appendSpan(m.rep, n.align[i])
+			} else {
+				n.s = append(n.s, c)
+				n.align = append(n.align, n.align[i])
+			}
+		}
+		a, b = start, int32(len(n.s))
+	}
+	return m.cut(n, a, b, out)
 }
 
 // cut splits n.s[a:b] before every replacement character.

@@ -28,43 +28,28 @@ type preTokenizer interface {
 	preTokenize(n *normString, in []split, out []split) []split
 }
 
-// bertPreTokenizer splits on Unicode whitespace (removed) and isolates each
-// punctuation character, as Rust's BertPreTokenizer.
-type bertPreTokenizer struct{}
-
-func (bertPreTokenizer) preTokenize(n *normString, in []split, out []split) []split {
+// eachText is the loop of every pre-tokenizer but the sequence: added
+// tokens (id >= 0) pass through unchanged, and splitText refines each split
+// of text, appending its pieces to out.
+func eachText(n *normString, in, out []split, splitText func(n *normString, sp split, out []split) []split) []split {
 	for _, sp := range in {
 		if sp.id >= 0 {
 			out = append(out, sp)
 			continue
 		}
-		word := int32(-1)
-		for i := sp.start; i < sp.end; {
-			r, size := n.runeAt(int(i))
-			switch {
-			case isWhitespace(r):
-				if word >= 0 {
-					out = append(out, split{start: word, end: i, id: -1})
-					word = -1
-				}
-			case isBertPunct(r):
-				if word >= 0 {
-					out = append(out, split{start: word, end: i, id: -1})
-					word = -1
-				}
-				out = append(out, split{start: i, end: i + int32(size), id: -1})
-			default:
-				if word < 0 {
-					word = i
-				}
-			}
-			i += int32(size)
-		}
-		if word >= 0 {
-			out = append(out, split{start: word, end: sp.end, id: -1})
-		}
+		out = splitText(n, sp, out)
 	}
 	return out
+}
+
+// bertPreTokenizer splits on Unicode whitespace (removed) and isolates each
+// punctuation character, as Rust's BertPreTokenizer.
+type bertPreTokenizer struct{}
+
+func (bertPreTokenizer) preTokenize(n *normString, in []split, out []split) []split {
+	return eachText(n, in, out, func(n *normString, sp split, out []split) []split {
+		return splitWords(n, sp, out, true)
+	})
 }
 
 // isBertPunct is ASCII punctuation (which includes symbols such as $ + < = >
@@ -81,27 +66,39 @@ func isBertPunct(r rune) bool {
 type whitespaceSplit struct{}
 
 func (whitespaceSplit) preTokenize(n *normString, in []split, out []split) []split {
-	for _, sp := range in {
-		if sp.id >= 0 {
-			out = append(out, sp)
-			continue
-		}
-		word := int32(-1)
-		for i := sp.start; i < sp.end; {
-			r, size := n.runeAt(int(i))
-			if isWhitespace(r) {
-				if word >= 0 {
-					out = append(out, split{start: word, end: i, id: -1})
-					word = -1
-				}
-			} else if word < 0 {
+	return eachText(n, in, out, func(n *normString, sp split, out []split) []split {
+		return splitWords(n, sp, out, false)
+	})
+}
+
+// splitWords appends the words of sp, split on Unicode whitespace (removed)
+// and, with punct, around each punctuation character (isolated): the one
+// loop of whitespaceSplit and bertPreTokenizer.
+func splitWords(n *normString, sp split, out []split, punct bool) []split {
+	word := int32(-1)
+	for i := sp.start; i < sp.end; {
+		r, size := n.runeAt(int(i))
+		switch {
+		case isWhitespace(r):
+			if word >= 0 {
+				out = append(out, split{start: word, end: i, id: -1})
+				word = -1
+			}
+		case punct && isBertPunct(r):
+			if word >= 0 {
+				out = append(out, split{start: word, end: i, id: -1})
+				word = -1
+			}
+			out = append(out, split{start: i, end: i + int32(size), id: -1})
+		default:
+			if word < 0 {
 				word = i
 			}
-			i += int32(size)
 		}
-		if word >= 0 {
-			out = append(out, split{start: word, end: sp.end, id: -1})
-		}
+		i += int32(size)
+	}
+	if word >= 0 {
+		out = append(out, split{start: word, end: sp.end, id: -1})
 	}
 	return out
 }

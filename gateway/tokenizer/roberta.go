@@ -19,15 +19,10 @@ func buildRoberta(raw json.RawMessage) (*postProcessor, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("tokenizer: RobertaProcessing: %w", err)
 	}
-	cls, err := tokenPair(c.Cls)
+	p, err := clsSequenceSep("RobertaProcessing", c.Cls, c.Sep)
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer: RobertaProcessing cls: %w", err)
+		return nil, err
 	}
-	sep, err := tokenPair(c.Sep)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: RobertaProcessing sep: %w", err)
-	}
-	p := newPostProcessor([]piece{cls, {sequence: true}, sep}, 0)
 	p.trimOffsets, p.prefixSpace = boolOr(c.TrimOffsets, true), boolOr(c.AddPrefixSpace, true)
 	return p, nil
 }

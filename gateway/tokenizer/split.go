@@ -104,30 +104,28 @@ func buildSplit(raw json.RawMessage) (*splitPre, error) {
 }
 
 func (p *splitPre) preTokenize(n *normString, in []split, out []split) []split {
-	for _, sp := range in {
-		if sp.id >= 0 {
-			out = append(out, sp)
-			continue
-		}
-		if sp.end <= sp.start {
-			continue
-		}
-		if p.scan != nil && p.behavior == behaviorIsolated && !p.invert {
-			// The common case: matches tile the text and each is a split.
-			seg := n.s[sp.start:sp.end]
-			for i := 0; i < len(seg); {
-				j := p.scan.next(seg, i)
-				out = append(out, split{start: sp.start + int32(i), end: sp.start + int32(j), id: -1})
-				i = j
-			}
-			continue
-		}
-		buf := p.getBuf()
-		segs := p.find(n.s[sp.start:sp.end], sp.start, (*buf)[:0])
-		out = applyBehavior(segs, p.behavior, out)
-		*buf = segs
-		p.bufs.Put(buf)
+	return eachText(n, in, out, p.splitText)
+}
+
+func (p *splitPre) splitText(n *normString, sp split, out []split) []split {
+	if sp.end <= sp.start {
+		return out
 	}
+	if p.scan != nil && p.behavior == behaviorIsolated && !p.invert {
+		// The common case: matches tile the text and each is a split.
+		seg := n.s[sp.start:sp.end]
+		for i := 0; i < len(seg); {
+			j := p.scan.next(seg, i)
+			out = append(out, split{start: sp.start + int32(i), end: sp.start + int32(j), id: -1})
+			i = j
+		}
+		return out
+	}
+	buf := p.getBuf()
+	segs := p.find(n.s[sp.start:sp.end], sp.start, (*buf)[:0])
+	out = applyBehavior(segs, p.behavior, out)
+	*buf = segs
+	p.bufs.Put(buf)
 	return out
 }
 

@@ -33,8 +33,8 @@ type unigram struct {
 	unk          int32 // -1: none
 	unkScore     float64
 	byteFallback bool
-	byteIDs      [256]int32 // <0xXX> ids, -1 when absent
-	pool         sync.Pool  // *unigramScratch
+	byteIDs      byteTokens
+	pool         sync.Pool // *unigramScratch
 }
 
 // bestNode is the best path ending at a byte position.
@@ -87,12 +87,7 @@ func buildUnigram(raw json.RawMessage) (*unigram, map[string]int32, error) {
 		}
 		u.unk = *c.UnkID
 	}
-	for b := range u.byteIDs {
-		u.byteIDs[b] = -1
-		if id, ok := u.vocab[fmt.Sprintf("<0x%02X>", b)]; ok {
-			u.byteIDs[b] = id
-		}
-	}
+	u.byteIDs = newByteTokens(u.vocab)
 	u.trie = buildPieceTrie(u.vocab)
 	return u, u.vocab, nil
 }
@@ -190,7 +185,7 @@ func (u *unigram) backtrack(dst []mtok, word []byte, best []bestNode) []mtok {
 			dst[i].id = id
 			continue
 		}
-		if !u.byteFallback || !u.hasBytes(word[t.start:t.end]) {
+		if !u.byteFallback || !u.byteIDs.cover(word[t.start:t.end]) {
 			continue
 		}
 		k := int(t.end - t.start)
@@ -201,15 +196,6 @@ func (u *unigram) backtrack(dst []mtok, word []byte, best []bestNode) []mtok {
 		i += k - 1
 	}
 	return dst
-}
-
-func (u *unigram) hasBytes(b []byte) bool {
-	for _, c := range b {
-		if u.byteIDs[c] < 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func (u *unigram) putScratch(sc *unigramScratch) {

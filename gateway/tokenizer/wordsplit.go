@@ -11,33 +11,31 @@ import (
 // characters and maximal runs of other non-space characters.
 type whitespacePre struct{}
 
-func (whitespacePre) preTokenize(n *normString, in []split, out []split) []split {
-	for _, sp := range in {
-		if sp.id >= 0 {
-			out = append(out, sp)
-			continue
+func (p whitespacePre) preTokenize(n *normString, in []split, out []split) []split {
+	return eachText(n, in, out, p.splitText)
+}
+
+func (whitespacePre) splitText(n *normString, sp split, out []split) []split {
+	start, class := sp.start, 0 // class of the current run: 0 none, 1 word, 2 other
+	for i := sp.start; i < sp.end; {
+		r, size := n.runeAt(int(i))
+		c := 2
+		switch {
+		case isWordChar(r):
+			c = 1
+		case isWhitespace(r):
+			c = 0
 		}
-		start, class := sp.start, 0 // class of the current run: 0 none, 1 word, 2 other
-		for i := sp.start; i < sp.end; {
-			r, size := n.runeAt(int(i))
-			c := 2
-			switch {
-			case isWordChar(r):
-				c = 1
-			case isWhitespace(r):
-				c = 0
+		if c != class {
+			if class != 0 {
+				out = append(out, split{start: start, end: i, id: -1})
 			}
-			if c != class {
-				if class != 0 {
-					out = append(out, split{start: start, end: i, id: -1})
-				}
-				start, class = i, c
-			}
-			i += int32(size)
+			start, class = i, c
 		}
-		if class != 0 {
-			out = append(out, split{start: start, end: sp.end, id: -1})
-		}
+		i += int32(size)
+	}
+	if class != 0 {
+		out = append(out, split{start: start, end: sp.end, id: -1})
 	}
 	return out
 }
@@ -116,52 +114,50 @@ func isNumeric(r rune) bool {
 }
 
 func (c *charSplit) preTokenize(n *normString, in []split, out []split) []split {
-	for _, sp := range in {
-		if sp.id >= 0 {
-			out = append(out, sp)
-			continue
-		}
-		first := len(out)
-		prevMatch := false // whether the last item (match or gap) was a match
-		add := func(s, e int32, isMatch bool) {
-			merge := false
-			switch c.behavior {
-			case charRemoved:
-				if isMatch {
-					prevMatch = true
-					return
-				}
-			case charMergedWithPrevious:
-				merge = isMatch && !prevMatch
-			case charMergedWithNext:
-				merge = !isMatch && prevMatch
-			case charContiguous:
-				merge = isMatch && prevMatch
+	return eachText(n, in, out, c.splitText)
+}
+
+func (c *charSplit) splitText(n *normString, sp split, out []split) []split {
+	first := len(out)
+	prevMatch := false // whether the last item (match or gap) was a match
+	add := func(s, e int32, isMatch bool) {
+		merge := false
+		switch c.behavior {
+		case charRemoved:
+			if isMatch {
+				prevMatch = true
+				return
 			}
-			if merge && len(out) > first {
-				out[len(out)-1].end = e
-			} else {
-				out = append(out, split{start: s, end: e, id: -1})
+		case charMergedWithPrevious:
+			merge = isMatch && !prevMatch
+		case charMergedWithNext:
+			merge = !isMatch && prevMatch
+		case charContiguous:
+			merge = isMatch && prevMatch
+		}
+		if merge && len(out) > first {
+			out[len(out)-1].end = e
+		} else {
+			out = append(out, split{start: s, end: e, id: -1})
+		}
+		prevMatch = isMatch
+	}
+	gap := int32(-1) // start of the current run of non-matching characters
+	for i := sp.start; i < sp.end; {
+		r, size := n.runeAt(int(i))
+		if c.pred(r) {
+			if gap >= 0 {
+				add(gap, i, false)
+				gap = -1
 			}
-			prevMatch = isMatch
+			add(i, i+int32(size), true)
+		} else if gap < 0 {
+			gap = i
 		}
-		gap := int32(-1) // start of the current run of non-matching characters
-		for i := sp.start; i < sp.end; {
-			r, size := n.runeAt(int(i))
-			if c.pred(r) {
-				if gap >= 0 {
-					add(gap, i, false)
-					gap = -1
-				}
-				add(i, i+int32(size), true)
-			} else if gap < 0 {
-				gap = i
-			}
-			i += int32(size)
-		}
-		if gap >= 0 {
-			add(gap, sp.end, false)
-		}
+		i += int32(size)
+	}
+	if gap >= 0 {
+		add(gap, sp.end, false)
 	}
 	return out
 }

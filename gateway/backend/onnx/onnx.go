@@ -21,15 +21,6 @@ import (
 	"github.com/embedgate/embedgate/gateway"
 )
 
-// Model input and output names, as optimum exports them.
-const (
-	inInputIDs      = "input_ids"
-	inAttentionMask = "attention_mask"
-	inTokenTypeIDs  = "token_type_ids"
-	outHidden       = "last_hidden_state"
-	outPooled       = "sentence_embedding"
-)
-
 // Options configure Open.
 type Options struct {
 	LibraryPath    string // libonnxruntime.so.1; required
@@ -93,31 +84,31 @@ func open(path string, threads int, logger *slog.Logger) (*Backend, error) {
 	var inputs []string
 	for _, in := range ins {
 		switch in.Name {
-		case inInputIDs, inAttentionMask, inTokenTypeIDs:
+		case gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs:
 		default:
 			return nil, fmt.Errorf("onnx: model %s has unsupported input %q", path, in.Name)
 		}
 		if in.DataType != ort.TensorElementDataTypeInt64 {
 			return nil, fmt.Errorf("onnx: model %s input %s is %v, want int64", path, in.Name, in.DataType)
 		}
-		spec.HasTokenTypeIDs = spec.HasTokenTypeIDs || in.Name == inTokenTypeIDs
+		spec.HasTokenTypeIDs = spec.HasTokenTypeIDs || in.Name == gateway.TensorTokenTypeIDs
 		inputs = append(inputs, in.Name)
 	}
-	if !slices.Contains(inputs, inInputIDs) || !slices.Contains(inputs, inAttentionMask) {
+	if !slices.Contains(inputs, gateway.TensorInputIDs) || !slices.Contains(inputs, gateway.TensorAttentionMask) {
 		return nil, fmt.Errorf("onnx: model %s has inputs %v, want input_ids, attention_mask and optionally token_type_ids", path, inputs)
 	}
 	// Prefer the model's own pooling: then the gateway pools nothing.
 	var out *ort.InputOutputInfo
 	for i := range outs {
 		switch {
-		case outs[i].Name == outPooled:
+		case outs[i].Name == gateway.TensorSentenceEmbedding:
 			out, spec.Output = &outs[i], gateway.Pooled
-		case outs[i].Name == outHidden && out == nil:
+		case outs[i].Name == gateway.TensorLastHiddenState && out == nil:
 			out, spec.Output = &outs[i], gateway.Hidden
 		}
 	}
 	if out == nil {
-		return nil, fmt.Errorf("onnx: model %s has neither %s nor %s output", path, outPooled, outHidden)
+		return nil, fmt.Errorf("onnx: model %s has neither %s nor %s output", path, gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState)
 	}
 	if dims := out.Dimensions; len(dims) > 0 && dims[len(dims)-1] > 0 {
 		spec.Hidden = int(dims[len(dims)-1])
@@ -203,9 +194,9 @@ func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Out
 	for _, name := range b.inputs {
 		data := batch.InputIDs
 		switch name {
-		case inAttentionMask:
+		case gateway.TensorAttentionMask:
 			data = batch.AttentionMask
-		case inTokenTypeIDs:
+		case gateway.TensorTokenTypeIDs:
 			data = batch.TokenTypeIDs
 			if data == nil {
 				data = make([]int64, batch.Rows*batch.Len)
@@ -283,9 +274,14 @@ func validate(b *gateway.Batch) error {
 	return nil
 }
 
+// ctxError is the error of a batch whose ctx ended: a passed deadline in
+// gateway.ContextError's words, as anywhere else a request stops. A
+// cancelled batch keeps its Backend kind: the engine runs requests' batches
+// detached from their cancellation, and reads Unhealthy as a backend that
+// is down.
 func ctxError(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &gateway.Error{Kind: gateway.Timeout, Msg: "onnx: batch deadline exceeded", Err: err}
+		return gateway.ContextError(err)
 	}
 	return &gateway.Error{Kind: gateway.Backend, Msg: "onnx: batch cancelled", Err: err}
 }

@@ -23,8 +23,8 @@ import (
 // marshalling of the request that gRPC does on the same goroutine.
 func BenchmarkEncodeDecode(b *testing.B) {
 	const rows, size, hidden = 32, 128, 384
-	p := plan{spec: gateway.ModelSpec{Output: gateway.Hidden, Hidden: hidden, MaxBatch: 64}, output: lastHiddenState,
-		inputs: []input{{inputIDs, false}, {attentionMask, false}, {tokenTypeIDs, false}}}
+	p := plan{spec: gateway.ModelSpec{Output: gateway.Hidden, Hidden: hidden, MaxBatch: 64}, output: gateway.TensorLastHiddenState,
+		inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}, {gateway.TensorTokenTypeIDs, false}}}
 	n := rows * size
 	batch := &gateway.Batch{ID: "bench", Rows: rows, Len: size, InputIDs: make([]int64, n), AttentionMask: make([]int64, n), TokenTypeIDs: make([]int64, n)}
 	for i := range n {
@@ -35,7 +35,7 @@ func BenchmarkEncodeDecode(b *testing.B) {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(float32(i%997)/997))
 	}
 	resp := &tritonstubs.ModelInferResponse{ModelName: "m", ModelVersion: "1", Id: "bench",
-		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: lastHiddenState, Datatype: "FP32", Shape: []int64{rows, size, hidden}}},
+		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: gateway.TensorLastHiddenState, Datatype: "FP32", Shape: []int64{rows, size, hidden}}},
 		RawOutputContents: [][]byte{raw}}
 	wire, err := proto.Marshal(resp)
 	if err != nil {

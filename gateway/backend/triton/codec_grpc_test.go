@@ -66,8 +66,8 @@ func rawBackend(t *testing.T, addr string, hidden int) *Backend {
 	b := &Backend{opts: Options{URL: addr, Model: "m", Timeout: 5 * time.Second, MaxInflight: 2, Conns: 1, MaxInflightBytes: 1 << 30},
 		logger: slog.New(slog.DiscardHandler), slots: make(chan struct{}, 2), budget: semaphore.NewWeighted(1 << 30),
 		pool: newFloatPool(4, 1<<30), codec: c,
-		plan: plan{spec: gateway.ModelSpec{Output: gateway.Hidden, Hidden: hidden, MaxBatch: 64}, output: lastHiddenState,
-			inputs: []input{{inputIDs, false}, {attentionMask, false}}}}
+		plan: plan{spec: gateway.ModelSpec{Output: gateway.Hidden, Hidden: hidden, MaxBatch: 64}, output: gateway.TensorLastHiddenState,
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}}}
 	if err := b.dial(); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestEmbedOverGRPC(t *testing.T) {
 		vals[i] = float32(i%1009) - 500.5
 	}
 	good, err := proto.Marshal(&tritonstubs.ModelInferResponse{ModelName: "m", Id: "b",
-		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: lastHiddenState, Datatype: "FP32", Shape: []int64{rows, size, hidden}}},
+		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: gateway.TensorLastHiddenState, Datatype: "FP32", Shape: []int64{rows, size, hidden}}},
 		RawOutputContents: [][]byte{bytesOf(vals)}})
 	if err != nil {
 		t.Fatal(err)

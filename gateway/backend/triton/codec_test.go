@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/tritonstubs"
 )
 
@@ -96,9 +97,9 @@ func richWire(t testing.TB) []byte {
 			"seq": {ParameterChoice: &tritonstubs.InferParameter_Int64Param{Int64Param: 3}},
 		},
 		Outputs: []*tritonstubs.ModelInferResponse_InferOutputTensor{
-			{Name: lastHiddenState, Datatype: "FP32", Shape: []int64{1, 2, 2}},
+			{Name: gateway.TensorLastHiddenState, Datatype: "FP32", Shape: []int64{1, 2, 2}},
 			{Name: "empty", Datatype: "FP32", Shape: []int64{0}},
-			{Name: sentenceEmbedding, Datatype: "FP32", Shape: []int64{1, 3}},
+			{Name: gateway.TensorSentenceEmbedding, Datatype: "FP32", Shape: []int64{1, 3}},
 		},
 		RawOutputContents: [][]byte{
 			bytesOf([]float32{1, -2, 3.5, float32(math.Inf(1))}),

@@ -84,19 +84,11 @@ func (b *Backend) infer(ctx context.Context, conn int, req *tritonstubs.ModelInf
 
 // outgoing adds the trace headers for the call in ctx.
 func (b *Backend) outgoing(ctx context.Context) context.Context {
+	if b.opts.Propagate == nil {
+		return ctx
+	}
 	var kv []string
-	tp := traceparent(ctx)
-	if tp != "" {
-		kv = append(kv, "traceparent", tp)
-	}
-	if b.opts.Propagate != nil {
-		b.opts.Propagate(ctx, func(k, v string) {
-			// An explicit traceparent wins over the propagator's trace.
-			if tp == "" || k != "traceparent" && k != "tracestate" {
-				kv = append(kv, k, v)
-			}
-		})
-	}
+	b.opts.Propagate(ctx, func(k, v string) { kv = append(kv, k, v) })
 	if len(kv) == 0 {
 		return ctx
 	}
@@ -140,11 +132,11 @@ func (p *plan) request(model, version string, batch *gateway.Batch) (*tritonstub
 		req.Inputs[i] = t
 		var data []int64
 		switch in.name {
-		case inputIDs:
+		case gateway.TensorInputIDs:
 			data = batch.InputIDs
-		case attentionMask:
+		case gateway.TensorAttentionMask:
 			data = batch.AttentionMask
-		case tokenTypeIDs:
+		case gateway.TensorTokenTypeIDs:
 			data = batch.TokenTypeIDs
 		}
 		raw, err := encodeInts(data, n, in.int32)

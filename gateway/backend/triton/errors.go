@@ -3,6 +3,7 @@ package triton
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -33,7 +34,7 @@ func classify(ctx context.Context, logger *slog.Logger, batchID string, err erro
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &gateway.Error{Kind: gateway.Timeout, Msg: "triton: deadline exceeded", Err: err}
+		return deadlineExceeded(err)
 	}
 	st, ok := status.FromError(err)
 	if !ok {
@@ -51,7 +52,7 @@ func classify(ctx context.Context, logger *slog.Logger, batchID string, err erro
 	case codes.NotFound:
 		return &gateway.Error{Kind: gateway.Unhealthy, Msg: "triton model not available", Err: err}
 	case codes.DeadlineExceeded:
-		return &gateway.Error{Kind: gateway.Timeout, Msg: "triton: deadline exceeded", Err: err}
+		return deadlineExceeded(err)
 	case codes.Canceled:
 		return &gateway.Error{Kind: gateway.Backend, Msg: "triton: call cancelled", Err: err}
 	case codes.InvalidArgument:
@@ -62,6 +63,20 @@ func classify(ctx context.Context, logger *slog.Logger, batchID string, err erro
 	default:
 		return &gateway.Error{Kind: gateway.Backend, Msg: "triton inference failed", Err: err}
 	}
+}
+
+// deadlineExceeded is the error of a call that ended with its deadline, in
+// gateway.ContextError's words, as anywhere else a request stops. gRPC may
+// report our deadline with any status, and Triton its own as
+// DEADLINE_EXCEEDED: such an err is marked context.DeadlineExceeded first.
+// err stays in the chain, and with it ErrNotCalled. A cancelled call keeps
+// its Backend kind (classify): the engine runs requests' batches detached
+// from their cancellation, and reads Unhealthy as a backend that is down.
+func deadlineExceeded(err error) error {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return gateway.ContextError(err)
 }
 
 // neverSent reports whether err means the call failed before it reached

@@ -2,20 +2,13 @@ package triton
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
 	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/modelrepo"
 	"github.com/embedgate/embedgate/tritonstubs"
-)
-
-// Tensor names the gateway fills and reads, as optimum exports them.
-const (
-	inputIDs          = "input_ids"
-	attentionMask     = "attention_mask"
-	tokenTypeIDs      = "token_type_ids"
-	lastHiddenState   = "last_hidden_state"
-	sentenceEmbedding = "sentence_embedding"
 )
 
 // input is one tensor the gateway sends, in the order the model lists it.
@@ -46,13 +39,13 @@ func describe(model string, meta *tritonstubs.ModelMetadataResponse, cfg *triton
 	var dtype string
 	for _, in := range meta.GetInputs() {
 		switch in.GetName() {
-		case inputIDs, attentionMask, tokenTypeIDs:
+		case gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs:
 		default:
 			if optional[in.GetName()] {
 				continue // Triton runs without it
 			}
 			return p, fmt.Errorf("model %s has input %q that the gateway cannot fill: it sends only %s, %s and %s (remove the input from the export, or mark it optional in config.pbtxt)",
-				model, in.GetName(), inputIDs, attentionMask, tokenTypeIDs)
+				model, in.GetName(), gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs)
 		}
 		var i32 bool
 		switch in.GetDatatype() {
@@ -71,20 +64,34 @@ func describe(model string, meta *tritonstubs.ModelMetadataResponse, cfg *triton
 			return p, err
 		}
 		p.inputs = append(p.inputs, input{name: in.GetName(), int32: i32})
-		p.spec.HasTokenTypeIDs = p.spec.HasTokenTypeIDs || in.GetName() == tokenTypeIDs
+		p.spec.HasTokenTypeIDs = p.spec.HasTokenTypeIDs || in.GetName() == gateway.TensorTokenTypeIDs
 	}
 	names := make([]string, len(p.inputs))
 	for i, in := range p.inputs {
 		names[i] = in.name
 	}
-	if !slices.Contains(names, inputIDs) || !slices.Contains(names, attentionMask) {
+	if !slices.Contains(names, gateway.TensorInputIDs) || !slices.Contains(names, gateway.TensorAttentionMask) {
 		return p, fmt.Errorf("model %s has inputs [%s]; the gateway needs %s and %s (and optionally %s): check the input names in config.pbtxt",
-			model, strings.Join(names, ", "), inputIDs, attentionMask, tokenTypeIDs)
+			model, strings.Join(names, ", "), gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs)
 	}
 	if dtype == "INT32" {
 		p.spec.InputDType = gateway.Int32
 	}
 	return p, describeOutput(model, meta, cfg, &p)
+}
+
+// warnConfig logs, one warning each, the ways the model's config as Triton
+// reports it (normalized, Triton's defaults filled in) does not fit the
+// gateway, by the checks the shipped config.pbtxt files pass. They do not
+// fail Open: what the gateway cannot run at all, describe refuses; the rest
+// it runs with, at a cost under load or at startup (an unbounded queue, no
+// warmup, no Triton batching, an input it never sends).
+func warnConfig(logger *slog.Logger, model string, cfg *tritonstubs.ModelConfig) {
+	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
+	outputs := []string{gateway.TensorLastHiddenState, gateway.TensorSentenceEmbedding}
+	for _, err := range modelrepo.Problems(cfg, inputs, outputs) {
+		logger.Warn("triton model config does not fit the gateway", "model", model, "problem", err.Error())
+	}
 }
 
 // checkInputShape accepts [B, L] with L variable: the batcher sends batches
@@ -112,9 +119,9 @@ func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *
 	var out *tritonstubs.ModelMetadataResponse_TensorMetadata
 	for _, o := range meta.GetOutputs() {
 		switch {
-		case o.GetName() == sentenceEmbedding:
+		case o.GetName() == gateway.TensorSentenceEmbedding:
 			out, p.spec.Output = o, gateway.Pooled
-		case o.GetName() == lastHiddenState && out == nil:
+		case o.GetName() == gateway.TensorLastHiddenState && out == nil:
 			out, p.spec.Output = o, gateway.Hidden
 		}
 	}
@@ -124,7 +131,7 @@ func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *
 			names = append(names, o.GetName())
 		}
 		return fmt.Errorf("model %s has outputs [%s]; the gateway reads %s [batch, hidden] or %s [batch, length, hidden]: rename the output in the export and config.pbtxt",
-			model, strings.Join(names, ", "), sentenceEmbedding, lastHiddenState)
+			model, strings.Join(names, ", "), gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState)
 	}
 	p.output = out.GetName()
 	if out.GetDatatype() != "FP32" {

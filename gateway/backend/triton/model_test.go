@@ -33,9 +33,9 @@ func bertMeta(dtype string, out *tensor, inputs ...string) *tritonstubs.ModelMet
 }
 
 func TestDescribe(t *testing.T) {
-	hidden := tm(lastHiddenState, "FP32", -1, -1, 384)
-	pooled := tm(sentenceEmbedding, "FP32", -1, 384)
-	three := []string{inputIDs, attentionMask, tokenTypeIDs}
+	hidden := tm(gateway.TensorLastHiddenState, "FP32", -1, -1, 384)
+	pooled := tm(gateway.TensorSentenceEmbedding, "FP32", -1, 384)
+	three := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
 	cfg := &tritonstubs.ModelConfig{MaxBatchSize: 64}
 	for _, tt := range []struct {
 		name    string
@@ -48,40 +48,40 @@ func TestDescribe(t *testing.T) {
 	}{
 		{name: "Hidden", meta: bertMeta("INT64", hidden, three...), cfg: cfg,
 			want:   gateway.ModelSpec{Name: "m", HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 384, MaxBatch: 64},
-			inputs: []input{{inputIDs, false}, {attentionMask, false}, {tokenTypeIDs, false}}, output: lastHiddenState},
-		{name: "PooledPreferred", meta: &tritonstubs.ModelMetadataResponse{Inputs: bertMeta("INT64", nil, inputIDs, attentionMask).Inputs,
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}, {gateway.TensorTokenTypeIDs, false}}, output: gateway.TensorLastHiddenState},
+		{name: "PooledPreferred", meta: &tritonstubs.ModelMetadataResponse{Inputs: bertMeta("INT64", nil, gateway.TensorInputIDs, gateway.TensorAttentionMask).Inputs,
 			Outputs: []*tensor{hidden, pooled}}, cfg: cfg,
 			want:   gateway.ModelSpec{Name: "m", Output: gateway.Pooled, Hidden: 384, MaxBatch: 64},
-			inputs: []input{{inputIDs, false}, {attentionMask, false}}, output: sentenceEmbedding},
-		{name: "Int32", meta: bertMeta("INT32", pooled, attentionMask, inputIDs), cfg: cfg,
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorSentenceEmbedding},
+		{name: "Int32", meta: bertMeta("INT32", pooled, gateway.TensorAttentionMask, gateway.TensorInputIDs), cfg: cfg,
 			want:   gateway.ModelSpec{Name: "m", InputDType: gateway.Int32, Output: gateway.Pooled, Hidden: 384, MaxBatch: 64},
-			inputs: []input{{attentionMask, true}, {inputIDs, true}}, output: sentenceEmbedding},
+			inputs: []input{{gateway.TensorAttentionMask, true}, {gateway.TensorInputIDs, true}}, output: gateway.TensorSentenceEmbedding},
 		{name: "NoTritonBatching", meta: bertMeta("INT64", hidden, three...), cfg: &tritonstubs.ModelConfig{},
 			want:   gateway.ModelSpec{Name: "m", HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 384},
-			inputs: []input{{inputIDs, false}, {attentionMask, false}, {tokenTypeIDs, false}}, output: lastHiddenState},
-		{name: "HiddenFromConfig", meta: bertMeta("INT64", tm(lastHiddenState, "FP32", -1, -1, -1), inputIDs, attentionMask),
-			cfg:    &tritonstubs.ModelConfig{MaxBatchSize: 8, Output: []*tritonstubs.ModelOutput{{Name: lastHiddenState, Dims: []int64{-1, 768}}}},
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}, {gateway.TensorTokenTypeIDs, false}}, output: gateway.TensorLastHiddenState},
+		{name: "HiddenFromConfig", meta: bertMeta("INT64", tm(gateway.TensorLastHiddenState, "FP32", -1, -1, -1), gateway.TensorInputIDs, gateway.TensorAttentionMask),
+			cfg:    &tritonstubs.ModelConfig{MaxBatchSize: 8, Output: []*tritonstubs.ModelOutput{{Name: gateway.TensorLastHiddenState, Dims: []int64{-1, 768}}}},
 			want:   gateway.ModelSpec{Name: "m", Output: gateway.Hidden, Hidden: 768, MaxBatch: 8},
-			inputs: []input{{inputIDs, false}, {attentionMask, false}}, output: lastHiddenState},
-		{name: "OptionalExtraInputSkipped", meta: bertMeta("INT64", pooled, inputIDs, attentionMask, "position_ids"),
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorLastHiddenState},
+		{name: "OptionalExtraInputSkipped", meta: bertMeta("INT64", pooled, gateway.TensorInputIDs, gateway.TensorAttentionMask, "position_ids"),
 			cfg:    &tritonstubs.ModelConfig{MaxBatchSize: 4, Input: []*tritonstubs.ModelInput{{Name: "position_ids", Optional: true}}},
 			want:   gateway.ModelSpec{Name: "m", Output: gateway.Pooled, Hidden: 384, MaxBatch: 4},
-			inputs: []input{{inputIDs, false}, {attentionMask, false}}, output: sentenceEmbedding},
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorSentenceEmbedding},
 
-		{name: "MissingMask", meta: bertMeta("INT64", hidden, inputIDs), cfg: cfg, wantErr: "needs input_ids and attention_mask"},
-		{name: "UnknownInput", meta: bertMeta("INT64", hidden, inputIDs, attentionMask, "position_ids"), cfg: cfg, wantErr: `input "position_ids"`},
-		{name: "FP16Input", meta: bertMeta("FP16", hidden, inputIDs, attentionMask), cfg: cfg, wantErr: "TYPE_INT64 or TYPE_INT32"},
-		{name: "MixedDTypes", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(inputIDs, "INT64", -1, -1), tm(attentionMask, "INT32", -1, -1)},
+		{name: "MissingMask", meta: bertMeta("INT64", hidden, gateway.TensorInputIDs), cfg: cfg, wantErr: "needs input_ids and attention_mask"},
+		{name: "UnknownInput", meta: bertMeta("INT64", hidden, gateway.TensorInputIDs, gateway.TensorAttentionMask, "position_ids"), cfg: cfg, wantErr: `input "position_ids"`},
+		{name: "FP16Input", meta: bertMeta("FP16", hidden, gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "TYPE_INT64 or TYPE_INT32"},
+		{name: "MixedDTypes", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(gateway.TensorInputIDs, "INT64", -1, -1), tm(gateway.TensorAttentionMask, "INT32", -1, -1)},
 			Outputs: []*tensor{hidden}}, cfg: cfg, wantErr: "mixes INT64 and INT32"},
-		{name: "NoUsableOutput", meta: bertMeta("INT64", tm("logits", "FP32", -1, 2), inputIDs, attentionMask), cfg: cfg, wantErr: "outputs [logits]"},
-		{name: "FP16Output", meta: bertMeta("INT64", tm(sentenceEmbedding, "FP16", -1, 384), inputIDs, attentionMask), cfg: cfg, wantErr: "is FP16"},
-		{name: "HiddenUnknown", meta: bertMeta("INT64", tm(sentenceEmbedding, "FP32", -1, -1), inputIDs, attentionMask), cfg: cfg, wantErr: "hidden size unknown"},
-		{name: "OutputRank", meta: bertMeta("INT64", tm(lastHiddenState, "FP32", -1, 384), inputIDs, attentionMask), cfg: cfg, wantErr: "want rank 3"},
-		{name: "FixedBatchWithoutBatching", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(inputIDs, "INT64", 1, -1), tm(attentionMask, "INT64", 1, -1)},
+		{name: "NoUsableOutput", meta: bertMeta("INT64", tm("logits", "FP32", -1, 2), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "outputs [logits]"},
+		{name: "FP16Output", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP16", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "is FP16"},
+		{name: "HiddenUnknown", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP32", -1, -1), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "hidden size unknown"},
+		{name: "OutputRank", meta: bertMeta("INT64", tm(gateway.TensorLastHiddenState, "FP32", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "want rank 3"},
+		{name: "FixedBatchWithoutBatching", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(gateway.TensorInputIDs, "INT64", 1, -1), tm(gateway.TensorAttentionMask, "INT64", 1, -1)},
 			Outputs: []*tensor{hidden}}, cfg: &tritonstubs.ModelConfig{}, wantErr: "max_batch_size 0"},
-		{name: "FixedLength", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(inputIDs, "INT64", -1, 128), tm(attentionMask, "INT64", -1, 128)},
+		{name: "FixedLength", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(gateway.TensorInputIDs, "INT64", -1, 128), tm(gateway.TensorAttentionMask, "INT64", -1, 128)},
 			Outputs: []*tensor{hidden}}, cfg: cfg, wantErr: "fixed length 128"},
-		{name: "InputRank", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(inputIDs, "INT64", -1), tm(attentionMask, "INT64", -1)},
+		{name: "InputRank", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(gateway.TensorInputIDs, "INT64", -1), tm(gateway.TensorAttentionMask, "INT64", -1)},
 			Outputs: []*tensor{hidden}}, cfg: cfg, wantErr: "[batch, length]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +145,9 @@ func TestClassify(t *testing.T) {
 			if !errors.Is(err, tt.err) {
 				t.Errorf("classify(%v) loses the cause", tt.err)
 			}
+			if want := gateway.ContextError(context.DeadlineExceeded).Msg; tt.want == gateway.Timeout && gerr.Msg != want {
+				t.Errorf("classify(%v) says %q, want gateway.ContextError's %q", tt.err, gerr.Msg, want)
+			}
 			if loud := strings.Contains(log.String(), "level=ERROR"); loud != tt.loud {
 				t.Errorf("classify(%v) logged at error = %v, want %v", tt.err, loud, tt.loud)
 			}
@@ -193,7 +196,7 @@ func TestEncodeInts(t *testing.T) {
 }
 
 func TestDecode(t *testing.T) {
-	p := plan{spec: gateway.ModelSpec{Output: gateway.Pooled, Hidden: 2}, output: sentenceEmbedding}
+	p := plan{spec: gateway.ModelSpec{Output: gateway.Pooled, Hidden: 2}, output: gateway.TensorSentenceEmbedding}
 	b := &gateway.Batch{ID: "b", Rows: 2, Len: 3}
 	good := []byte{0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40, 0, 0, 0x80, 0x40} // 1 2 3 4
 	resp := func(name, dtype string, shape []int64, raw ...[]byte) *tritonstubs.ModelInferResponse {
@@ -206,14 +209,14 @@ func TestDecode(t *testing.T) {
 		resp *tritonstubs.ModelInferResponse
 		want string // fmt of Data, or "error"
 	}{
-		{"ByName", resp(sentenceEmbedding, "FP32", []int64{2, 2}, good), "[1 2 3 4]"},
+		{"ByName", resp(gateway.TensorSentenceEmbedding, "FP32", []int64{2, 2}, good), "[1 2 3 4]"},
 		{"Missing", resp("x", "FP32", []int64{2, 2}, good), "error"},
-		{"NoRaw", resp(sentenceEmbedding, "FP32", []int64{2, 2}), "error"},
-		{"FP16", resp(sentenceEmbedding, "FP16", []int64{2, 2}, good[:8]), "error"},
-		{"Shape", resp(sentenceEmbedding, "FP32", []int64{1, 4}, good), "error"},
-		{"Rank", resp(sentenceEmbedding, "FP32", []int64{2, 2, 1}, good), "error"},
-		{"ShortData", resp(sentenceEmbedding, "FP32", []int64{2, 2}, good[:12]), "error"},
-		{"LongData", resp(sentenceEmbedding, "FP32", []int64{2, 2}, append(good, good[:4]...)), "error"},
+		{"NoRaw", resp(gateway.TensorSentenceEmbedding, "FP32", []int64{2, 2}), "error"},
+		{"FP16", resp(gateway.TensorSentenceEmbedding, "FP16", []int64{2, 2}, good[:8]), "error"},
+		{"Shape", resp(gateway.TensorSentenceEmbedding, "FP32", []int64{1, 4}, good), "error"},
+		{"Rank", resp(gateway.TensorSentenceEmbedding, "FP32", []int64{2, 2, 1}, good), "error"},
+		{"ShortData", resp(gateway.TensorSentenceEmbedding, "FP32", []int64{2, 2}, good[:12]), "error"},
+		{"LongData", resp(gateway.TensorSentenceEmbedding, "FP32", []int64{2, 2}, append(good, good[:4]...)), "error"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pool := newFloatPool(4, 1<<20)

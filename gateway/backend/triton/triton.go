@@ -6,8 +6,10 @@
 // with raw little-endian tensors over a small pool of connections. Responses
 // are decoded straight from gRPC's frames into pooled FP32 buffers (codec.go,
 // pool.go) that each Output's Release returns. gRPC errors become gateway
-// error kinds in errors.go. It imports gateway, tritonstubs, grpc, protobuf
-// and x/sync; its stand-in server for tests is tritontest.
+// error kinds in errors.go. At Open it also logs, as warnings, what
+// modelrepo finds wrong in the config Triton reports. It imports gateway,
+// modelrepo, tritonstubs, grpc, protobuf and x/sync; its stand-in server
+// for tests is tritontest.
 package triton
 
 import (
@@ -68,8 +70,7 @@ type Options struct {
 	MaxInflightBytes int64
 
 	// Propagate, if set, adds trace headers (e.g. W3C traceparent from an
-	// OpenTelemetry propagator) for the call in ctx. A traceparent set with
-	// WithTraceparent is sent in any case.
+	// OpenTelemetry propagator) for the call in ctx.
 	Propagate func(ctx context.Context, set func(key, value string))
 
 	DialOptions []grpc.DialOption // appended to ours; for tests
@@ -186,6 +187,7 @@ func (b *Backend) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("triton: model %s config: %w", b.opts.Model, err)
 	}
+	warnConfig(b.logger, b.opts.Model, cfg.GetConfig())
 	p, err := describe(b.opts.Model, meta, cfg.GetConfig())
 	if err != nil {
 		return fmt.Errorf("triton: %w", err)
@@ -330,18 +332,4 @@ func (b *Backend) Close() error {
 		return fmt.Errorf("triton: close: %w", err)
 	}
 	return nil
-}
-
-// traceparentKey is the context key of WithTraceparent.
-type traceparentKey struct{}
-
-// WithTraceparent returns a context whose Triton calls carry the W3C
-// traceparent header value (e.g. the one the client sent the gateway).
-func WithTraceparent(ctx context.Context, value string) context.Context {
-	return context.WithValue(ctx, traceparentKey{}, value)
-}
-
-func traceparent(ctx context.Context) string {
-	v, _ := ctx.Value(traceparentKey{}).(string)
-	return v
 }

@@ -3,19 +3,24 @@
 package triton_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"unsafe"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/backend/backendtest"
-	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
 	"github.com/embedgate/embedgate/gateway/testmodel"
+	"github.com/embedgate/embedgate/gateway/tracing"
 )
 
 func TestConformance(t *testing.T) {
@@ -164,7 +169,9 @@ func TestRelease(t *testing.T) {
 
 // TestWire checks what reaches Triton: raw_input_contents only, one entry
 // per input in order, the right dtype and byte size, little-endian values,
-// only the needed output, the batch id, and the traceparent.
+// only the needed output, the batch id, and the traceparent of the call's
+// context, injected by the W3C propagator on the Propagate hook as serve
+// sets it.
 func TestWire(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
@@ -177,12 +184,16 @@ func TestWire(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := tritontest.Start(t, openONNX(t), tt.server...)
-			b := openTriton(t, options(t, srv))
+			opts := options(t, srv)
+			prop := propagation.TraceContext{}
+			opts.Propagate = tracing.InjectFunc(prop)
+			b := openTriton(t, opts)
 			in := batch(5, 2)
 			in.ID = "req-42"
 			in.TokenTypeIDs = nil // sent as zeros
 			const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-			if _, err := b.Embed(triton.WithTraceparent(context.Background(), tp), in); err != nil {
+			ctx := prop.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
+			if _, err := b.Embed(ctx, in); err != nil {
 				t.Fatalf("Embed: %v", err)
 			}
 			req, md := srv.LastInfer()
@@ -246,4 +257,67 @@ func TestPropagate(t *testing.T) {
 	if got := md.Get("baggage"); len(got) != 1 || got[0] != "k=v" {
 		t.Errorf("baggage = %q, want [k=v]", got)
 	}
+}
+
+// TestConfigWarnings checks that Open logs what modelrepo finds wrong in
+// the config Triton reports: one warning line per problem, naming the
+// model, and none for a config that passes.
+func TestConfigWarnings(t *testing.T) {
+	model := openONNX(t)
+	for _, tt := range []struct {
+		name   string
+		server []tritontest.Option
+		want   []string // what each warning's problem starts with, in order
+	}{
+		{"Good", nil, nil},
+		{"NoTritonBatching", []tritontest.Option{tritontest.WithName("bge"), tritontest.WithMaxBatchSize(0)}, []string{
+			"max_batch_size is 0",
+			`input \"input_ids\" dims [-1 -1]`,
+			`input \"attention_mask\" dims [-1 -1]`,
+			`input \"token_type_ids\" dims [-1 -1]`,
+			`output \"last_hidden_state\" dims [-1 -1 32]`,
+			"no dynamic_batching",
+			"no model_warmup",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := tritontest.Start(t, model, tt.server...)
+			var log lockedBuffer
+			opts := options(t, srv)
+			opts.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			openTriton(t, opts)
+			var lines []string
+			if s := strings.TrimSpace(log.String()); s != "" {
+				lines = strings.Split(s, "\n")
+			}
+			if len(lines) != len(tt.want) {
+				t.Fatalf("Open logged %d warnings, want %d:\n%s", len(lines), len(tt.want), log.String())
+			}
+			for i, line := range lines {
+				prefix := `level=WARN msg="triton model config does not fit the gateway" model=` + srv.Name() + ` problem="` + tt.want[i]
+				if !strings.Contains(line, prefix) {
+					t.Errorf("warning %d = %s\nwant it to contain %s", i, line, prefix)
+				}
+			}
+		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a logger may write from any
+// goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

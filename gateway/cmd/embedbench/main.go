@@ -339,9 +339,9 @@ func (b *bench) instant(ctx context.Context, rep *Report) error {
 	for _, kind := range kinds {
 		s := spec
 		s.Output = kind
-		out := "last_hidden_state"
+		out := gateway.TensorLastHiddenState
 		if kind == gateway.Pooled {
-			out = "sentence_embedding"
+			out = gateway.TensorSentenceEmbedding
 		}
 		err := b.withGateway(ctx, "instant-"+out, map[string]string{}, newInstant(s, 32, b.hf.MaxInputLength), func(g *child) error {
 			if kind == gateway.Hidden && o.runs["overhead"] {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/onnxpool"
 	"github.com/embedgate/embedgate/gateway/pooling"
 )
@@ -37,9 +38,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "output ONNX model (required; may equal -in)")
 	method := fs.String("pooling", "", "cls, mean or last-token (required: it must match the model's sentence-transformers 1_Pooling)")
 	normalize := fs.Bool("normalize", true, "L2-normalize the pooled vector")
-	hidden := fs.String("hidden-output", "last_hidden_state", "the graph output holding [batch, sequence, hidden]")
-	mask := fs.String("mask-input", "attention_mask", "the graph input holding the attention mask")
-	output := fs.String("output", "sentence_embedding", "name of the new [batch, hidden] output")
+	hidden := fs.String("hidden-output", gateway.TensorLastHiddenState, "the graph output holding [batch, sequence, hidden]")
+	mask := fs.String("mask-input", gateway.TensorAttentionMask, "the graph input holding the attention mask")
+	output := fs.String("output", gateway.TensorSentenceEmbedding, "name of the new [batch, hidden] output")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

@@ -16,15 +16,6 @@ import (
 	"github.com/embedgate/embedgate/tritonstubs"
 )
 
-// Tensor names, as optimum exports them.
-const (
-	inputIDs          = "input_ids"
-	attentionMask     = "attention_mask"
-	tokenTypeIDs      = "token_type_ids"
-	lastHiddenState   = "last_hidden_state"
-	sentenceEmbedding = "sentence_embedding"
-)
-
 // service answers the RPCs; everything it knows lives in s.
 type service struct {
 	tritonstubs.UnimplementedGRPCInferenceServiceServer
@@ -67,16 +58,16 @@ func (v *service) ServerMetadata(context.Context, *tritonstubs.ServerMetadataReq
 // inputNames are the model's inputs in the order Triton lists them.
 func (v *service) inputNames() []string {
 	if v.s.spec.HasTokenTypeIDs {
-		return []string{inputIDs, attentionMask, tokenTypeIDs}
+		return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
 	}
-	return []string{inputIDs, attentionMask}
+	return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask}
 }
 
 func (v *service) output() (name string, dims []int64) {
 	if v.s.spec.Output == gateway.Pooled {
-		return sentenceEmbedding, []int64{int64(v.s.spec.Hidden)}
+		return gateway.TensorSentenceEmbedding, []int64{int64(v.s.spec.Hidden)}
 	}
-	return lastHiddenState, []int64{-1, int64(v.s.spec.Hidden)}
+	return gateway.TensorLastHiddenState, []int64{-1, int64(v.s.spec.Hidden)}
 }
 
 func (v *service) inputDType() (wire string, cfg tritonstubs.DataType) {
@@ -133,8 +124,21 @@ func (v *service) ModelConfig(_ context.Context, req *tritonstubs.ModelConfigReq
 			PreferredBatchSize: []int32{int32(mbs)},
 			DefaultQueuePolicy: &tritonstubs.ModelQueuePolicy{MaxQueueSize: 64},
 		}}
+		cfg.ModelWarmup = []*tritonstubs.ModelWarmup{warmup(cfg.Input)}
 	}
 	return &tritonstubs.ModelConfigResponse{Config: cfg}, nil
+}
+
+// warmup is one zero-filled sample of 16 tokens for every input, as the
+// shipped configs warm their models up, so that the default config passes
+// modelrepo's checks.
+func warmup(inputs []*tritonstubs.ModelInput) *tritonstubs.ModelWarmup {
+	w := &tritonstubs.ModelWarmup{Name: "zeros", BatchSize: 1, Inputs: map[string]*tritonstubs.ModelWarmup_Input{}}
+	for _, in := range inputs {
+		w.Inputs[in.GetName()] = &tritonstubs.ModelWarmup_Input{DataType: in.GetDataType(), Dims: []int64{16},
+			InputDataType: &tritonstubs.ModelWarmup_Input_ZeroData{ZeroData: true}}
+	}
+	return w
 }
 
 // ModelInfer validates req like Triton's gRPC frontend and core, plays the
@@ -167,7 +171,7 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 	case QueueFull:
 		return nil, fail(codes.Unavailable, "Exceeds maximum queue size")
 	case InvalidArgument:
-		return nil, fail(codes.InvalidArgument, "inference input '%s' data-type is 'FP16', but model '%s' expects 'INT64'", inputIDs, name)
+		return nil, fail(codes.InvalidArgument, "inference input '%s' data-type is 'FP16', but model '%s' expects 'INT64'", gateway.TensorInputIDs, name)
 	case InternalError:
 		return nil, fail(codes.Internal, "onnx runtime error 6: Non-zero status code returned while running Gather node")
 	}
@@ -192,91 +196,123 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 
 // decode checks inputs as Triton does and returns them as a batch.
 func (v *service) decode(req *tritonstubs.ModelInferRequest, fail func(codes.Code, string, ...any) error) (*gateway.Batch, error) {
-	name := req.GetModelName()
-	want := v.inputNames()
 	dt, _ := v.inputDType()
-	size := 8
-	if dt == "INT32" {
-		size = 4
-	}
-	raw := req.GetRawInputContents()
-	var got []string
-	for _, in := range req.GetInputs() {
-		if len(raw) > 0 && in.GetContents() != nil {
-			return nil, fail(codes.InvalidArgument, "contents field must not be specified when using raw_input_contents for '%s' for model '%s'", in.GetName(), name)
-		}
-		if !slices.Contains(want, in.GetName()) {
-			return nil, fail(codes.InvalidArgument, "unexpected inference input '%s' for model '%s'", in.GetName(), name)
-		}
-		got = append(got, in.GetName())
-	}
-	if len(got) != len(want) {
-		var missing []string
-		for _, w := range want {
-			if !slices.Contains(got, w) {
-				missing = append(missing, w)
-			}
-		}
-		return nil, fail(codes.InvalidArgument, "expected %d inputs but got %d inputs for model '%s'. Got input(s) [%s], but missing required input(s) [%s]. Please provide all required input(s).",
-			len(want), len(got), name, strings.Join(got, ","), strings.Join(missing, ","))
+	r := &inputReader{model: req.GetModelName(), dtype: dt, raw: req.GetRawInputContents(), fail: fail}
+	if err := r.checkNames(req.GetInputs(), v.inputNames()); err != nil {
+		return nil, err
 	}
 	batch := &gateway.Batch{ID: req.GetId()}
-	next := 0
 	for i, in := range req.GetInputs() {
-		if in.GetDatatype() != dt {
-			return nil, fail(codes.InvalidArgument, "inference input '%s' data-type is '%s', but model '%s' expects '%s'", in.GetName(), in.GetDatatype(), name, dt)
+		if err := r.checkShape(in, i == 0, batch, v.s.cfg.maxBatchSize); err != nil {
+			return nil, err
 		}
-		shape := in.GetShape()
-		if len(shape) != 2 {
-			return nil, fail(codes.InvalidArgument, "unexpected shape for input '%s' for model '%s'. Expected [-1,-1], got %s", in.GetName(), name, dimsString(shape))
-		}
-		if shape[0] < 0 || shape[1] < 0 {
-			return nil, fail(codes.InvalidArgument, "All input dimensions should be specified for input '%s' for model '%s', got %s", in.GetName(), name, dimsString(shape))
-		}
-		if i == 0 {
-			batch.Rows, batch.Len = int(shape[0]), int(shape[1])
-		} else if int(shape[0]) != batch.Rows {
-			return nil, fail(codes.InvalidArgument, "input '%s' batch size does not match other inputs for '%s'", in.GetName(), name)
-		} else if int(shape[1]) != batch.Len {
-			return nil, fail(codes.InvalidArgument, "unexpected shape for input '%s' for model '%s'. Expected [-1,%d], got %s", in.GetName(), name, batch.Len, dimsString(shape))
-		}
-		if mbs := v.s.cfg.maxBatchSize; mbs > 0 && batch.Rows > mbs {
-			return nil, fail(codes.InvalidArgument, "inference request batch-size must be <= %d for '%s'", mbs, name)
-		}
-		n := batch.Rows * batch.Len
-		var vals []int64
-		if c := in.GetContents(); c != nil {
-			vals = contentsInts(c, dt)
-			if len(vals) != n {
-				return nil, fail(codes.InvalidArgument, "unexpected number of elements for input '%s' for model '%s'. Expected %d, got %d", in.GetName(), name, n, len(vals))
-			}
-		} else {
-			if next >= len(raw) {
-				return nil, fail(codes.InvalidArgument, "unable to find data for input tensor '%s' for model '%s' in request.", in.GetName(), name)
-			}
-			b := raw[next]
-			next++
-			if len(b) != n*size {
-				return nil, fail(codes.InvalidArgument, "input byte size mismatch for input '%s' for model '%s'. Expected %d, got %d", in.GetName(), name, n*size, len(b))
-			}
-			vals = rawInts(b, size)
+		vals, err := r.values(in, batch.Rows*batch.Len)
+		if err != nil {
+			return nil, err
 		}
 		switch in.GetName() {
-		case inputIDs:
+		case gateway.TensorInputIDs:
 			batch.InputIDs = vals
-		case attentionMask:
+		case gateway.TensorAttentionMask:
 			batch.AttentionMask = vals
-		case tokenTypeIDs:
+		case gateway.TensorTokenTypeIDs:
 			batch.TokenTypeIDs = vals
 		}
 	}
-	if next != len(raw) {
-		return nil, fail(codes.InvalidArgument, "raw_input_contents has %d entries but %d were used for model '%s'", len(raw), next, name)
+	if r.next != len(r.raw) {
+		return nil, fail(codes.InvalidArgument, "raw_input_contents has %d entries but %d were used for model '%s'", len(r.raw), r.next, r.model)
 	}
 	if batch.Rows == 0 || batch.Len == 0 {
-		return nil, fail(codes.InvalidArgument, "empty input shape [%d,%d] for model '%s'", batch.Rows, batch.Len, name)
+		return nil, fail(codes.InvalidArgument, "empty input shape [%d,%d] for model '%s'", batch.Rows, batch.Len, r.model)
 	}
 	return batch, nil
+}
+
+// inputReader reads the input tensors of one ModelInfer request, with
+// Triton's checks and messages.
+type inputReader struct {
+	model string
+	dtype string // the inputs' datatype: INT64 or INT32
+	raw   [][]byte
+	next  int // the raw_input_contents entry the next raw input reads
+	fail  func(codes.Code, string, ...any) error
+}
+
+// checkNames wants exactly the inputs in want, and data in either contents
+// or raw_input_contents, not both.
+func (r *inputReader) checkNames(inputs []*tritonstubs.ModelInferRequest_InferInputTensor, want []string) error {
+	var got []string
+	for _, in := range inputs {
+		if len(r.raw) > 0 && in.GetContents() != nil {
+			return r.fail(codes.InvalidArgument, "contents field must not be specified when using raw_input_contents for '%s' for model '%s'", in.GetName(), r.model)
+		}
+		if !slices.Contains(want, in.GetName()) {
+			return r.fail(codes.InvalidArgument, "unexpected inference input '%s' for model '%s'", in.GetName(), r.model)
+		}
+		got = append(got, in.GetName())
+	}
+	if len(got) == len(want) {
+		return nil
+	}
+	var missing []string
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			missing = append(missing, w)
+		}
+	}
+	return r.fail(codes.InvalidArgument, "expected %d inputs but got %d inputs for model '%s'. Got input(s) [%s], but missing required input(s) [%s]. Please provide all required input(s).",
+		len(want), len(got), r.model, strings.Join(got, ","), strings.Join(missing, ","))
+}
+
+// checkShape wants in's datatype and a concrete [rows, len] shape: the
+// first input sets the batch's, the others must match it.
+func (r *inputReader) checkShape(in *tritonstubs.ModelInferRequest_InferInputTensor, first bool, batch *gateway.Batch, maxBatchSize int) error {
+	if in.GetDatatype() != r.dtype {
+		return r.fail(codes.InvalidArgument, "inference input '%s' data-type is '%s', but model '%s' expects '%s'", in.GetName(), in.GetDatatype(), r.model, r.dtype)
+	}
+	shape := in.GetShape()
+	if len(shape) != 2 {
+		return r.fail(codes.InvalidArgument, "unexpected shape for input '%s' for model '%s'. Expected [-1,-1], got %s", in.GetName(), r.model, dimsString(shape))
+	}
+	if shape[0] < 0 || shape[1] < 0 {
+		return r.fail(codes.InvalidArgument, "All input dimensions should be specified for input '%s' for model '%s', got %s", in.GetName(), r.model, dimsString(shape))
+	}
+	if first {
+		batch.Rows, batch.Len = int(shape[0]), int(shape[1])
+	} else if int(shape[0]) != batch.Rows {
+		return r.fail(codes.InvalidArgument, "input '%s' batch size does not match other inputs for '%s'", in.GetName(), r.model)
+	} else if int(shape[1]) != batch.Len {
+		return r.fail(codes.InvalidArgument, "unexpected shape for input '%s' for model '%s'. Expected [-1,%d], got %s", in.GetName(), r.model, batch.Len, dimsString(shape))
+	}
+	if maxBatchSize > 0 && batch.Rows > maxBatchSize {
+		return r.fail(codes.InvalidArgument, "inference request batch-size must be <= %d for '%s'", maxBatchSize, r.model)
+	}
+	return nil
+}
+
+// values returns in's n values, from its contents or from the next
+// raw_input_contents entry.
+func (r *inputReader) values(in *tritonstubs.ModelInferRequest_InferInputTensor, n int) ([]int64, error) {
+	if c := in.GetContents(); c != nil {
+		vals := contentsInts(c, r.dtype)
+		if len(vals) != n {
+			return nil, r.fail(codes.InvalidArgument, "unexpected number of elements for input '%s' for model '%s'. Expected %d, got %d", in.GetName(), r.model, n, len(vals))
+		}
+		return vals, nil
+	}
+	if r.next >= len(r.raw) {
+		return nil, r.fail(codes.InvalidArgument, "unable to find data for input tensor '%s' for model '%s' in request.", in.GetName(), r.model)
+	}
+	b := r.raw[r.next]
+	r.next++
+	size := 8
+	if r.dtype == "INT32" {
+		size = 4
+	}
+	if len(b) != n*size {
+		return nil, r.fail(codes.InvalidArgument, "input byte size mismatch for input '%s' for model '%s'. Expected %d, got %d", in.GetName(), r.model, n*size, len(b))
+	}
+	return rawInts(b, size), nil
 }
 
 // requested returns the output to send: the one asked for, or the model's

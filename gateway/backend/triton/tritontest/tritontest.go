@@ -85,7 +85,6 @@ type config struct {
 	maxBatchSize int
 	int32Inputs  bool
 	noHealth     bool
-	maxQueueSize uint32
 }
 
 // WithName sets the model name served (default "embed").
