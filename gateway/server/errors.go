@@ -43,6 +43,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	}
 	rec = &record{id: requestID(c), route: routeUnmatched}
 	c.Set(headerRequestID, rec.id)
+	markLinger(c.Context().Conn()) // the body may be unread: let the client read this answer
 	s.writeError(c, rec, err)
 	s.finish(c, rec, 0)
 	return nil

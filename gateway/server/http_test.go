@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +71,36 @@ func TestMalformedHTTP(t *testing.T) {
 	}
 	if logs := s.logs.String(); strings.Contains(logs, secret) || strings.Contains(logs, text) {
 		t.Errorf("logs quote a request:\n%s", logs)
+	}
+}
+
+// A client that writes its whole too-large body before reading (as httpx,
+// requests and http.client do) still reads the JSON 413: the server
+// lingers instead of resetting the connection.
+func TestTooLargeWhileClientWrites(t *testing.T) {
+	s := newTestServer(t, newFake(), nil, nil)
+	base := serve(t, s)
+	body := `{"inputs":"` + strings.Repeat("a", 4<<20) + `"}`
+	for i := range 3 {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		head := "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+		if _, err := io.WriteString(conn, head+body); err != nil {
+			t.Fatalf("try %d: writing the body: %v", i, err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("try %d: reading the response after writing the whole body: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode != 413 {
+			t.Fatalf("try %d: status %d, want 413 (%s)", i, resp.StatusCode, b)
+		}
+		checkErrorShape(t, "/v1/embeddings", b, "invalid_request_error")
 	}
 }

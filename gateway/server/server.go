@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,7 +147,11 @@ func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Re
 	return s, nil
 }
 
-// App is the fiber app: Listener(ln) to serve, ShutdownWithTimeout to stop.
+// Serve serves on ln until the app shuts down. Connections that are
+// answered before their body was read linger on close (see lingerTime).
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(lingerListener{ln}) }
+
+// App is the fiber app: Serve(ln) to serve, ShutdownWithTimeout to stop.
 // app.Test works on it too.
 func (s *Server) App() *fiber.App { return s.app }
 

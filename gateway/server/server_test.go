@@ -273,7 +273,7 @@ func serve(t *testing.T, s *testServer) string {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.App().Listener(ln) }()
+	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
 		if err := s.App().ShutdownWithTimeout(5 * time.Second); err != nil {
 			t.Errorf("shutdown: %v", err)

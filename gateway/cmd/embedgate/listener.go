@@ -60,3 +60,11 @@ func (c *trackedConn) Close() error {
 	})
 	return c.Conn.Close()
 }
+
+// CloseWrite half-closes the connection, for the server's lingering close.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}

@@ -150,7 +150,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer stopEngine()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return eng.Run(engCtx) })
-	g.Go(func() error { return srv.App().Listener(ln) })
+	g.Go(func() error { return srv.Serve(ln) })
 	if cfg.MetricsPort != 0 {
 		rawMln, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.MetricsPort)))
 		if err != nil {
