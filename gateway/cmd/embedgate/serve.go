@@ -15,10 +15,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
@@ -158,11 +156,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			return err
 		}
 		mln := newTrackingListener(rawMln)
-		metricsApp := fiber.New(fiber.Config{DisableStartupMessage: true})
-		metricsApp.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-		if cfg.Pprof {
-			server.MountPprof(metricsApp, nil)
-		}
+		metricsApp := server.NewAdmin(reg, cfg.Pprof)
 		g.Go(func() error { return metricsApp.Listener(mln) })
 		g.Go(func() error { <-gctx.Done(); return shutdown(metricsApp, mln, time.Second) })
 	}
