@@ -95,7 +95,7 @@ type Server struct {
 	charge   func(ctx context.Context, c *fiber.Ctx, tokens int) error
 	metrics  *metrics
 	draining atomic.Bool
-	inFlight atomic.Int64 // requests being handled, for the drain
+	inFlight requests // requests being handled, for WaitIdle
 	// tracer and propagator are Options' or no-ops.
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
@@ -157,6 +157,3 @@ func (s *Server) App() *fiber.App { return s.app }
 // Unhealthy, so a load balancer moves traffic away before shutdown.
 // Requests already in the engine finish.
 func (s *Server) Drain() { s.draining.Store(true) }
-
-// InFlight is the number of requests being handled now.
-func (s *Server) InFlight() int { return int(s.inFlight.Load()) }

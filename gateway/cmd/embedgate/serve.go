@@ -173,12 +173,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		defer stopEngine()
 		logger.Info("draining", "grace", cfg.ShutdownGrace)
 		srv.Drain()
-		deadline := time.Now().Add(cfg.ShutdownGrace)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for srv.InFlight() > 0 && time.Now().Before(deadline) {
-			<-tick.C
-		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
+		defer cancel()
+		_ = srv.WaitIdle(wctx) // past the grace period, shutdown's own timeout ends what is left
+		deadline, _ := wctx.Deadline()
 		return shutdown(srv.App(), ln, max(time.Until(deadline), time.Second))
 	})
 	logger.Info("listening", "addr", ln.Addr().String())
