@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -36,8 +34,9 @@ import (
 
 // serve loads the model, starts the pipeline and the HTTP server, and on
 // ctx's end drains: /ready turns 503, in-flight requests finish, then the
-// batch loop stops and the backend closes.
-func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+// batch loop stops and the backend closes. The SIGHUPs run receives come
+// in on reload.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, reload <-chan os.Signal) error {
 	cfg, err := config.Parse(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -160,14 +159,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		g.Go(func() error { return metricsApp.Listener(mln) })
 		g.Go(func() error { <-gctx.Done(); return shutdown(metricsApp, mln, time.Second) })
 	}
-	if keys != nil && cfg.APIKeysFile != "" {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		g.Go(func() error {
-			defer signal.Stop(hup)
-			return keys.Run(gctx, hup, cfg.APIKeysFile, logger)
-		})
-	}
+	g.Go(func() error { return reloadKeys(gctx, reload, keys, cfg.APIKeysFile, logger) })
 	g.Go(func() error {
 		<-gctx.Done()
 		defer stopEngine()
@@ -340,6 +332,23 @@ func shutdown(app *fiber.App, ln *trackingListener, timeout time.Duration) error
 			return err
 		case <-tick.C:
 			ln.CloseConns()
+		}
+	}
+}
+
+// reloadKeys handles the SIGHUPs run passes on until ctx ends: each
+// reloads the keys file when one is configured, and is logged otherwise.
+// Either way the gateway keeps serving.
+func reloadKeys(ctx context.Context, reload <-chan os.Signal, keys *auth.Keys, path string, logger *slog.Logger) error {
+	if keys != nil && path != "" {
+		return keys.Run(ctx, reload, path, logger)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reload:
+			logger.Info("SIGHUP: nothing to reload")
 		}
 	}
 }
