@@ -74,8 +74,8 @@ func speaks(d dialect) fiber.Handler {
 // (valyala/fasthttp#965), so this deadline is what sheds abandoned work;
 // cancel releases it as soon as the handler returns.
 func (s *Server) observe(c *fiber.Ctx) error {
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	s.inFlight.enter()
+	defer s.inFlight.leave()
 	start := time.Now()
 	rec := &record{id: requestID(c)}
 	c.Set(headerRequestID, rec.id)

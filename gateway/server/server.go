@@ -78,8 +78,8 @@ type engine interface {
 	Ready() bool
 }
 
-// Server is the HTTP front. Serve it with App().Listener(ln) (or Listen);
-// on SIGTERM call Drain, then App().ShutdownWithTimeout(grace).
+// Server is the HTTP front. Serve it with Serve(ln); on SIGTERM call
+// Drain, WaitIdle (bounded by the grace), then App().ShutdownWithTimeout.
 type Server struct {
 	app      *fiber.App
 	opts     Options
@@ -90,7 +90,7 @@ type Server struct {
 	failures *ratelimit.Memory // failed authentications per client address
 	metrics  *metrics
 	draining atomic.Bool
-	inFlight atomic.Int64 // requests being handled, for the drain
+	inFlight requests // requests being handled, for WaitIdle
 	// tracer and propagator are Options' or no-ops.
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
@@ -159,6 +159,3 @@ func (s *Server) App() *fiber.App { return s.app }
 // Unhealthy, so a load balancer moves traffic away before shutdown.
 // Requests already in the engine finish.
 func (s *Server) Drain() { s.draining.Store(true) }
-
-// InFlight is the number of requests being handled now.
-func (s *Server) InFlight() int { return int(s.inFlight.Load()) }

@@ -231,11 +231,7 @@ func TestKeysReloadOnSIGHUP(t *testing.T) {
 	if status("sk-old") != 200 || status("sk-new") != 401 {
 		t.Fatal("before reload: want old key accepted, new key refused")
 	}
-	hup := func() {
-		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-	}
+	hup := func() { g.signal(t, syscall.SIGHUP) }
 	write(`{"keys":[{"name":"new","key":"sk-new"}]}`)
 	hup()
 	waitFor(t, func() bool { return status("sk-new") == 200 && status("sk-old") == 401 }, "new key after SIGHUP")

@@ -3,6 +3,9 @@ package main
 import (
 	"net"
 	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
 )
 
 // trackingListener remembers the connections it accepted so that shutdown
@@ -67,4 +70,26 @@ func (c *trackedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return c.Conn.Close()
+}
+
+// shutdown stops app once no request is in flight: fasthttp closes the
+// listener and idle connections, and the connections it would wait for
+// (opened, never used) are closed here until it returns.
+func shutdown(app *fiber.App, ln *trackingListener, timeout time.Duration) error {
+	// When the stop comes before app.Listener(ln) has begun to serve,
+	// fasthttp has no listener to close; closing ln here makes the Accept
+	// that serving begins with fail, so Listener returns all the same.
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() { done <- app.ShutdownWithTimeout(timeout) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			ln.CloseConns()
+		}
+	}
 }

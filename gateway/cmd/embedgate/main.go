@@ -18,7 +18,7 @@ import (
 const version = "0.1.0"
 
 func main() {
-	if err := run(context.Background(), os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr, signal.Notify); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -28,12 +28,46 @@ func main() {
 }
 
 // run is the whole program; tests call it too. Below it nothing reads
-// os.Args or os.Getenv.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+// os.Args or os.Getenv, and nothing subscribes to signals: notify is
+// signal.Notify in main, and a test's own function lets it send signals to
+// this run alone.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer,
+	notify func(c chan<- os.Signal, sig ...os.Signal)) error {
 	if len(args) > 1 && args[1] == "tokenize" {
-		return runTokenize(args[2:], stdin, stdout, stderr)
+		return runTokenize(args[2:], stdin, stdout, stderr) // a filter: signals keep their default action
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	return serve(ctx, args[1:], getenv, stderr)
+	// Subscribed before anything else, so that no signal of these kills the
+	// process while the model loads: SIGHUP's default action would.
+	sigs := make(chan os.Signal, 1)
+	notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs) // undoes notify's subscription; nothing for a test's notify
+
+	ctx, stop := context.WithCancel(ctx)
+	reload := make(chan os.Signal, 1)
+	routed := make(chan struct{})
+	go func() { defer close(routed); routeSignals(ctx, sigs, stop, reload) }()
+	defer func() { stop(); <-routed }()
+	return serve(ctx, args[1:], getenv, stderr, reload)
+}
+
+// routeSignals ends ctx (through stop) on SIGINT or SIGTERM, which makes
+// serve drain, and passes SIGHUP on to reload, until ctx ends. Signals
+// that arrive afterwards, a second SIGTERM during the drain included, wait
+// unread in sigs: the drain runs to its end.
+func routeSignals(ctx context.Context, sigs <-chan os.Signal, stop context.CancelFunc, reload chan<- os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				stop()
+				continue
+			}
+			select {
+			case reload <- sig:
+			default: // a reload is already pending; it reads the file as it is then
+			}
+		}
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,7 +23,20 @@ type instance struct {
 	done   chan struct{} // closed when run returns
 	err    error         // run's result, once done is closed
 	logs   *testenv.LogBuffer
+	// notified gets what run subscribed to through its notify argument;
+	// sub keeps it once signal has read it.
+	notified chan subscription
+	sub      *subscription
 }
+
+// subscription is one call of run's notify: signal.Notify's arguments.
+type subscription struct {
+	c    chan<- os.Signal
+	sigs []os.Signal
+}
+
+// noSignals is run's notify for tests that send no signal.
+func noSignals(chan<- os.Signal, ...os.Signal) {}
 
 func freePort(t testing.TB) string {
 	t.Helper()
@@ -52,10 +67,14 @@ func startGateway(t *testing.T, env map[string]string, args ...string) *instance
 	t.Helper()
 	env["HOSTNAME"], env["PORT"] = "127.0.0.1", freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &instance{url: "http://127.0.0.1:" + env["PORT"], cancel: cancel, done: make(chan struct{}), logs: &testenv.LogBuffer{}}
+	g := &instance{url: "http://127.0.0.1:" + env["PORT"], cancel: cancel, done: make(chan struct{}), logs: &testenv.LogBuffer{},
+		notified: make(chan subscription, 1)}
+	// In place of signal.Notify: signals reach this run only, never the
+	// test process.
+	notify := func(c chan<- os.Signal, sigs ...os.Signal) { g.notified <- subscription{c, sigs} }
 	go func() {
 		defer close(g.done)
-		g.err = run(ctx, append([]string{"embedgate"}, args...), func(k string) string { return env[k] }, nil, io.Discard, g.logs)
+		g.err = run(ctx, append([]string{"embedgate"}, args...), func(k string) string { return env[k] }, nil, io.Discard, g.logs, notify)
 	}()
 	t.Cleanup(func() {
 		if returned, err := g.stop(30 * time.Second); !returned {
@@ -80,6 +99,29 @@ func (g *instance) stop(within time.Duration) (returned bool, err error) {
 		return true, g.err
 	case <-time.After(within):
 		return false, nil
+	}
+}
+
+// signal sends sig to this run as the OS would, after checking that run
+// subscribed to it: otherwise the OS would apply its default action, which
+// for SIGHUP, SIGINT and SIGTERM ends the process.
+func (g *instance) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if g.sub == nil {
+		select {
+		case sub := <-g.notified:
+			g.sub = &sub
+		case <-time.After(5 * time.Second):
+			t.Fatal("run did not subscribe to signals")
+		}
+	}
+	if !slices.Contains(g.sub.sigs, sig) {
+		t.Fatalf("run subscribed to %v, not %v: the OS would apply its default action", g.sub.sigs, sig)
+	}
+	select {
+	case g.sub.c <- sig:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("run did not take %v", sig)
 	}
 }
 

@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/embedgate/embedgate/gateway/config"
 	"io"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/embedgate/embedgate/gateway/config"
 )
 
 func minilmPath() string {
@@ -33,7 +34,7 @@ func TestTokenizeCommand(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			args := append([]string{"embedgate", "tokenize", "--tokenizer", minilmPath()}, tt.args...)
-			if err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(tt.input), &out, io.Discard); err != nil {
+			if err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(tt.input), &out, io.Discard, noSignals); err != nil {
 				t.Fatal(err)
 			}
 			if got := strings.TrimSpace(out.String()); got != tt.want {
@@ -42,12 +43,12 @@ func TestTokenizeCommand(t *testing.T) {
 		})
 	}
 	for _, bad := range [][]string{{}, {"--tokenizer", "/nonexistent.json"}, {"--tokenizer", minilmPath(), "--truncation-direction", "up"}, {"--tokenizer", minilmPath(), "--max-length", "-1"}} {
-		err := run(context.Background(), append([]string{"embedgate", "tokenize"}, bad...), func(string) string { return "" }, strings.NewReader(""), io.Discard, io.Discard)
+		err := run(context.Background(), append([]string{"embedgate", "tokenize"}, bad...), func(string) string { return "" }, strings.NewReader(""), io.Discard, io.Discard, noSignals)
 		if err == nil {
 			t.Errorf("tokenize %v succeeded, want an error", bad)
 		}
 	}
-	err := run(context.Background(), []string{"embedgate", "tokenize", "--tokenizer", minilmPath()}, func(string) string { return "" }, strings.NewReader("not json\n"), io.Discard, io.Discard)
+	err := run(context.Background(), []string{"embedgate", "tokenize", "--tokenizer", minilmPath()}, func(string) string { return "" }, strings.NewReader("not json\n"), io.Discard, io.Discard, noSignals)
 	if err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("bad input line: %v, want an error naming line 1", err)
 	}

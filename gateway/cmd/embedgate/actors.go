@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	oklog "github.com/oklog/run"
+
+	"github.com/embedgate/embedgate/gateway/auth"
+	"github.com/embedgate/embedgate/gateway/config"
+	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/server"
+)
+
+// listeners are every port the gateway serves.
+type listeners struct {
+	api   *trackingListener
+	admin *trackingListener // /metrics and pprof; nil without --metrics-port
+}
+
+// listen binds every port before any actor starts, so that a port in use
+// fails the start with nothing running; what it bound before the failure
+// it closes.
+func listen(cfg *config.Config) (listeners, error) {
+	api, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return listeners{}, err
+	}
+	lns := listeners{api: newTrackingListener(api)}
+	if cfg.MetricsPort != 0 {
+		admin, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.MetricsPort)))
+		if err != nil {
+			_ = api.Close()
+			return listeners{}, err
+		}
+		lns.admin = newTrackingListener(admin)
+	}
+	return lns, nil
+}
+
+// runActors serves until ctx ends or an actor returns, then stops every
+// actor and returns once all have. oklog/run calls the interrupts one at
+// a time, in the order the actors were added (Prometheus' main relies on
+// this too), and the API's returns only when its drain is over, so the
+// stop goes in this order:
+//
+//  1. the API: /ready turns 503, requests in flight finish within
+//     --shutdown-grace, then the listener and every connection close;
+//  2. the batch loop, which outlives 1 so that accepted requests are
+//     answered;
+//  3. the admin listener, which shows the drain to its end;
+//  4. the SIGHUP reloads.
+//
+// serve's deferred Closes then release the limiter and the backend, and
+// flush the spans. runActors owns lns and admin from its call.
+func runActors(ctx context.Context, cfg *config.Config, logger *slog.Logger, lns listeners, srv *server.Server, admin *fiber.App,
+	eng *infer.Engine, keys *auth.Keys, reload <-chan os.Signal) error {
+	var g oklog.Group
+	var apiErr, adminErr error // shutdown errors: interrupts cannot return them
+
+	// ctx ends on SIGINT or SIGTERM (see run); the other actors' contexts
+	// derive from context.WithoutCancel(ctx), so each stops only in its turn.
+	sigCtx, stopSig := context.WithCancel(ctx)
+	g.Add(func() error { <-sigCtx.Done(); return nil }, func(error) { stopSig() })
+
+	g.Add(func() error { return srv.Serve(lns.api) },
+		func(error) { apiErr = drain(ctx, srv, lns.api, cfg.ShutdownGrace, logger) })
+
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	g.Add(func() error { return eng.Run(engCtx) }, func(error) { stopEngine() })
+
+	if admin != nil {
+		g.Add(func() error { return admin.Listener(lns.admin) },
+			func(error) { adminErr = shutdown(admin, lns.admin, time.Second) })
+	}
+
+	reloadCtx, stopReload := context.WithCancel(context.WithoutCancel(ctx))
+	g.Add(func() error { return reloadKeys(reloadCtx, reload, keys, cfg.APIKeysFile, logger) }, func(error) { stopReload() })
+
+	logger.Info("listening", "addr", lns.api.Addr().String())
+	err := g.Run()
+	if apiErr != nil {
+		err = errors.Join(err, fmt.Errorf("drain: %w", apiErr))
+	}
+	if adminErr != nil {
+		err = errors.Join(err, fmt.Errorf("metrics listener: %w", adminErr))
+	}
+	if err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// drain stops the API server in order: /ready answers 503 so load
+// balancers move traffic away, requests in flight finish (within grace),
+// then the server shuts down.
+func drain(ctx context.Context, srv *server.Server, ln *trackingListener, grace time.Duration, logger *slog.Logger) error {
+	logger.Info("draining", "grace", grace)
+	srv.Drain()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	_ = srv.WaitIdle(wctx) // past the grace period, shutdown's own timeout ends what is left
+	deadline, _ := wctx.Deadline()
+	return shutdown(srv.App(), ln, max(time.Until(deadline), time.Second))
+}
+
+// reloadKeys handles the SIGHUPs run passes on until ctx ends: each
+// reloads the keys file when one is configured, and is logged otherwise.
+// Either way the gateway keeps serving.
+func reloadKeys(ctx context.Context, reload <-chan os.Signal, keys *auth.Keys, path string, logger *slog.Logger) error {
+	if keys != nil && path != "" {
+		return keys.Run(ctx, reload, path, logger)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reload:
+			logger.Info("SIGHUP: nothing to reload")
+		}
+	}
+}
