@@ -262,3 +262,20 @@ func newRedisMetrics(reg prometheus.Registerer, failClosed bool) (redisMetrics, 
 	}
 	return m, nil
 }
+
+// LogRedisThrough sends go-redis' own log lines (dial errors, twice a
+// second during an outage, in plain text whatever the log format) to
+// logger at debug level: the limiter already logs each outage and recovery
+// once, and counts errors in metrics. go-redis has one logger per process,
+// so this is for main to call once.
+func LogRedisThrough(logger *slog.Logger) {
+	redis.SetLogger(redisLog{logger})
+}
+
+type redisLog struct{ logger *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	if l.logger.Enabled(ctx, slog.LevelDebug) {
+		l.logger.DebugContext(ctx, fmt.Sprintf(format, v...), "from", "go-redis")
+	}
+}

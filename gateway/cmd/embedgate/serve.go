@@ -166,6 +166,7 @@ func guards(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) 
 	if cfg.RedisURL == "" {
 		return keys, ratelimit.NewMemory(ratelimit.MemoryOptions{}), func() {}, nil
 	}
+	ratelimit.LogRedisThrough(logger)
 	r, err := ratelimit.NewRedis(cfg.RedisURL, ratelimit.RedisOptions{FailClosed: !cfg.RateLimitFailOpen}, logger, reg)
 	if err != nil {
 		return nil, nil, nil, err
