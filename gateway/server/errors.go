@@ -13,6 +13,11 @@ import (
 	"github.com/embedgate/embedgate/gateway/openai"
 )
 
+// statusClientClosed counts requests whose client reset or closed the
+// connection before the request was read: nginx's 499. Nobody reads the
+// answer; it is logged at debug level, not as a server error.
+const statusClientClosed = 499
+
 // dialect is a route's error shape: each codec renders a *gateway.Error
 // with its status in its own words, from native's one error table.
 type dialect interface {
@@ -100,6 +105,8 @@ func classify(c *fiber.Ctx, err error) (ge *gateway.Error, status int) {
 		return &gateway.Error{Kind: gateway.Malformed, Msg: "request headers too large", Err: cause}, fe.Code
 	case fiber.StatusRequestTimeout:
 		return &gateway.Error{Kind: gateway.Timeout, Msg: "timed out reading the request", Err: cause}, fe.Code
+	case fiber.StatusBadGateway: // fiber's word for a network error while reading the request
+		return &gateway.Error{Kind: gateway.Malformed, Msg: "client closed the connection", Err: cause}, statusClientClosed
 	}
 	return &gateway.Error{Kind: gateway.Malformed, Msg: "malformed HTTP request", Err: cause}, fiber.StatusBadRequest
 }

@@ -119,7 +119,10 @@ func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 	s.metrics.duration.WithLabelValues(rec.route).Observe(elapsed.Seconds())
 
 	level := slog.LevelInfo
-	if status >= 500 {
+	switch {
+	case status == statusClientClosed:
+		level = slog.LevelDebug // the client's doing: a flood of them must not flood the logs
+	case status >= 500:
 		level = slog.LevelError
 	}
 	ctx := context.Background() // the request's own context may be past its deadline
@@ -187,8 +190,12 @@ func jsonBody(c *fiber.Ctx) ([]byte, error) {
 	return tokenizer.ToValidUTF8(c.Request().Body()), nil
 }
 
-func (s *Server) checkDraining() error {
+// checkDraining refuses new work while draining, and closes the
+// connection after the answer so the client's next request goes to
+// another replica.
+func (s *Server) checkDraining(c *fiber.Ctx) error {
 	if s.draining.Load() {
+		c.Context().SetConnectionClose()
 		return &gateway.Error{Kind: gateway.Unhealthy, Msg: "server is shutting down"}
 	}
 	return nil
@@ -200,7 +207,7 @@ func (s *Server) checkDraining() error {
 func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		start := time.Now()
-		if err := s.checkDraining(); err != nil {
+		if err := s.checkDraining(c); err != nil {
 			return err
 		}
 		body, err := jsonBody(c)
@@ -259,7 +266,7 @@ func setTimingHeaders(c *fiber.Ctx, res *gateway.EmbedResult, total time.Duratio
 
 func (s *Server) handleTokenize() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		if err := s.checkDraining(); err != nil {
+		if err := s.checkDraining(c); err != nil {
 			return err
 		}
 		body, err := jsonBody(c)

@@ -331,8 +331,8 @@ func TestHealthReadyDrain(t *testing.T) {
 	check("/health", 200)
 	for _, p := range []struct{ path, body string }{{"/embed", `{"inputs":"a"}`}, {"/v1/embeddings", `{"input":"a"}`}, {"/tokenize", `{"inputs":"a"}`}} {
 		resp, body := s.post(t, p.path, p.body)
-		if resp.StatusCode != 503 {
-			t.Errorf("POST %s while draining = %d, want 503 (%s)", p.path, resp.StatusCode, body)
+		if resp.StatusCode != 503 || !resp.Close {
+			t.Errorf("POST %s while draining = %d (Connection: close %v), want 503 closing the connection (%s)", p.path, resp.StatusCode, resp.Close, body)
 		}
 	}
 }

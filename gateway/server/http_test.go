@@ -2,13 +2,17 @@ package server
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // rawRequest sends raw bytes to base and reads the one response.
@@ -102,5 +106,57 @@ func TestTooLargeWhileClientWrites(t *testing.T) {
 			t.Fatalf("try %d: status %d, want 413 (%s)", i, resp.StatusCode, b)
 		}
 		checkErrorShape(t, "/v1/embeddings", b, "invalid_request_error")
+	}
+}
+
+// A client that resets its connection mid-body is counted as 499, a client
+// abort, and not logged as a server error.
+func TestClientResetIs499(t *testing.T) {
+	s := newTestServer(t, newFake(), nil, nil)
+	base := serve(t, s)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(conn, "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"inputs\":")
+	time.Sleep(50 * time.Millisecond) // the server is reading the body
+	_ = conn.(*net.TCPConn).SetLinger(0)
+	_ = conn.Close() // RST
+	const want = `embedgate_http_requests_total{route="unmatched",status="499"} 1`
+	var metrics string
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(metrics, want) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		_, body := s.do(t, http.MethodGet, "/metrics", "", "")
+		metrics = string(body)
+	}
+	if !strings.Contains(metrics, want) {
+		t.Errorf("/metrics does not count the reset as 499:\n%s", metrics)
+	}
+	if got := s.logs.String(); strings.Contains(got, `"level":"ERROR"`) || strings.Contains(got, `"status":50`) {
+		t.Errorf("a client reset was logged as a server error:\n%s", got)
+	}
+}
+
+// With --metrics-port, /metrics is served there only.
+func TestMetricsElsewhere(t *testing.T) {
+	srv, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: time.Second, MetricsElsewhere: true},
+		slog.New(slog.DiscardHandler), newFake(), prometheus.NewRegistry(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.App().Shutdown() })
+	s := &testServer{Server: srv}
+	if resp, body := s.do(t, http.MethodGet, "/metrics", "", ""); resp.StatusCode != 404 {
+		t.Errorf("GET /metrics on the public port = %d, want 404 (%s)", resp.StatusCode, body)
+	}
+}
+
+// Hugging Face's InferenceClient, pointed at a TEI base URL, posts to /.
+func TestTEICompatRoute(t *testing.T) {
+	s := newTestServer(t, newFake(), nil, nil)
+	resp, body := s.post(t, "/", `{"inputs":["a","b"],"normalize":true}`)
+	var vecs [][]float32
+	if err := json.Unmarshal(body, &vecs); resp.StatusCode != 200 || err != nil || len(vecs) != 2 {
+		t.Errorf("POST / = %d %s, want TEI's /embed answer", resp.StatusCode, body)
 	}
 }

@@ -27,13 +27,16 @@ func addRoutes(app *fiber.App, s *Server, reg *prometheus.Registry) {
 
 	app.Get("/health", s.handleHealth())
 	app.Get("/ready", s.handleReady())
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	if !s.opts.MetricsElsewhere {
+		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	}
 	if s.opts.Pprof {
 		MountPprof(app, s.requireKey) // off by default; see MountPprof
 	}
 
 	app.Post("/api/v1/embed", api(native.Codec{}, s.handleEmbed(native.Codec{}))...)
 	app.Post("/embed", api(tei.Codec{}, s.handleEmbed(tei.Codec{}))...)
+	app.Post("/", api(tei.Codec{}, s.handleEmbed(tei.Codec{}))...) // TEI's compat route, where HF's InferenceClient posts
 	app.Post("/v1/embeddings", api(openai.Codec{}, s.handleEmbed(openai.Codec{}))...)
 	app.Post("/embeddings", api(openai.Codec{}, s.handleEmbed(openai.Codec{}))...)
 	app.Post("/tokenize", api(tei.Codec{}, s.handleTokenize())...)

@@ -45,6 +45,9 @@ type Options struct {
 	// Pprof mounts Go's profiler under /debug/pprof/ on this server, behind
 	// the API key when keys are set (see MountPprof). Trusted networks only.
 	Pprof bool
+	// MetricsElsewhere leaves /metrics off this server: --metrics-port
+	// serves it (NewAdmin), and the public port should not.
+	MetricsElsewhere bool
 	// RateLimit is every subject's limits unless its key has its own
 	// (--rate-limit-rps, --rate-limit-burst, --rate-limit-tpm).
 	RateLimit ratelimit.Limit

@@ -78,7 +78,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		logger.Warn("--pprof serves /debug/pprof/ on the public port without an API key: enable it only on a trusted network, or set --metrics-port to move it there")
 	}
 	srv, err := server.New(server.Options{BodyLimit: cfg.PayloadLimit, RequestTimeout: cfg.RequestTimeout,
-		Tracer: tracer, Propagator: prop, Pprof: pprofPublic,
+		Tracer: tracer, Propagator: prop, Pprof: pprofPublic, MetricsElsewhere: cfg.MetricsPort != 0,
 		RateLimit:         ratelimit.Limit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, TPM: cfg.RateLimitTPM},
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
 	}, logger, eng, reg, keys, limiter)
