@@ -17,6 +17,7 @@ func minilmPath() string {
 }
 
 func TestTokenizeCommand(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		args  []string
@@ -54,6 +55,7 @@ func TestTokenizeCommand(t *testing.T) {
 }
 
 func TestHubRevision(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, modelID, dir, revision, want string
 	}{
