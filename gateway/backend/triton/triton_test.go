@@ -19,6 +19,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name   string
 		model  []testmodel.Option
@@ -55,6 +56,7 @@ func TestConformance(t *testing.T) {
 // TestSameAsONNX checks that going through Triton changes no bit of the
 // model's output, for each wire dtype and output kind.
 func TestSameAsONNX(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name   string
 		model  []testmodel.Option
@@ -95,6 +97,7 @@ func TestSameAsONNX(t *testing.T) {
 // only then: concurrent calls each get their own, and the values stay
 // right while buffers go round.
 func TestRelease(t *testing.T) {
+	t.Parallel()
 	direct := openONNX(t)
 	srv := tritontest.Start(t, direct)
 	b := openTriton(t, options(t, srv))
@@ -166,6 +169,7 @@ func TestRelease(t *testing.T) {
 // per input in order, the right dtype and byte size, little-endian values,
 // only the needed output, the batch id, and the traceparent.
 func TestWire(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name     string
 		server   []tritontest.Option
@@ -229,6 +233,7 @@ func TestWire(t *testing.T) {
 }
 
 func TestPropagate(t *testing.T) {
+	t.Parallel()
 	srv := tritontest.Start(t, openONNX(t))
 	opts := options(t, srv)
 	opts.Propagate = func(ctx context.Context, set func(k, v string)) {
