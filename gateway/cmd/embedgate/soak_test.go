@@ -149,15 +149,15 @@ func sample(t *testing.T) resources {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resources{goroutines: goroutines(), fds: len(fds), heap: ms.HeapInuse}
+	return resources{goroutines: liveGoroutines(), fds: len(fds), heap: ms.HeapInuse}
 }
 
-// goroutines counts the process's goroutines but fasthttp's idle workers:
+// liveGoroutines counts the process's goroutines but fasthttp's idle workers:
 // fasthttp parks a worker per recent connection for 10 to 20 seconds after
 // the connection goes, a bounded pool of its own rather than a leak, and
 // waiting that out would make the soak that much longer. A worker inside a
 // handler is counted: its stack does not start at the parked receive.
-func goroutines() int {
+func liveGoroutines() int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
