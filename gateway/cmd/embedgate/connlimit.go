@@ -120,7 +120,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 func (l *limitListener) acquire() error {
 	select {
 	case l.slots <- struct{}{}:
-		l.endCapEpisode()
+		// The episode ends once a tenth of the slots are free, not at the
+		// first: while a flood ends, closes and accepts alternate at the
+		// cap, and each would log.
+		if len(l.slots) <= l.max*9/10 {
+			l.endCapEpisode()
+		}
 		return nil
 	case <-l.done:
 		return net.ErrClosed
