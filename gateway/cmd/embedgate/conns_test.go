@@ -51,6 +51,7 @@ func closedWithin(t *testing.T, c net.Conn, limit time.Duration) time.Duration {
 // metrics port has the same bounds. Before, each was held open for ever:
 // no timeout was set.
 func TestConnectionTimeouts(t *testing.T) {
+	t.Parallel()
 	const read, idle, write = 2 * time.Second, 200 * time.Millisecond, 500 * time.Millisecond
 	env := baseEnv(t)
 	env["METRICS_PORT"] = freePort(t)
@@ -175,6 +176,7 @@ func TestConnectionTimeouts(t *testing.T) {
 // the first 4 are served, the other 3 wait in the listen backlog until
 // some close, and the gateway keeps running.
 func TestMaxConnections(t *testing.T) {
+	t.Parallel()
 	const max, extra = 4, 3
 	g := startGateway(t, baseEnv(t), fmt.Sprintf("--max-connections=%d", max))
 	// The readiness check's keep-alive connection would hold a slot.

@@ -32,6 +32,7 @@ func touchLib(t *testing.T, root, version string) string {
 // (bin/embedgate → ../.cache/ort), newest version first. Before, it
 // looked on the search path only.
 func TestORTLibCandidates(t *testing.T) {
+	t.Parallel()
 	wd, checkout := t.TempDir(), t.TempDir()
 	v19, v130, odd := touchLib(t, wd, "1.9.0"), touchLib(t, wd, "1.30.0"), touchLib(t, wd, "custom")
 	if err := os.MkdirAll(filepath.Join(wd, ".cache", "ort", "2.0.0"), 0o755); err != nil { // no library inside
@@ -58,6 +59,7 @@ func TestORTLibCandidates(t *testing.T) {
 }
 
 func TestCompareVersions(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		a, b string
 		want int
@@ -75,6 +77,7 @@ func TestCompareVersions(t *testing.T) {
 // the library's (the model's) ends the search; when none loads, the error
 // names make setup, ORT_LIB and every library tried.
 func TestLoadORT(t *testing.T) {
+	t.Parallel()
 	libs := []string{ortLibName, "/w/.cache/ort/1.30.0/" + ortLibName, "/b/.cache/ort/1.9.0/" + ortLibName}
 	notLoaded := func(lib string) error {
 		return fmt.Errorf("%w %s: cannot open shared object file", onnx.ErrLoadRuntime, lib)
