@@ -113,8 +113,17 @@ func (q *Queue[T]) Len() int {
 // dropped because their context ended while they waited (the caller answers
 // them). It returns ctx's error once ctx is done.
 func (q *Queue[T]) Next(ctx context.Context) (batch, dropped []T, err error) {
+	return q.NextWithin(ctx, q.opts.MaxTokens)
+}
+
+// NextWithin is Next with a batch of at most maxTokens padded tokens
+// (never more than Options.MaxTokens): a caller that knows how fast the
+// backend goes can keep a batch within the time a call may take. The
+// oldest input is taken even if it alone is longer.
+func (q *Queue[T]) NextWithin(ctx context.Context, maxTokens int) (batch, dropped []T, err error) {
+	maxTokens = max(1, min(maxTokens, q.opts.MaxTokens))
 	for {
-		batch, dropped = q.cut()
+		batch, dropped = q.cut(maxTokens)
 		if len(batch) > 0 || len(dropped) > 0 {
 			return batch, dropped, nil
 		}
@@ -127,7 +136,7 @@ func (q *Queue[T]) Next(ctx context.Context) (batch, dropped []T, err error) {
 }
 
 // cut drops the items whose request is done and takes the next batch.
-func (q *Queue[T]) cut() (batch, dropped []T) {
+func (q *Queue[T]) cut(maxTokens int) (batch, dropped []T) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	dropped = q.dropDone()
@@ -135,7 +144,7 @@ func (q *Queue[T]) cut() (batch, dropped []T) {
 		q.queued.Set(0)
 		return nil, dropped
 	}
-	return q.take(q.pick()), dropped
+	return q.take(q.pick(maxTokens)), dropped
 }
 
 // dropDone removes the items whose request is done and returns them.
@@ -156,8 +165,9 @@ func (q *Queue[T]) dropDone() (dropped []T) {
 
 // pick chooses the next batch, as positions in q.items (not empty): a
 // window of the items sorted by length, anchored on the oldest and grown
-// one neighbour at a time while the budget allows.
-func (q *Queue[T]) pick() []int {
+// one neighbour at a time while the budget (maxTokens padded tokens)
+// allows.
+func (q *Queue[T]) pick(maxTokens int) []int {
 	// order lists positions in q.items by length; stable, so equal lengths
 	// keep arrival order.
 	order := make([]int, len(q.items))
@@ -178,7 +188,7 @@ func (q *Queue[T]) pick() []int {
 		if hi < len(order)-1 {
 			longer = length(order[hi+1])
 		}
-		wasteLo, wasteHi := q.waste(rows, longest, shorter, longer)
+		wasteLo, wasteHi := q.waste(maxTokens, rows, longest, shorter, longer)
 		switch {
 		case wasteLo >= 0 && (wasteHi < 0 || wasteLo <= wasteHi):
 			lo--
@@ -194,23 +204,23 @@ func (q *Queue[T]) pick() []int {
 
 // waste is the padding that the window's shorter and longer neighbours
 // (their lengths, -1 for none) would each add to a batch of rows rows
-// padded to longest, or -1 for a neighbour that does not fit the budget or
-// would run cheaper in a batch of its own size.
+// padded to longest, or -1 for a neighbour that does not fit the budget
+// (maxTokens) or would run cheaper in a batch of its own size.
 //
 // The window grows towards the neighbour that adds the least padding: a
 // shorter one pads itself up to longest, a longer one pads every row so
 // far. Padding on CPU costs as much as real tokens: measured with
 // embedbench, filling rows regardless padded 65-70% of a mixed load at low
 // concurrency.
-func (q *Queue[T]) waste(rows, longest, shorter, longer int) (wasteLo, wasteHi int) {
+func (q *Queue[T]) waste(maxTokens, rows, longest, shorter, longer int) (wasteLo, wasteHi int) {
 	wasteLo, wasteHi = -1, -1
-	if shorter >= 0 && (rows+1)*longest <= q.opts.MaxTokens {
+	if shorter >= 0 && (rows+1)*longest <= maxTokens {
 		if w := longest - shorter; w <= shorter+q.opts.CallTokens {
 			wasteLo = w
 		}
 	}
 	if longer >= 0 {
-		if w := (longer - longest) * rows; (rows+1)*longer <= q.opts.MaxTokens && w <= longer+q.opts.CallTokens {
+		if w := (longer - longest) * rows; (rows+1)*longer <= maxTokens && w <= longer+q.opts.CallTokens {
 			wasteHi = w
 		}
 	}
