@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/prometheus/client_golang/prometheus"
@@ -113,17 +114,33 @@ func (q *Queue[T]) Len() int {
 // dropped because their context ended while they waited (the caller answers
 // them). It returns ctx's error once ctx is done.
 func (q *Queue[T]) Next(ctx context.Context) (batch, dropped []T, err error) {
-	return q.NextWithin(ctx, q.opts.MaxTokens)
+	return q.NextWithin(ctx, Budget{})
 }
 
-// NextWithin is Next with a batch of at most maxTokens padded tokens
-// (never more than Options.MaxTokens): a caller that knows how fast the
-// backend goes can keep a batch within the time a call may take. The
-// oldest input is taken even if it alone is longer.
-func (q *Queue[T]) NextWithin(ctx context.Context, maxTokens int) (batch, dropped []T, err error) {
-	maxTokens = max(1, min(maxTokens, q.opts.MaxTokens))
+// Budget is what the caller knows of the backend when it asks for the
+// next batch.
+type Budget struct {
+	// MaxTokens caps the batch's padded tokens below Options.MaxTokens (0
+	// = no lower cap): a caller that knows how fast the backend goes can
+	// keep a batch within the time a call may take. The oldest input is
+	// taken even if it alone is longer.
+	MaxTokens int
+	// Rate is the real tokens the backend runs per second (0 = unknown)
+	// and Ahead the tokens it has still to run before this batch (the
+	// batches in flight). With a rate, an input joins a batch ahead of
+	// older inputs only while those still start in time for their
+	// deadlines (see overtaking).
+	Rate  float64
+	Ahead int
+}
+
+// NextWithin is Next under budget b.
+func (q *Queue[T]) NextWithin(ctx context.Context, b Budget) (batch, dropped []T, err error) {
+	if b.MaxTokens <= 0 || b.MaxTokens > q.opts.MaxTokens {
+		b.MaxTokens = q.opts.MaxTokens
+	}
 	for {
-		batch, dropped = q.cut(maxTokens)
+		batch, dropped = q.cut(b)
 		if len(batch) > 0 || len(dropped) > 0 {
 			return batch, dropped, nil
 		}
@@ -136,7 +153,7 @@ func (q *Queue[T]) NextWithin(ctx context.Context, maxTokens int) (batch, droppe
 }
 
 // cut drops the items whose request is done and takes the next batch.
-func (q *Queue[T]) cut(maxTokens int) (batch, dropped []T) {
+func (q *Queue[T]) cut(b Budget) (batch, dropped []T) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	dropped = q.dropDone()
@@ -144,7 +161,7 @@ func (q *Queue[T]) cut(maxTokens int) (batch, dropped []T) {
 		q.queued.Set(0)
 		return nil, dropped
 	}
-	return q.take(q.pick(maxTokens)), dropped
+	return q.take(q.pick(b, q.slack(b, time.Now()))), dropped
 }
 
 // dropDone removes the items whose request is done and returns them.
@@ -163,11 +180,12 @@ func (q *Queue[T]) dropDone() (dropped []T) {
 	return dropped
 }
 
-// pick chooses the next batch, as positions in q.items (not empty): a
-// window of the items sorted by length, anchored on the oldest and grown
-// one neighbour at a time while the budget (maxTokens padded tokens)
-// allows.
-func (q *Queue[T]) pick(maxTokens int) []int {
+// pick chooses the next batch, as positions in q.items (not empty): the
+// oldest item and its neighbours in length, added one at a time, the one
+// that adds less padding first, while b.MaxTokens allows. A neighbour
+// that would make an older item late (see overtaking) is left for a later
+// batch and the next one is tried.
+func (q *Queue[T]) pick(b Budget, pass *overtaking) []int {
 	// order lists positions in q.items by length; stable, so equal lengths
 	// keep arrival order.
 	order := make([]int, len(q.items))
@@ -178,28 +196,38 @@ func (q *Queue[T]) pick(maxTokens int) []int {
 	slices.SortStableFunc(order, func(a, b int) int { return length(a) - length(b) })
 
 	anchor := slices.Index(order, 0) // the oldest item
-	lo, hi := anchor, anchor
+	picked := []int{0}
+	pass.join(0, 0)
+	lo, hi := anchor-1, anchor+1 // the next candidates, shorter and longer
 	longest := length(0)
-	for rows := 1; rows < q.opts.MaxRows; rows++ {
+	for len(picked) < q.opts.MaxRows {
 		shorter, longer := -1, -1
-		if lo > 0 {
-			shorter = length(order[lo-1])
+		if lo >= 0 {
+			shorter = length(order[lo])
 		}
-		if hi < len(order)-1 {
-			longer = length(order[hi+1])
+		if hi < len(order) {
+			longer = length(order[hi])
 		}
-		wasteLo, wasteHi := q.waste(maxTokens, rows, longest, shorter, longer)
+		wasteLo, wasteHi := q.waste(b.MaxTokens, len(picked), longest, shorter, longer)
+		var pos, cost int
 		switch {
 		case wasteLo >= 0 && (wasteHi < 0 || wasteLo <= wasteHi):
+			pos, cost = order[lo], longest
 			lo--
 		case wasteHi >= 0:
+			pos, cost = order[hi], longer+wasteHi
 			hi++
-			longest = longer
 		default:
-			return order[lo : hi+1] // nothing fits: stop
+			return picked // nothing fits: stop
 		}
+		if !pass.allows(pos, cost) {
+			continue
+		}
+		pass.join(pos, cost)
+		picked = append(picked, pos)
+		longest = max(longest, length(pos))
 	}
-	return order[lo : hi+1]
+	return picked
 }
 
 // waste is the padding that the window's shorter and longer neighbours

@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"sync"
+
+	"github.com/embedgate/embedgate/gateway/batcher"
 )
 
 // inflight is the work handed to the backend and not yet returned: how
@@ -41,8 +43,10 @@ func (f *inflight) load() (batches, tokens int) {
 	return f.batches, f.tokens
 }
 
-// room waits until the backend can take another batch and says how many
-// padded tokens it may hold. A batch may start while fewer than
+// room waits until the backend can take another batch and says what it
+// may hold (see batcher.Budget): how many padded tokens, and the rate and
+// work in flight by which the batcher keeps the inputs it passes over in
+// time for their deadlines. A batch may start while fewer than
 // MaxInflight run and, when the backend bounds each call in time
 // (CallTimeout), while the work in flight and a full batch would be done
 // within half of that time at the measured rate; a batch also holds no
@@ -54,20 +58,21 @@ func (f *inflight) load() (batches, tokens int) {
 // inputs passed the 10 s timeout: its requests ended 504 (and the gateway
 // unready) though the backend never stalled (measured with embedbench at
 // 64 clients through the Triton stand-in).
-func (e *Engine) room(ctx context.Context) (maxTokens int, err error) {
+func (e *Engine) room(ctx context.Context) (batcher.Budget, error) {
 	for {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return batcher.Budget{}, err
 		}
-		full, budget := e.batchBudget()
+		rate := e.backlog.Rate()
+		full, budget := e.batchBudget(rate)
 		batches, tokens := e.flight.load()
 		if batches == 0 || (batches < e.opts.MaxInflight && tokens+full <= budget) {
-			return full, nil
+			return batcher.Budget{MaxTokens: full, Rate: rate, Ahead: tokens}, nil
 		}
 		select {
 		case <-e.flight.freed:
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return batcher.Budget{}, ctx.Err()
 		}
 	}
 }
@@ -81,8 +86,7 @@ const callShare = 0.5
 // the most the batches in flight may hold together (budget): the work the
 // backend does, at its measured rate, in half of a call's timeout. With no
 // timeout or no rate yet, only MaxBatchTokens bounds a batch.
-func (e *Engine) batchBudget() (full, budget int) {
-	rate := e.backlog.Rate()
+func (e *Engine) batchBudget(rate float64) (full, budget int) {
 	if e.opts.CallTimeout <= 0 || rate <= 0 {
 		return e.opts.MaxBatchTokens, math.MaxInt
 	}

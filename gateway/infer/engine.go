@@ -149,12 +149,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); e.probe(ctx) }()
 	for {
-		maxTokens, err := e.room(ctx)
+		budget, err := e.room(ctx)
 		if err != nil {
 			e.failQueued()
 			return nil
 		}
-		items, dropped, err := e.queue.NextWithin(ctx, maxTokens)
+		items, dropped, err := e.queue.NextWithin(ctx, budget)
 		e.backlog.Remove(tokensOf(items) + tokensOf(dropped))
 		for _, it := range dropped {
 			it.req.fail(gateway.ContextError(it.ctx.Err()))
