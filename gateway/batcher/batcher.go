@@ -197,7 +197,7 @@ func (q *Queue[T]) pick(b Budget, pass *overtaking) []int {
 
 	anchor := slices.Index(order, 0) // the oldest item
 	picked := []int{0}
-	pass.join(0, 0)
+	pass.join(q.items[0], 0, 0)
 	lo, hi := anchor-1, anchor+1 // the next candidates, shorter and longer
 	longest := length(0)
 	for len(picked) < q.opts.MaxRows {
@@ -209,23 +209,23 @@ func (q *Queue[T]) pick(b Budget, pass *overtaking) []int {
 			longer = length(order[hi])
 		}
 		wasteLo, wasteHi := q.waste(b.MaxTokens, len(picked), longest, shorter, longer)
-		var pos, cost int
+		var pos, cost, grown int
 		switch {
 		case wasteLo >= 0 && (wasteHi < 0 || wasteLo <= wasteHi):
-			pos, cost = order[lo], longest
+			pos, cost, grown = order[lo], longest, longest
 			lo--
 		case wasteHi >= 0:
-			pos, cost = order[hi], longer+wasteHi
+			pos, cost, grown = order[hi], longer+wasteHi, longer
 			hi++
 		default:
 			return picked // nothing fits: stop
 		}
-		if !pass.allows(pos, cost) {
+		if !pass.allows(q.items[pos], pos, cost, (len(picked)+1)*grown) {
 			continue
 		}
-		pass.join(pos, cost)
+		pass.join(q.items[pos], pos, cost)
 		picked = append(picked, pos)
-		longest = max(longest, length(pos))
+		longest = grown
 	}
 	return picked
 }

@@ -11,7 +11,8 @@ import (
 // oldest), a long one whose request has deadline left, then three short
 // ones. The long one cannot share the short ones' batch (2 × 30 > 40), so
 // every short one batched with the oldest passes it. The backend runs 100
-// tokens/s; a batch of the budget (40 tokens) takes 0.4 s.
+// tokens/s: the long input's slack is what half its time left runs (50
+// tokens a second) less the oldest (10) and twice its length (60).
 func overtakingQueue(t *testing.T, left time.Duration) *Queue[*item] {
 	t.Helper()
 	ctx := context.Background()
@@ -31,20 +32,18 @@ func nextTags(t *testing.T, q *Queue[*item], b Budget) []int {
 	return tags(batch)
 }
 
-// Newer inputs pass an older one only while it keeps time for its own batch
-// and as much again: with 0.95 s left, the long input needs 0.1 s for the
-// oldest, 0.4 s for its own batch and 0.4 s of margin, and has 5 tokens of
-// slack: not enough for one short input (10). With 1.3 s it has 40, enough
-// for all three.
+// Newer inputs pass an older one only within its slack: with 1.5 s left,
+// the long input has 5 tokens of slack, not enough for one short input
+// (10); with 2.2 s it has 40, enough for all three.
 func TestNewerInputsPassOnlyWithinTheSlack(t *testing.T) {
 	b := Budget{Rate: 100}
-	q := overtakingQueue(t, 950*time.Millisecond)
+	q := overtakingQueue(t, 1500*time.Millisecond)
 	for _, want := range [][]int{{0}, {1}, {2, 3, 4}} {
 		if got := nextTags(t, q, b); !slices.Equal(got, want) {
 			t.Fatalf("batch %v, want %v: the short inputs must not pass the long one", got, want)
 		}
 	}
-	q = overtakingQueue(t, 1300*time.Millisecond)
+	q = overtakingQueue(t, 2200*time.Millisecond)
 	if got := nextTags(t, q, b); !slices.Equal(got, []int{0, 2, 3, 4}) {
 		t.Errorf("batch %v, want [0 2 3 4]: the long input has slack for them", got)
 	}
@@ -52,20 +51,33 @@ func TestNewerInputsPassOnlyWithinTheSlack(t *testing.T) {
 
 // Work still in the backend counts ahead of every queued input.
 func TestWorkInFlightTakesSlack(t *testing.T) {
-	q := overtakingQueue(t, 1300*time.Millisecond)
+	q := overtakingQueue(t, 2200*time.Millisecond)
 	if got := nextTags(t, q, Budget{Rate: 100, Ahead: 35}); !slices.Equal(got, []int{0}) {
 		t.Errorf("batch %v with 0.35 s of work in flight, want [0] alone", got)
+	}
+}
+
+// A batch holds no more than half its most urgent member's time left
+// runs: 0.5 s left at 100 tokens/s is room for 25 tokens, two rows of 10.
+func TestBatchFitsItsMembersDeadlines(t *testing.T) {
+	ctx := context.Background()
+	urgent, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	q := newQueue(t, Options{MaxTokens: 40, MaxRows: 4})
+	q.Push(mk(urgent, 0, 10), mk(ctx, 1, 10), mk(ctx, 2, 10), mk(ctx, 3, 10))
+	if got := nextTags(t, q, Budget{Rate: 100}); !slices.Equal(got, []int{0, 1}) {
+		t.Errorf("batch %v, want [0 1]", got)
 	}
 }
 
 // An input already too late to be served in time does not hold the others
 // back, and without a rate nothing is held back.
 func TestLateOrUnmeasuredInputsDoNotHoldBatches(t *testing.T) {
-	q := overtakingQueue(t, 300*time.Millisecond)
+	q := overtakingQueue(t, 1200*time.Millisecond)
 	if got := nextTags(t, q, Budget{Rate: 100}); !slices.Equal(got, []int{0, 2, 3, 4}) {
 		t.Errorf("batch %v, want [0 2 3 4]: the long input is late whatever happens", got)
 	}
-	q = overtakingQueue(t, 950*time.Millisecond)
+	q = overtakingQueue(t, 1500*time.Millisecond)
 	if got := nextTags(t, q, Budget{}); !slices.Equal(got, []int{0, 2, 3, 4}) {
 		t.Errorf("batch %v with no rate, want [0 2 3 4]", got)
 	}
