@@ -27,10 +27,11 @@ const waitShare = 0.5
 // twice its own length, for a batch of its own) takes at most waitShare
 // of its time left. An input joins the batch only if every older input
 // left waiting has slack for what it adds (its padded tokens), which is
-// then taken from theirs. An input whose slack is already gone does not
-// hold the others back: it is late even with nothing passing it, and
-// batching around it keeps the backend's rate for those that can still be
-// served.
+// then taken from theirs. An input behind its share (the rate fell since
+// it was admitted) has none: nothing newer passes it. Only an input that
+// would be late even with all its time left does not hold the others
+// back: batching around it keeps the backend's rate for those that can
+// still be served.
 //
 // And a batch holds no more than it can run, after Ahead, in waitShare of
 // the time its most urgent member has left, so that an input that starts
@@ -39,9 +40,9 @@ const waitShare = 0.5
 type overtaking struct {
 	rate, ahead float64
 	now         time.Time
-	// slack by position in q.items, less what the batch took so far;
-	// +Inf for inputs in the batch, those without deadline and those
-	// already late.
+	// slack by position in q.items, less what the batch took so far
+	// (below 0 for an input behind its share); +Inf for inputs in the
+	// batch, those without deadline and those late whatever happens.
 	slack []float64
 	// least[p] is the least slack of the positions before p.
 	least []float64
@@ -60,9 +61,10 @@ func (q *Queue[T]) slack(b Budget, now time.Time) *overtaking {
 	ahead := o.ahead
 	for pos, it := range q.items {
 		ids, _ := it.Tokens()
+		before := ahead + 2*float64(len(ids))
 		o.slack[pos] = math.Inf(1)
-		if s := o.share(it) - ahead - 2*float64(len(ids)); s >= 0 {
-			o.slack[pos] = s
+		if share := o.share(it); share/waitShare >= before { // else late even in order
+			o.slack[pos] = share - before
 		}
 		ahead += float64(len(ids))
 	}

@@ -70,10 +70,16 @@ func TestBatchFitsItsMembersDeadlines(t *testing.T) {
 	}
 }
 
-// An input already too late to be served in time does not hold the others
-// back, and without a rate nothing is held back.
+// An input behind its share (1.2 s left: 60 tokens for the 70 before it)
+// lets nothing newer pass; one too late even with all its time (0.5 s: 50
+// tokens for 70) does not hold the others back; without a rate nothing
+// is held back.
 func TestLateOrUnmeasuredInputsDoNotHoldBatches(t *testing.T) {
 	q := overtakingQueue(t, 1200*time.Millisecond)
+	if got := nextTags(t, q, Budget{Rate: 100}); !slices.Equal(got, []int{0}) {
+		t.Errorf("batch %v, want [0] alone: the long input is behind its share", got)
+	}
+	q = overtakingQueue(t, 500*time.Millisecond)
 	if got := nextTags(t, q, Budget{Rate: 100}); !slices.Equal(got, []int{0, 2, 3, 4}) {
 		t.Errorf("batch %v, want [0 2 3 4]: the long input is late whatever happens", got)
 	}
