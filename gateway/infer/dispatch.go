@@ -50,7 +50,7 @@ func (f *inflight) load() (batches, tokens int) {
 // MaxInflight run and, when the backend bounds each call in time
 // (CallTimeout), while the work in flight and a full batch would be done
 // within half of that time at the measured rate; a batch also holds no
-// more than that (but always the longest input).
+// more than that (but always room for one input of the max length).
 //
 // Why: batches in flight to Triton wait in its queue, and that wait is on
 // the call's clock. With 4 batches in flight to a model running one at a
