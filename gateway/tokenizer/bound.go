@@ -63,11 +63,20 @@ func (t *Tokenizer) sequence(sc *scratch, text string, limit int, left bool, w w
 // tokenizes src whole.
 func (t *Tokenizer) tokenizeBounded(sc *scratch, src string, limit int, left bool, w window) (toks []tok, ok bool) {
 	size := w.first(limit)
+	fromChecked := false
 	for size < len(src) {
 		lo, hi := 0, len(src)
 		reach := max(size, windowReach)
 		if left {
 			lo = t.cuts.before(src, len(src)-size, reach)
+			// Later windows start before this one: what holds up to
+			// this cut holds up to theirs.
+			if lo > 0 && !fromChecked {
+				if !t.cuts.fromOK(src, lo) {
+					return nil, false
+				}
+				fromChecked = true
+			}
 		} else {
 			hi = t.cuts.after(src, size, reach)
 		}

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"bytes"
 	"strings"
 	"unicode/utf8"
 
@@ -30,6 +31,10 @@ import (
 //     (Precompiled). Replace may only turn the space into '▁' or squeeze
 //     runs of spaces; Prepend and a left Strip act at a segment's start,
 //     which a window's continued first segment is not (normString.cont).
+//     One effect reaches across: Precompiled, as Rust's change list does,
+//     loses the alignment of characters it removes at a segment's start
+//     and shifts every later offset of the segment; a window from a cut is
+//     only taken when no segment before the cut may start so (fromOK).
 //   - Pre-tokenizers split before the space (BERT, Whitespace,
 //     WhitespaceSplit, Metaspace with split, the GPT-2, Qwen and Llama-3
 //     scanners: a match never runs from a non-space character into a
@@ -42,6 +47,12 @@ type cutRule struct {
 	added     *matcher // added tokens matched on the raw text; nil: none
 	maxAdded  int      // longest added-token pattern, bytes
 	inAdded   [256]bool
+	firsts    []byte // the first bytes of the added tokens
+	// leading is a first normalizer that may remove a segment's first
+	// characters, losing their alignment (see fromOK); noFrom: such a
+	// normalizer runs after another, so no window starts at a cut.
+	leading *precompiled
+	noFrom  bool
 }
 
 // newCutRule returns where t's texts may be cut, or nil if nowhere.
@@ -50,7 +61,7 @@ func newCutRule(t *Tokenizer) *cutRule {
 		return nil // matches on normalized text: not analysed, encode whole
 	}
 	r := &cutRule{}
-	sp, ok := r.normalizerCut(t.norm, " ")
+	sp, ok := r.normalizerCut(t.norm, " ", true)
 	if !ok {
 		return nil
 	}
@@ -65,6 +76,11 @@ func newCutRule(t *Tokenizer) *cutRule {
 			for i := 0; i < len(p); i++ {
 				r.inAdded[p[i]] = true
 			}
+			if !bytes.Contains(r.firsts, []byte{p[0]}) {
+				r.firsts = append(r.firsts, p[0])
+			}
+			// fromOK reads raw text that may decode to U+FFFD
+			r.noFrom = r.noFrom || strings.ContainsRune(p, utf8.RuneError)
 		}
 	}
 	return r
@@ -72,8 +88,8 @@ func newCutRule(t *Tokenizer) *cutRule {
 
 // normalizerCut follows the space at a cut through n: sp is what the
 // space has become so far ("" and false: n may carry text across the cut).
-// Only " " and "▁" are followed.
-func (r *cutRule) normalizerCut(n normalizer, sp string) (string, bool) {
+// Only " " and "▁" are followed. first: n is the first to see the text.
+func (r *cutRule) normalizerCut(n normalizer, sp string, first bool) (string, bool) {
 	switch n := n.(type) {
 	case nil:
 		return sp, true
@@ -87,11 +103,16 @@ func (r *cutRule) normalizerCut(n normalizer, sp string) (string, bool) {
 		return replaceCut(n, sp)
 	case *precompiled:
 		r.graphemes = true
+		if first {
+			r.leading = n
+		} else {
+			r.noFrom = true
+		}
 		return sp, sp == " " && n.keepsCut()
 	case sequenceNormalizer:
 		ok := true
-		for _, x := range n {
-			if sp, ok = r.normalizerCut(x, sp); !ok {
+		for i, x := range n {
+			if sp, ok = r.normalizerCut(x, sp, first && i == 0); !ok {
 				return "", false
 			}
 		}
@@ -260,6 +281,78 @@ func (r *cutRule) addedTouches(s string, c int) bool {
 		}
 	}
 	return false
+}
+
+// fromOK reports whether a window may start at the cut c: no segment before
+// c may start with characters the leading normalizer removes. Segments
+// start at 0 and after added tokens (and the whitespace an rstrip token
+// takes); every occurrence of an added token before c is taken as one.
+func (r *cutRule) fromOK(s string, c int) bool {
+	switch {
+	case r.noFrom:
+		return false
+	case r.leading == nil:
+		return true
+	case r.leading.removesFirst(s, 0):
+		return false
+	}
+	for i := r.nextFirst(s, 0, c); i >= 0; i = r.nextFirst(s, i+1, c) {
+		for _, k := range r.added.byFirst[s[i]] {
+			p := r.added.patterns[k]
+			if !strings.HasPrefix(s[i:], p) {
+				continue
+			}
+			e := i + len(p)
+			if r.added.tokens[k].rstrip {
+				e += len(s[e:]) - len(strings.TrimLeftFunc(s[e:], isWhitespace))
+			}
+			if e < c && r.leading.removesFirst(s, e) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// nextFirst returns the first position in s[i:end] where an added token
+// may start, or -1.
+func (r *cutRule) nextFirst(s string, i, end int) int {
+	if r.added == nil || i >= end {
+		return -1
+	}
+	if len(r.firsts) == 1 {
+		if j := strings.IndexByte(s[i:end], r.firsts[0]); j >= 0 {
+			return i + j
+		}
+		return -1
+	}
+	for ; i < end; i++ {
+		if len(r.added.byFirst[s[i]]) > 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// removesFirst reports whether the charsmap may remove the first character
+// of a segment of s starting at i: the replacement of the first grapheme's
+// shortest key (looked up on graphemes of under 6 bytes; the segment may
+// end inside the grapheme, so its first 5 bytes), or of the first
+// character alone, is empty.
+func (p *precompiled) removesFirst(s string, i int) bool {
+	if i >= len(s) {
+		return false
+	}
+	g, _, _, _ := uniseg.FirstGraphemeClusterInString(s[i:min(len(s), i+16)], -1)
+	if to, ok := p.lookup([]byte(g[:min(len(g), 5)])); ok && len(to) == 0 {
+		return true
+	}
+	r, size := utf8.DecodeRuneInString(s[i:])
+	if r == utf8.RuneError && size == 1 {
+		return true // read lossily as U+FFFD: ask the decoded text
+	}
+	to, ok := p.lookup([]byte(s[i : i+size]))
+	return ok && len(to) == 0
 }
 
 // context is how far from a cut at reads the text: within it, the text
