@@ -232,6 +232,10 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	if err := p.preflight(ctx); err != nil {
 		return Report{}, err
 	}
+	if opts.Progress != nil {
+		fmt.Fprintf(opts.Progress, "abuse: %s, up to %d connections, each row within %s, the run within %s\n",
+			opts.BaseURL, opts.MaxConns, opts.RowTimeout, opts.RunTimeout)
+	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, opts.RunTimeout)
 	defer cancel()

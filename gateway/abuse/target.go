@@ -75,9 +75,13 @@ func checkTarget(ctx context.Context, host string, allowRemote bool) error {
 	}
 	for _, a := range addrs {
 		if !a.Unmap().IsLoopback() {
-			return fmt.Errorf("abuse: refusing %s (%s): it is not a loopback address, and this drill sends gzip bombs, "+
+			name := host
+			if a.String() != host {
+				name += " (" + a.String() + ")"
+			}
+			return fmt.Errorf("abuse: refusing %s: it is not a loopback address, and this drill sends gzip bombs, "+
 				"thousands of connections and malformed requests. Point it at your own gateway on this machine, "+
-				"or pass --allow-remote if you operate that host and mean to load it", host, a)
+				"or pass --allow-remote if you operate that host and mean to load it", name)
 		}
 	}
 	return nil

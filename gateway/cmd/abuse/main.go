@@ -44,8 +44,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	opts.Progress = stdout
-	fmt.Fprintf(stdout, "abuse: %s, up to %d connections, each row within %s, the run within %s\n",
-		opts.BaseURL, opts.MaxConns, opts.RowTimeout, opts.RunTimeout)
 	rep, err := abuse.Run(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -63,6 +61,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (abuse.O
 	var logFile string
 	fs := flag.NewFlagSet("abuse", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: abuse [flags]\n\nRuns issue 11's attacks on your own gateway, each bounded in time and connections;\nexit status 1 if any row fails, 2 if the run cannot start.\n\nFlags:")
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&o.BaseURL, "url", o.BaseURL, "the gateway's base URL")
 	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a host that is not loopback (only one you operate)")
 	fs.StringVar(&o.APIKey, "api-key", getenv("ABUSE_API_KEY"), "a key the gateway accepts (default $ABUSE_API_KEY)")
