@@ -316,6 +316,7 @@ func runRow(ctx context.Context, p *probe, r row) Result {
 	default:
 		res.Status, res.Saw = Pass, out.saw
 	}
+	res.Saw = strings.ReplaceAll(res.Saw, "\n", "; ") // errors.Join's lines
 	if p.watch != nil {
 		if grew := p.watch.rowGrowth(); grew >= 10<<20 {
 			res.Saw += fmt.Sprintf(" [gateway RSS +%d MB]", grew>>20)

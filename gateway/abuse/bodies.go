@@ -127,7 +127,10 @@ func tokenizeRow(ctx context.Context, p *probe) (string, error) {
 
 // writeFirstRow: a client that writes its whole too-large body before it
 // reads (Python's httpx, requests, http.client) must read the JSON 413,
-// not a connection reset, in 3 of 3 tries.
+// not a connection reset, in 3 of 3 tries. Such a client gives up when a
+// write fails, so a failed write fails the row, and a small send buffer
+// makes the writes wait on the gateway reading (or discarding) the body,
+// as they do across a real network.
 func writeFirstRow(ctx context.Context, p *probe) (string, error) {
 	size := max(2*p.opts.PayloadLimit, 4<<20)
 	body := `{"inputs":"` + strings.Repeat("a", size) + `"}`
@@ -140,12 +143,16 @@ func writeFirstRow(ctx context.Context, p *probe) (string, error) {
 			return "", err
 		}
 		start := time.Now()
+		_ = c.SetWriteBuffer(64 << 10)
 		_ = c.SetDeadline(deadlineOf(ctx, 10*time.Second))
-		_, werr := io.WriteString(c, head+body)
+		if n, err := io.WriteString(c, head+body); err != nil {
+			c.Close()
+			return "", fmt.Errorf("try %d: writing the body: %w after %d of %d bytes: a client that writes first sees no 413", try, err, n, len(head+body))
+		}
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			c.Close()
-			return "", fmt.Errorf("try %d: wrote %d bytes (write error: %v), then reading the answer: %w", try, len(body), werr, err)
+			return "", fmt.Errorf("try %d: wrote %d bytes, then reading the answer: %w", try, len(body), err)
 		}
 		r, err := readReply(resp)
 		c.Close()

@@ -251,7 +251,7 @@ func resetRow(ctx context.Context, p *probe) (string, error) {
 	if metricsErr != nil {
 		return "gateway still answers; 499 not checked: " + metricsErr.Error(), nil
 	}
-	for {
+	for wait := time.Now().Add(5 * time.Second); ; {
 		after, err := p.count499(ctx)
 		if err != nil {
 			return "", fmt.Errorf("/metrics after the reset: %w", err)
@@ -259,10 +259,9 @@ func resetRow(ctx context.Context, p *probe) (string, error) {
 		if after > before {
 			return fmt.Sprintf("reset counted: 499s %g → %g on /metrics; gateway still answers", before, after), nil
 		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("/metrics shows no new 499 after a client reset (still %g)", after)
-		case <-time.After(100 * time.Millisecond):
+		if time.Now().After(wait) || ctx.Err() != nil {
+			return "", fmt.Errorf("/metrics shows no new 499 5 s after a client reset (still %g)", after)
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

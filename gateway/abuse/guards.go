@@ -132,7 +132,10 @@ func (p *probe) lockOut(ctx context.Context, x string) (int, error) {
 			return i, nil
 		}
 	}
-	return limit, skip("%s not refused after %d requests: the limit is too high to check (lower --rate-limit-burst)", x, limit)
+	if p.opts.ExpectAuth {
+		return limit, skip("%s not refused after %d wrong keys: failed authentications are not limited (see wrong-keys)", x, limit)
+	}
+	return limit, skip("%s not refused after %d requests: the rate limit is too high to check (lower --rate-limit-burst)", x, limit)
 }
 
 // hangupRow: SIGHUP never stops the gateway (it reloads the keys file,

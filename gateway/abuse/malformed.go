@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -44,34 +45,37 @@ func (p *probe) plantedRequests(key, body string) []malformed {
 func plantedKeyRow(ctx context.Context, p *probe) (string, error) {
 	key, txt := planted("sk-abuse-"), planted("abuse-planted-text-")
 	body := `{"inputs":"` + txt + `"}`
-	var logBefore int
-	if p.opts.ReadLog != nil {
-		log, err := p.opts.ReadLog()
-		if err != nil {
-			return "", fmt.Errorf("reading the gateway's log: %w", err)
-		}
-		logBefore = len(log)
-	}
+	var failed []error
 	for _, m := range p.plantedRequests(key, body) {
-		if err := p.refused(ctx, m, key, txt); err != nil {
-			return "", err
-		}
+		failed = append(failed, p.refused(ctx, m, key, txt))
 	}
 	saw := "4 malformed requests → JSON 400, key and text not echoed"
 	if p.opts.ReadLog == nil {
-		return saw + "; log not scanned (pass --log-file)", nil
+		saw += "; log not scanned (pass --log-file)"
+	} else {
+		time.Sleep(200 * time.Millisecond) // the request log lines are written after the answers
+		scanned, err := scanLog(p.opts.ReadLog, key, txt)
+		failed = append(failed, err)
+		saw += fmt.Sprintf("; %d bytes of log scanned, neither found", scanned)
 	}
-	time.Sleep(200 * time.Millisecond) // the request log lines are written after the answers
-	log, err := p.opts.ReadLog()
+	if err := errors.Join(failed...); err != nil {
+		return "", err
+	}
+	return saw, nil
+}
+
+// scanLog reads the gateway's log and fails if it holds any of secrets.
+func scanLog(read func() ([]byte, error), secrets ...string) (scanned int, err error) {
+	log, err := read()
 	if err != nil {
-		return "", fmt.Errorf("reading the gateway's log: %w", err)
+		return 0, fmt.Errorf("reading the gateway's log: %w", err)
 	}
-	for _, s := range []string{key, txt} {
+	for _, s := range secrets {
 		if bytes.Contains(log, []byte(s)) {
-			return "", fmt.Errorf("the gateway's log contains the planted %q: %s", s, logLine(log, s))
+			return len(log), fmt.Errorf("the gateway's log holds the planted %q: %s", s, logLine(log, s))
 		}
 	}
-	return fmt.Sprintf("%s; %d new bytes of log scanned, neither found", saw, len(log)-logBefore), nil
+	return len(log), nil
 }
 
 // refused sends m and checks its answer: the status, JSON, and none of
@@ -95,15 +99,11 @@ func (p *probe) refused(ctx context.Context, m malformed, secrets ...string) err
 	return nil
 }
 
-// logLine is the line of log holding s, clipped, for the report.
+// logLine is what precedes s in its line of log, up to 80 bytes, and s.
 func logLine(log []byte, s string) string {
 	i := bytes.Index(log, []byte(s))
-	start := bytes.LastIndexByte(log[:i], '\n') + 1
-	end := bytes.IndexByte(log[i:], '\n')
-	if end < 0 {
-		end = len(log) - i
-	}
-	return clip(log[start : i+end])
+	start := max(bytes.LastIndexByte(log[:i], '\n')+1, i-80)
+	return clip(log[start : i+len(s)])
 }
 
 // brewRow: a method fiber does not know gets JSON, not text/plain.
@@ -123,23 +123,31 @@ func brewRow(ctx context.Context, p *probe) (string, error) {
 }
 
 // upperPathRow: /V1/Embeddings routes case-insensitively, so its errors
-// must be in OpenAI's shape too.
+// must be in OpenAI's shape too: a routed one (an invalid body), and
+// those raised before a route is known (a wrong method, no such path).
 func upperPathRow(ctx context.Context, p *probe) (string, error) {
 	var saw []string
-	for _, path := range []string{"/V1/Embeddings", "/V1/EMBEDDINGS"} {
-		r, err := p.do(ctx, http.MethodPost, path, []byte(`{"input":42}`))
+	for _, req := range []struct {
+		method, path string
+		body         []byte
+	}{
+		{http.MethodPost, "/V1/Embeddings", []byte(`{"input":42}`)},
+		{http.MethodGet, "/V1/EMBEDDINGS", nil},
+		{http.MethodPost, "/V1/Nothing", []byte(`{}`)},
+	} {
+		r, err := p.do(ctx, req.method, req.path, req.body)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", path, err)
+			return "", fmt.Errorf("%s %s: %w", req.method, req.path, err)
 		}
 		if r.status < 400 || r.status >= 500 {
-			return "", fmt.Errorf("%s with an invalid body: %d, want a 4xx: %s", path, r.status, clip(r.body))
+			return "", fmt.Errorf("%s %s: %d, want a 4xx: %s", req.method, req.path, r.status, clip(r.body))
 		}
 		if err := isOpenAIError(r); err != nil {
-			return "", fmt.Errorf("%s: %w", path, err)
+			return "", fmt.Errorf("%s %s: %w", req.method, req.path, err)
 		}
-		saw = append(saw, fmt.Sprintf("%s → %d", path, r.status))
+		saw = append(saw, fmt.Sprintf("%s %s → %d", req.method, req.path, r.status))
 	}
-	return strings.Join(saw, ", ") + " in OpenAI's shape", nil
+	return strings.Join(saw, ", ") + ", all in OpenAI's shape", nil
 }
 
 // framingRow: framing two parsers could read differently (two different
@@ -148,14 +156,16 @@ func upperPathRow(ctx context.Context, p *probe) (string, error) {
 func framingRow(ctx context.Context, p *probe) (string, error) {
 	head := "Host: " + p.base.Host + "\r\n" + p.authHeader() + "Content-Type: application/json\r\n"
 	body := `{"inputs":"framing"}`
+	var failed []error
 	for _, m := range []malformed{
 		{"two Content-Lengths", "POST /embed HTTP/1.1\r\n" + head + "Content-Length: 5\r\nContent-Length: 20\r\n\r\n" + body, 400},
 		{"Transfer-Encoding: xchunked", "POST /embed HTTP/1.1\r\n" + head + "Transfer-Encoding: xchunked\r\n\r\n14\r\n" + body + "\r\n0\r\n\r\n", 400},
 		{"chunked and Content-Length", "POST /embed HTTP/1.1\r\n" + head + "Transfer-Encoding: chunked\r\nContent-Length: 20\r\n\r\n14\r\n" + body + "\r\n0\r\n\r\n", 400},
 	} {
-		if err := p.refused(ctx, m); err != nil {
-			return "", err
-		}
+		failed = append(failed, p.refused(ctx, m))
+	}
+	if err := errors.Join(failed...); err != nil {
+		return "", err
 	}
 	return "two Content-Lengths, xchunked, chunked with a length → JSON 400", nil
 }
