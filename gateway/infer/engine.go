@@ -205,12 +205,14 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 			deadline = d
 		}
 	}
-	ctx := context.WithoutCancel(runCtx)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(runCtx))
+	defer cancel()
 	if !deadline.IsZero() {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
+	abandoned, stopWatching := cancelWhenAbandoned(items, cancel)
+	defer stopWatching()
 	b := e.queue.Pad(items)
 	b.ID = fmt.Sprintf("b%d", e.batchID.Add(1))
 	for _, it := range items {
@@ -227,6 +229,10 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 		err = checkOutput(out, b, e.spec)
 	}
 	endSpans(err)
+	if err != nil && abandoned() {
+		measured(false)
+		return // nobody waits for it: not the backend's failure
+	}
 	if err != nil {
 		measured(false)
 		kind := gateway.KindOf(err)
@@ -302,4 +308,28 @@ func tokensOf(items []*entry) int {
 		n += len(it.ids)
 	}
 	return n
+}
+
+// cancelWhenAbandoned calls cancel once every item's request has ended
+// (its client gave up, or the drain answered it 503): a batch nobody waits
+// for stops, and frees its Triton slot, instead of running to the end.
+// abandoned says whether that happened; stop ends the watching.
+func cancelWhenAbandoned(items []*entry, cancel context.CancelFunc) (abandoned func() bool, stop func()) {
+	var left atomic.Int64
+	left.Store(int64(len(items)))
+	var done atomic.Bool
+	stops := make([]func() bool, len(items))
+	for i, it := range items {
+		stops[i] = context.AfterFunc(it.ctx, func() {
+			if left.Add(-1) == 0 {
+				done.Store(true)
+				cancel()
+			}
+		})
+	}
+	return done.Load, func() {
+		for _, s := range stops {
+			s()
+		}
+	}
 }

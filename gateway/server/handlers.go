@@ -80,13 +80,18 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	rec := &record{id: requestID(c)}
 	c.Set(headerRequestID, rec.id)
 	c.Locals(recordKey{}, rec)
-	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout(c, s.opts.RequestTimeout))
+	// Requests derive from the server's own context, which Abort ends.
+	ctx, cancel := context.WithTimeout(s.live, requestTimeout(c, s.opts.RequestTimeout))
 	defer cancel()
 	c.SetUserContext(ctx)
 
 	own := c.Route()
 	if err := next(c); err != nil {
 		s.writeError(c, rec, err)
+	}
+	if s.draining.Load() {
+		// The client's next request should find another replica.
+		c.Context().SetConnectionClose()
 	}
 	// c.Route() is the last route that matched: still observe's own when
 	// no API route did.

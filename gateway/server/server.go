@@ -93,6 +93,9 @@ type Server struct {
 	failures *ratelimit.Memory // failed authentications per client address
 	metrics  *metrics
 	draining atomic.Bool
+	// live is every request's parent context; abort ends it (Abort).
+	live     context.Context
+	abort    context.CancelFunc
 	inFlight requests // requests being handled, for WaitIdle
 	// tracer and propagator are Options' or no-ops.
 	tracer     trace.Tracer
@@ -130,6 +133,7 @@ func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Re
 	s := &Server{opts: opts, logger: logger, eng: eng, keys: keys, limiter: lim, metrics: m,
 		failures: ratelimit.NewMemory(ratelimit.MemoryOptions{}),
 		tracer:   opts.Tracer, propagator: opts.Propagator}
+	s.live, s.abort = context.WithCancel(context.Background())
 	if s.tracer == nil {
 		s.tracer = noop.Tracer{}
 	}
@@ -157,6 +161,13 @@ func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(lingerList
 // App is the fiber app: Serve(ln) to serve, ShutdownWithTimeout to stop.
 // app.Test works on it too.
 func (s *Server) App() *fiber.App { return s.app }
+
+// Abort ends every request still being handled: each is answered 503
+// (its context is cancelled wherever it waits: admission, the queue, a
+// Triton call). The drain calls it when the grace period is nearly over,
+// so that no admitted request is dropped without an answer when the
+// server shuts down.
+func (s *Server) Abort() { s.abort() }
 
 // Drain makes /ready answer 503 and new embedding and tokenize requests 503
 // Unhealthy, so a load balancer moves traffic away before shutdown.

@@ -100,16 +100,26 @@ func runActors(ctx context.Context, cfg *config.Config, logger *slog.Logger, lns
 }
 
 // drain stops the API server in order: /ready answers 503 so load
-// balancers move traffic away, requests in flight finish (within grace),
-// then the server shuts down.
+// balancers move traffic away, requests in flight finish within the grace
+// period, and whatever is still running when it is nearly over is
+// answered 503 (server.Abort) rather than cut off; then the server shuts
+// down. The last part of the grace (a fifth, at most a second) is for
+// those answers to be written.
 func drain(ctx context.Context, srv *server.Server, ln *trackingListener, grace time.Duration, logger *slog.Logger) error {
 	logger.Info("draining", "grace", grace)
 	srv.Drain()
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	end := time.Now().Add(grace)
+	answer := min(grace/5, time.Second)
+	wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end.Add(-answer))
 	defer cancel()
-	_ = srv.WaitIdle(wctx) // past the grace period, shutdown's own timeout ends what is left
-	deadline, _ := wctx.Deadline()
-	return shutdown(srv.App(), ln, max(time.Until(deadline), time.Second))
+	if srv.WaitIdle(wctx) != nil {
+		logger.Warn("grace period nearly over: answering the requests still in flight with 503")
+		srv.Abort()
+		actx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end)
+		defer cancel()
+		_ = srv.WaitIdle(actx) // past it, shutdown's own timeout ends what is left
+	}
+	return shutdown(srv.App(), ln, max(time.Until(end), time.Second))
 }
 
 // reloadKeys handles the SIGHUPs run passes on until ctx ends: each

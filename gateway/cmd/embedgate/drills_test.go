@@ -284,3 +284,53 @@ func TestShutdownWithUnusedConnection(t *testing.T) {
 		t.Errorf("shutdown took %v with an unused connection open", took)
 	}
 }
+
+// TestDrainShortGrace: when the grace period is shorter than the work in
+// flight, every admitted request is still answered (503, closing the
+// connection) before the gateway stops, and the stop comes within the
+// grace period, not after it.
+func TestDrainShortGrace(t *testing.T) {
+	srv, _ := startTriton(t)
+	env := tritonEnv(t, srv)
+	env["SHUTDOWN_GRACE"] = "1s"
+	g := startGateway(t, env)
+	srv.SetDelay(5 * time.Second) // once calibrated: longer than the grace
+
+	const clients = 4
+	type answer struct {
+		status int
+		closed bool
+		err    error
+	}
+	answers := make(chan answer, clients)
+	for range clients {
+		go func() {
+			req, _ := http.NewRequest(http.MethodPost, g.url+"/embed", strings.NewReader(`{"inputs":"in flight"}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			resp.Body.Close()
+			answers <- answer{status: resp.StatusCode, closed: resp.Close}
+		}()
+	}
+	waitFor(t, func() bool {
+		return strings.Contains(string(g.get(t, "/metrics").body), "embedgate_requests_in_flight 4")
+	}, "4 requests in flight")
+	start := time.Now()
+	returned, err := g.stop(5 * time.Second)
+	if !returned || err != nil {
+		t.Fatalf("run() returned %v with %v, want it to return in time", returned, err)
+	}
+	if took := time.Since(start); took > 1800*time.Millisecond {
+		t.Errorf("stop took %v with a 1s grace", took)
+	}
+	for range clients {
+		a := <-answers
+		if a.err != nil || a.status != 503 || !a.closed {
+			t.Errorf("in-flight request: status %d, Connection: close %v, error %v; want 503 closing the connection", a.status, a.closed, a.err)
+		}
+	}
+}
