@@ -153,6 +153,7 @@ func idleConnsRow(ctx context.Context, p *probe) (string, error) {
 	if n <= 0 {
 		return "", skip("--max-conns %d leaves no room for idle connections", p.opts.MaxConns)
 	}
+	p.transport.CloseIdleConnections() // their slots are D4's now
 	conns, refused := p.openIdle(ctx, n)
 	if p.watch != nil {
 		_, _ = p.watch.sample() // the peak of file descriptors is now
