@@ -201,9 +201,9 @@ func rows() []row {
 	return []row{
 		{name: "D1-gzip-bomb", run: gzipBombRow},
 		{name: "D2-planted-key", run: plantedKeyRow},
-		{name: "D5-tokenize-2MB", run: tokenizeRow},
+		{name: "D5-tokenize", run: tokenizeRow},
 		{name: "413-write-first", run: writeFirstRow},
-		{name: "prompt-name-2MB", run: promptNameRow},
+		{name: "prompt-name-huge", run: promptNameRow},
 		{name: "timeout-NaN", run: nanTimeoutRow},
 		{name: "method-BREW", run: brewRow},
 		{name: "upper-case-path", run: upperPathRow},

@@ -40,10 +40,12 @@ func gzipBombRow(ctx context.Context, p *probe) (string, error) {
 
 // gzipBomb is size bytes of JSON whitespace then {"inputs":"x"}, gzip
 // layers times over. It is built streaming, so the bomb never sits
-// inflated in this process's memory.
+// inflated in this process's memory. The first layer uses the fastest
+// level (a 100 MiB bomb in 0.15 s instead of 0.6 s; deflate's ratio on one
+// repeated byte is about 1000:1 at any level), the next ones the best.
 func gzipBomb(size int64, layers int) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +134,7 @@ func tokenizeRow(ctx context.Context, p *probe) (string, error) {
 // makes the writes wait on the gateway reading (or discarding) the body,
 // as they do across a real network.
 func writeFirstRow(ctx context.Context, p *probe) (string, error) {
-	size := max(2*p.opts.PayloadLimit, 4<<20)
+	size := max(2*p.opts.PayloadLimit, 1<<20) // past the socket buffers in between
 	body := `{"inputs":"` + strings.Repeat("a", size) + `"}`
 	head := "POST /v1/embeddings HTTP/1.1\r\nHost: " + p.base.Host + "\r\nContent-Type: application/json\r\n" +
 		p.authHeader() + "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
