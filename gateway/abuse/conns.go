@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -116,13 +117,17 @@ func (p *probe) neverRead(ctx context.Context) (time.Duration, error) {
 	}
 	defer c.Close()
 	_ = c.SetReadBuffer(4 << 10)
-	// /metrics answers tens of KB to a few bytes; /info (behind the key and
-	// the rate limit, whose 429s are answers too) where it is elsewhere.
-	path := "/metrics"
+	// /metrics answers tens of KB to a few bytes. Where it is elsewhere,
+	// /tokenize of an input past most models' max input length: tens of
+	// KB to 4 KB, so that a few hundred requests (and log lines) fill the
+	// buffers, not thousands.
+	req := "GET /metrics HTTP/1.1\r\nHost: " + p.base.Host + "\r\n\r\n"
 	if p.opts.MetricsPort != 0 {
-		path = "/info"
+		body := `{"inputs":"` + text(4<<10) + `"}`
+		req = "POST /tokenize HTTP/1.1\r\nHost: " + p.base.Host + "\r\n" + p.authHeader() +
+			"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	}
-	chunk := strings.Repeat("GET "+path+" HTTP/1.1\r\nHost: "+p.base.Host+"\r\n"+p.authHeader()+"\r\n", 16)
+	chunk := strings.Repeat(req, 4)
 	start, bound := time.Now(), deadlineOf(ctx, p.opts.SlowBound)
 	var stalled time.Time // when our writes stopped going through
 	for time.Now().Before(bound) {
@@ -205,17 +210,17 @@ func (p *probe) openIdle(ctx context.Context, n int) (conns []*conn, refused int
 	return conns, refused
 }
 
-// healthOnNewConn asks /health on a connection of its own (a gateway at
-// its connection cap may delay or refuse it) until it gets a 200 or ctx
-// ends; it returns how long that took.
+// healthOnNewConn asks /health on a connection of its own until it gets
+// a 200 or ctx ends, and returns how long that took. A gateway at its
+// connection cap may delay the connection (it waits in the listen
+// backlog, so it is given until ctx's deadline: a new one would queue
+// behind every other) or refuse it (then it is tried again).
 func (p *probe) healthOnNewConn(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
 	raw := []byte("GET /health HTTP/1.1\r\nHost: " + p.base.Host + "\r\nConnection: close\r\n\r\n")
 	var last error
 	for ctx.Err() == nil {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		r, err := p.exchange(actx, raw)
-		cancel()
+		r, err := p.exchangeWithin(ctx, raw, time.Minute)
 		if err == nil && r.status == http.StatusOK {
 			return time.Since(start), nil
 		}

@@ -219,14 +219,19 @@ func (p *probe) do(ctx context.Context, method, path string, body []byte, hdr ..
 }
 
 // exchange writes raw on a new connection and reads one response,
-// keeping every byte the gateway sent (up to 1 MiB) in wire.
+// keeping every byte the gateway sent (up to 1 MiB) in wire. It gives the
+// gateway 10 s, or until ctx's deadline if sooner.
 func (p *probe) exchange(ctx context.Context, raw []byte) (reply, error) {
+	return p.exchangeWithin(ctx, raw, 10*time.Second)
+}
+
+func (p *probe) exchangeWithin(ctx context.Context, raw []byte, within time.Duration) (reply, error) {
 	c, err := p.dialer.dial(ctx, p.addr)
 	if err != nil {
 		return reply{}, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(deadlineOf(ctx, 10*time.Second))
+	_ = c.SetDeadline(deadlineOf(ctx, within))
 	start := time.Now()
 	if _, err := c.Write(raw); err != nil {
 		return reply{}, fmt.Errorf("writing the request: %w", err)
