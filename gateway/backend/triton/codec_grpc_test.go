@@ -79,6 +79,7 @@ func rawBackend(t *testing.T, addr string, hidden int) *Backend {
 // response of many HTTP/2 frames decodes right, and one the codec refuses
 // is a Backend error that says so.
 func TestEmbedOverGRPC(t *testing.T) {
+	t.Parallel()
 	const rows, size, hidden = 4, 100, 384 // 600 KiB of FP32: tens of frames
 	vals := make([]float32, rows*size*hidden)
 	for i := range vals {

@@ -138,6 +138,7 @@ func richWire(t testing.TB) []byte {
 // bytes, one byte per buffer and with empty buffers between, on both the
 // little-endian and the portable path, and compares with proto.Unmarshal.
 func TestCodecSplits(t *testing.T) {
+	t.Parallel()
 	wire := richWire(t)
 	pool := newFloatPool(8, 1<<20)
 	check := func(t *testing.T, data mem.BufferSlice) {

@@ -47,7 +47,9 @@ func (w tWriter) Write(p []byte) (int, error) {
 }
 
 // options are the test defaults for a backend talking to srv: short
-// timeouts keep the fault tests fast.
+// timeouts keep the fault tests fast. Tests with their own stand-in and no
+// tight deadline call t.Parallel; the fault tests, timing calls in
+// milliseconds, stay serial (and so run first, while the others wait).
 func options(t testing.TB, srv *tritontest.Server) triton.Options {
 	return triton.Options{URL: srv.Addr(), Model: srv.Name(), Timeout: 2 * time.Second,
 		ReadyTimeout: 2 * time.Second, Logger: testLogger(t)}

@@ -24,6 +24,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name   string
 		model  []testmodel.Option
@@ -60,6 +61,7 @@ func TestConformance(t *testing.T) {
 // TestSameAsONNX checks that going through Triton changes no bit of the
 // model's output, for each wire dtype and output kind.
 func TestSameAsONNX(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name   string
 		model  []testmodel.Option
@@ -100,6 +102,7 @@ func TestSameAsONNX(t *testing.T) {
 // only then: concurrent calls each get their own, and the values stay
 // right while buffers go round.
 func TestRelease(t *testing.T) {
+	t.Parallel()
 	direct := openONNX(t)
 	srv := tritontest.Start(t, direct)
 	b := openTriton(t, options(t, srv))
@@ -173,6 +176,7 @@ func TestRelease(t *testing.T) {
 // context, injected by the W3C propagator on the Propagate hook as serve
 // sets it.
 func TestWire(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name     string
 		server   []tritontest.Option
@@ -240,6 +244,7 @@ func TestWire(t *testing.T) {
 }
 
 func TestPropagate(t *testing.T) {
+	t.Parallel()
 	srv := tritontest.Start(t, openONNX(t))
 	opts := options(t, srv)
 	opts.Propagate = func(ctx context.Context, set func(k, v string)) {

@@ -20,6 +20,7 @@ import (
 // flight: every accepted request is answered 200, later ones are refused or
 // get 503, and run returns within the grace period.
 func TestDrainUnderLoad(t *testing.T) {
+	t.Parallel()
 	srv, _ := startTriton(t)
 	srv.SetDelay(300 * time.Millisecond) // hold requests in flight
 	env := tritonEnv(t, srv)
@@ -83,6 +84,7 @@ func TestDrainUnderLoad(t *testing.T) {
 // deadline, x-request-timeout) while its input waits behind a slow batch is
 // dropped before inference.
 func TestAbandonedRequestsSkipInference(t *testing.T) {
+	// Not parallel: it races a 100ms deadline against a 500ms stall.
 	srv, _ := startTriton(t)
 	env := tritonEnv(t, srv)
 	env["TRITON_MAX_INFLIGHT"] = "1"
@@ -113,6 +115,7 @@ func TestAbandonedRequestsSkipInference(t *testing.T) {
 }
 
 func TestTokenLimit(t *testing.T) {
+	t.Parallel()
 	env := baseEnv(t)
 	env["RATE_LIMIT_TPM"] = "20"
 	g := startGateway(t, env)
@@ -131,6 +134,7 @@ func TestTokenLimit(t *testing.T) {
 }
 
 func TestRedisOutage(t *testing.T) {
+	// Not parallel: each request must finish within 2s while Redis is down.
 	for _, failOpen := range []bool{true, false} {
 		name := map[bool]string{true: "fail open", false: "fail closed"}[failOpen]
 		t.Run(name, func(t *testing.T) {
@@ -215,6 +219,7 @@ func TestRedisOutage(t *testing.T) {
 }
 
 func TestKeysReloadOnSIGHUP(t *testing.T) {
+	// Not parallel: SIGHUP reaches every gateway in the process.
 	path := filepath.Join(t.TempDir(), "keys.json")
 	write := func(s string) {
 		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
@@ -264,6 +269,7 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 // sent a request (clients and load balancers keep spares) must not hold
 // shutdown until the grace period ends.
 func TestShutdownWithUnusedConnection(t *testing.T) {
+	t.Parallel()
 	env := baseEnv(t)
 	env["SHUTDOWN_GRACE"] = "20s"
 	g := startGateway(t, env)

@@ -92,6 +92,7 @@ func norm(v []float32) float64 {
 }
 
 func TestEmbedMatchesGolden(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, baseEnv(t))
 	gold := loadGolden(t)
 	checked := 0
@@ -124,6 +125,7 @@ func TestEmbedMatchesGolden(t *testing.T) {
 // TestEmbedMatchesDirectBackend checks the whole pipeline against running
 // the backend by hand on the same tokens.
 func TestEmbedMatchesDirectBackend(t *testing.T) {
+	t.Parallel()
 	env := baseEnv(t)
 	g := startGateway(t, env)
 	tok, err := tokenizer.LoadFile(filepath.Join(env["MODEL_ID"], "tokenizer.json"))
@@ -161,6 +163,7 @@ func TestEmbedMatchesDirectBackend(t *testing.T) {
 }
 
 func TestNativeRoute(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, baseEnv(t))
 	long := strings.Repeat("word ", 600)
 
@@ -228,6 +231,7 @@ func TestNativeRoute(t *testing.T) {
 }
 
 func TestPaddingInvariance(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, baseEnv(t))
 	alone := decode[[][]float32](t, g.post(t, "/embed", `{"inputs":"a short one"}`))
 	batched := decode[[][]float32](t, g.post(t, "/embed", `{"inputs":["a short one","`+strings.Repeat("a much longer neighbour ", 40)+`"]}`))
@@ -235,6 +239,7 @@ func TestPaddingInvariance(t *testing.T) {
 }
 
 func TestOpenAIRoute(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, baseEnv(t))
 	floats := decode[openaiResponse](t, g.post(t, "/v1/embeddings", `{"input":["first","second"],"model":"tiny","encoding_format":"float"}`))
 	b64 := decode[openaiResponse](t, g.post(t, "/embeddings", `{"input":["first","second"],"model":"tiny","encoding_format":"base64"}`))
@@ -282,6 +287,7 @@ func TestOpenAIRoute(t *testing.T) {
 }
 
 func TestTEIRoutes(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, baseEnv(t))
 	text := decode[[][]float32](t, g.post(t, "/embed", `{"inputs":["Hello world!","x"]}`))
 	ids := decode[[][]float32](t, g.post(t, "/embed", `{"inputs":[[101,7592,2088,999,102],[101,1060,102]]}`))

@@ -24,6 +24,7 @@ type openaiError struct {
 }
 
 func TestErrorRows(t *testing.T) {
+	t.Parallel()
 	env := baseEnv(t)
 	env["MAX_CLIENT_BATCH_SIZE"] = "3"
 	env["PAYLOAD_LIMIT"] = "4096"
@@ -93,6 +94,7 @@ func TestErrorRows(t *testing.T) {
 // TestMalformedBodies throws bodies no client should send; each gets a JSON
 // 4xx and the gateway keeps serving.
 func TestMalformedBodies(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, baseEnv(t))
 	bodies := []string{
 		``, `{`, `}`, `[]`, `null`, `"inputs"`, `42`, `{"inputs":null}`, `{"inputs":true}`,
@@ -134,6 +136,7 @@ func TestMalformedBodies(t *testing.T) {
 // TestBackpressure sends more concurrent requests than the gateway admits:
 // the excess gets 429 at once, the admitted ones succeed, nothing hangs.
 func TestBackpressure(t *testing.T) {
+	t.Parallel()
 	env := baseEnv(t)
 	env["MAX_CONCURRENT_REQUESTS"] = "2"
 	g := startGateway(t, env)

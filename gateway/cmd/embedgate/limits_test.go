@@ -13,6 +13,7 @@ import (
 // TestSharedRedisLimits runs two gateways on one Redis: a key's burst is
 // shared across both, and another key is unaffected.
 func TestSharedRedisLimits(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	keys := filepath.Join(t.TempDir(), "keys.yaml")
 	if err := os.WriteFile(keys, []byte("keys:\n- name: alice\n  key: sk-alice\n  rps: 0.001\n  burst: 5\n- name: bob\n  key: sk-bob\n"), 0o600); err != nil {
@@ -58,6 +59,7 @@ func TestSharedRedisLimits(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
+	t.Parallel()
 	env := baseEnv(t)
 	env["API_KEY"] = "sk-secret"
 	g := startGateway(t, env)

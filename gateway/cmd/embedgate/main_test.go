@@ -62,7 +62,9 @@ func baseEnv(t testing.TB) map[string]string {
 }
 
 // startGateway runs the gateway until the test ends; a clean drain must
-// return nil.
+// return nil. Tests that only talk to their own gateways call t.Parallel;
+// those that act on the whole process or hold tight deadlines stay serial
+// (and so run first, while the parallel ones wait).
 func startGateway(t *testing.T, env map[string]string, args ...string) *instance {
 	t.Helper()
 	env["HOSTNAME"], env["PORT"] = "127.0.0.1", freePort(t)

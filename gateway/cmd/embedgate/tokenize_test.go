@@ -18,6 +18,7 @@ func minilmPath() string {
 }
 
 func TestTokenizeCommand(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		args  []string
@@ -55,6 +56,7 @@ func TestTokenizeCommand(t *testing.T) {
 }
 
 func TestHubRevision(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, modelID, dir, revision, want string
 	}{

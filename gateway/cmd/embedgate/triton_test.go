@@ -34,6 +34,7 @@ func tritonEnv(t *testing.T, srv *tritontest.Server) map[string]string {
 }
 
 func TestTritonMatchesONNX(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		opts []tritontest.Option
@@ -57,6 +58,7 @@ func TestTritonMatchesONNX(t *testing.T) {
 }
 
 func TestTritonFaults(t *testing.T) {
+	// Not parallel: a healthy request must finish within its 400ms deadline.
 	srv, _ := startTriton(t)
 	env := tritonEnv(t, srv)
 	env["REQUEST_TIMEOUT"] = "400ms"
