@@ -26,6 +26,7 @@ func TestParseDefaults(t *testing.T) {
 		MaxConcurrentRequests: 512, MaxBatchTokens: 16384, MaxBatchRequests: 32, MaxClientBatchSize: 2048,
 		AutoTruncate: true, PayloadLimit: 2000000, RequestTimeout: 30 * time.Second,
 		Hostname: "0.0.0.0", Port: 8080, ShutdownGrace: 30 * time.Second,
+		ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 75 * time.Second, MaxConnections: 10000,
 		RateLimitRPS: 80, RateLimitBurst: 50, RateLimitFailOpen: true,
 		OTLPServiceName: "s3-embedding.server",
 	}
@@ -67,6 +68,11 @@ func TestParsePrecedence(t *testing.T) {
 			func(c *Config) bool {
 				return c.MaxConcurrentRequests == 1 && c.MaxBatchTokens == 1384 && c.MaxBatchRequests == 5 && c.MaxClientBatchSize == 2
 			}, "seed limits"},
+		{"connection bounds", []string{"--read-timeout=300ms", "--idle-timeout", "2s"},
+			map[string]string{"WRITE_TIMEOUT": "1m", "MAX_CONNECTIONS": "64", "IDLE_TIMEOUT": "9s"},
+			func(c *Config) bool {
+				return c.ReadTimeout == 300*time.Millisecond && c.WriteTimeout == time.Minute && c.IdleTimeout == 2*time.Second && c.MaxConnections == 64
+			}, "connection bounds from flags and env"},
 		{"HF_TOKEN is not a flag", nil, map[string]string{"HF_TOKEN": "secret"}, func(c *Config) bool { return c.APIKey == "" }, "no key"},
 	}
 	for _, tt := range tests {
@@ -141,7 +147,8 @@ func TestHelp(t *testing.T) {
 					t.Errorf("help line %q lacks default %q", line, f.DefValue)
 				}
 			})
-			for _, w := range []string{"--model-id", "MODEL_ID", "./Qwen3-Embedding-0.6B", "--ort-lib", "ORT_LIB", "--shutdown-grace", "30s", "s3-embedding.server"} {
+			for _, w := range []string{"--model-id", "MODEL_ID", "./Qwen3-Embedding-0.6B", "--ort-lib", "ORT_LIB", "--shutdown-grace", "30s", "s3-embedding.server",
+				"--read-timeout", "READ_TIMEOUT", "--write-timeout", "WRITE_TIMEOUT", "--idle-timeout", "1m15s", "--max-connections", "10000"} {
 				if !strings.Contains(help, w) {
 					t.Errorf("help lacks %q", w)
 				}
@@ -203,6 +210,10 @@ func TestValidate(t *testing.T) {
 		{"payload", func(c *Config) { c.PayloadLimit = 0 }, []string{"--payload-limit must be at least 1, got 0"}},
 		{"request timeout", func(c *Config) { c.RequestTimeout = -time.Second }, []string{"--request-timeout must be a positive duration, got -1s"}},
 		{"shutdown grace", func(c *Config) { c.ShutdownGrace = -time.Second }, []string{"--shutdown-grace must not be negative, got -1s"}},
+		{"read timeout", func(c *Config) { c.ReadTimeout = 0 }, []string{"--read-timeout must be a positive duration, got 0s"}},
+		{"write timeout", func(c *Config) { c.WriteTimeout = -time.Second }, []string{"--write-timeout must be a positive duration, got -1s"}},
+		{"idle timeout", func(c *Config) { c.IdleTimeout = 0 }, []string{"--idle-timeout must be a positive duration, got 0s"}},
+		{"max connections", func(c *Config) { c.MaxConnections = 0 }, []string{"--max-connections must be at least 1, got 0"}},
 		{"port 0", func(c *Config) { c.Port = 0 }, []string{"--port 0 is outside 1-65535"}},
 		{"port high", func(c *Config) { c.Port = 70000 }, []string{"--port 70000 is outside 1-65535"}},
 		{"metrics port", func(c *Config) { c.MetricsPort = 65536 }, []string{"--metrics-port 65536 is outside 1-65535"}},

@@ -2,6 +2,7 @@ package hfmodel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -48,7 +49,7 @@ func Resolve(ctx context.Context, id, revision string, needONNX bool, dtype stri
 	}
 	d, commit, err := hub.Download(ctx, opts)
 	if err != nil {
-		return "", fmt.Errorf("hfmodel: %w", err)
+		return "", hubError(err)
 	}
 	if !needONNX {
 		return d, nil
@@ -58,7 +59,7 @@ func Resolve(ctx context.Context, id, revision string, needONNX bool, dtype stri
 		if i > 0 {
 			opts.OptionalFiles = []string{c}
 			if _, _, err := hub.Download(ctx, opts); err != nil {
-				return "", fmt.Errorf("hfmodel: %w", err)
+				return "", hubError(err)
 			}
 		}
 		if _, err := os.Stat(filepath.Join(d, filepath.FromSlash(c))); err != nil {
@@ -67,9 +68,20 @@ func Resolve(ctx context.Context, id, revision string, needONNX bool, dtype stri
 		// Models over 2 GB keep their weights in a file next to the graph.
 		opts.OptionalFiles = []string{c + "_data", c + ".data"}
 		if _, _, err := hub.Download(ctx, opts); err != nil {
-			return "", fmt.Errorf("hfmodel: %w", err)
+			return "", hubError(err)
 		}
 		return d, nil
 	}
 	return "", fmt.Errorf("hfmodel: no ONNX model for dtype %s in %s at %s: looked for %s", dtypeName(dtype), id, commit, strings.Join(cands, ", "))
+}
+
+// hubError wraps an error of hub.Download. When the hub cannot be reached
+// at all (a machine without its network, a first `make run` offline), it
+// adds how to run without it: the hub's error says what to set, this what
+// to serve instead.
+func hubError(err error) error {
+	if errors.Is(err, hub.ErrUnreachable) {
+		return fmt.Errorf("hfmodel: %w; or serve a local model directory: `make run MODEL_ID=.cache/models/tiny-bert` serves the test model that `make setup` writes", err)
+	}
+	return fmt.Errorf("hfmodel: %w", err)
 }

@@ -2,13 +2,16 @@ package hfmodel
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/embedgate/embedgate/gateway/hub"
 	"github.com/embedgate/embedgate/gateway/hub/hubtest"
 )
 
@@ -152,6 +155,35 @@ func TestResolveHubErrors(t *testing.T) {
 			}
 			if tt.notIn != "" && strings.Contains(err.Error(), tt.notIn) {
 				t.Errorf("Resolve() error = %q contains %q", err, tt.notIn)
+			}
+		})
+	}
+}
+
+// TestResolveUnreachableHub: without the hub, the error says what to do:
+// serve the local test model, or set HF_ENDPOINT or HF_HUB_OFFLINE.
+// Before, it was the transport's error alone.
+func TestResolveUnreachableHub(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	for _, tt := range []struct{ endpoint, cause string }{
+		{closed, "connection refused"},
+		{"https://hub.invalid", "the name hub.invalid does not resolve"}, // .invalid never resolves (RFC 2606)
+	} {
+		t.Run(tt.endpoint, func(t *testing.T) {
+			env := map[string]string{"HF_ENDPOINT": tt.endpoint, "HF_HUB_CACHE": t.TempDir()}
+			_, err := Resolve(context.Background(), "BAAI/bge-small-en-v1.5", "main", true, "auto", func(k string) string { return env[k] }, io.Discard)
+			if !errors.Is(err, hub.ErrUnreachable) {
+				t.Fatalf("Resolve() error = %v, want hub.ErrUnreachable", err)
+			}
+			for _, w := range []string{"cannot reach the hub " + tt.endpoint, tt.cause, "make run MODEL_ID=.cache/models/tiny-bert", "make setup", "HF_ENDPOINT", "HF_HUB_OFFLINE"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Resolve() error = %q, want it to contain %q", err, w)
+				}
 			}
 		})
 	}

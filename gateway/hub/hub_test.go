@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -318,6 +322,56 @@ func TestUnreachableHubFallsBackToCache(t *testing.T) {
 	o.CacheDir = t.TempDir()
 	if _, _, err := Download(context.Background(), o); err == nil {
 		t.Errorf("Download() with the hub down and an empty cache: error = nil")
+	}
+}
+
+// TestUnreachableHub: when the hub cannot be reached at all, the error
+// says so, names the cause in a few words and what to do, and matches
+// ErrUnreachable; an answer of the hub (a 404) does not. Before, the
+// transport's error came alone ("dial tcp: lookup ...: no such host").
+func TestUnreachableHub(t *testing.T) {
+	closed := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return "http://" + ln.Addr().String()
+	}()
+	untrusted := httptest.NewUnstartedServer(http.NotFoundHandler())
+	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
+	untrusted.StartTLS()
+	defer untrusted.Close()
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	for _, tt := range []struct{ name, endpoint, cause string }{
+		{"closed port", closed, "(connection refused)"},
+		// .invalid never resolves (RFC 2606).
+		{"unresolvable name", "https://hub.invalid", "(the name hub.invalid does not resolve)"},
+		{"untrusted certificate", untrusted.URL, "TLS certificate is not trusted"},
+		{"not TLS", strings.Replace(plain.URL, "http:", "https:", 1), "server gave HTTP response to HTTPS client"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := Options{Repo: repoID, Files: []string{"config.json"}, Endpoint: tt.endpoint, CacheDir: t.TempDir(), Token: "hf_planted_secret"}
+			_, _, err := Download(context.Background(), o)
+			if !errors.Is(err, ErrUnreachable) {
+				t.Fatalf("Download() error = %v, want ErrUnreachable", err)
+			}
+			for _, w := range []string{"cannot reach the hub " + tt.endpoint, tt.cause, "config.json of " + repoID, "HF_ENDPOINT", "HF_HUB_OFFLINE=1"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Download() error = %q, want it to contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "hf_planted_secret") {
+				t.Errorf("Download() error = %q contains the token", err)
+			}
+		})
+	}
+	s := newHub(t)
+	o := opts(s, t.TempDir())
+	o.Repo = "org/missing"
+	if _, _, err := Download(context.Background(), o); err == nil || errors.Is(err, ErrUnreachable) {
+		t.Errorf("Download() of a missing repo: error = %v, want one that is not ErrUnreachable", err)
 	}
 }
 

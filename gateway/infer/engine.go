@@ -310,10 +310,13 @@ func tokensOf(items []*entry) int {
 	return n
 }
 
-// cancelWhenAbandoned calls cancel once every item's request has ended
-// (its client gave up, or the drain answered it 503): a batch nobody waits
-// for stops, and frees its Triton slot, instead of running to the end.
-// abandoned says whether that happened; stop ends the watching.
+// cancelWhenAbandoned calls cancel once every item's request has been
+// cancelled (the drain answered it 503, or its client went away): a batch
+// nobody waits for stops, and frees its Triton slot, instead of running
+// to the end. A request whose deadline passed does not count: the batch
+// then runs to its own deadline, so that a stalling backend is seen as
+// one (a Timeout marks it not ready). abandoned says whether cancel was
+// called; stop ends the watching.
 func cancelWhenAbandoned(items []*entry, cancel context.CancelFunc) (abandoned func() bool, stop func()) {
 	var left atomic.Int64
 	left.Store(int64(len(items)))
@@ -321,6 +324,9 @@ func cancelWhenAbandoned(items []*entry, cancel context.CancelFunc) (abandoned f
 	stops := make([]func() bool, len(items))
 	for i, it := range items {
 		stops[i] = context.AfterFunc(it.ctx, func() {
+			if errors.Is(it.ctx.Err(), context.DeadlineExceeded) {
+				return
+			}
 			if left.Add(-1) == 0 {
 				done.Store(true)
 				cancel()

@@ -22,7 +22,7 @@ func TestNewAdmin(t *testing.T) {
 		{"with pprof", true, http.StatusOK},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			app := NewAdmin(reg, tt.pprof)
+			app := NewAdmin(reg, AdminOptions{Pprof: tt.pprof})
 			t.Cleanup(func() { _ = app.Shutdown() })
 			get := func(path string) (int, string) {
 				resp, err := app.Test(httptest.NewRequest(http.MethodGet, path, nil), -1)

@@ -36,7 +36,7 @@ func acquireEnv(lib string) error {
 	}
 	ort.SetSharedLibraryPath(lib)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelWarning()); err != nil {
-		return fmt.Errorf("onnx: load runtime %s: %w", lib, err)
+		return fmt.Errorf("%w %s: %w", ErrLoadRuntime, lib, err)
 	}
 	ortEnv.refs, ortEnv.lib = 1, lib
 	return nil

@@ -76,6 +76,21 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
+// TestOpenErrorsLoadRuntime: a library that does not load is
+// ErrLoadRuntime, so a caller can try the next; a model that does not
+// load, with a good library, is not.
+func TestOpenErrorsLoadRuntime(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	_, err := onnx.Open(onnx.Options{LibraryPath: filepath.Join(t.TempDir(), "libonnxruntime.so.1"), ModelPath: "x.onnx"})
+	if !errors.Is(err, onnx.ErrLoadRuntime) {
+		t.Errorf("Open with a missing library = %v, want ErrLoadRuntime", err)
+	}
+	_, err = onnx.Open(onnx.Options{LibraryPath: lib, ModelPath: filepath.Join(t.TempDir(), "missing.onnx")})
+	if err == nil || errors.Is(err, onnx.ErrLoadRuntime) {
+		t.Errorf("Open with a missing model = %v, want an error that is not ErrLoadRuntime", err)
+	}
+}
+
 func TestClose(t *testing.T) {
 	lib := testenv.ORTLib(t)
 	path := filepath.Join(testenv.TinyModel(t), "onnx", "model.onnx")

@@ -27,20 +27,20 @@ type listeners struct {
 
 // listen binds every port before any actor starts, so that a port in use
 // fails the start with nothing running; what it bound before the failure
-// it closes.
-func listen(cfg *config.Config) (listeners, error) {
+// it closes. guard caps the connections of each.
+func listen(cfg *config.Config, guard connGuard) (listeners, error) {
 	api, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return listeners{}, err
 	}
-	lns := listeners{api: newTrackingListener(api)}
+	lns := listeners{api: newTrackingListener(guard.api(api))}
 	if cfg.MetricsPort != 0 {
 		admin, err := net.Listen("tcp", net.JoinHostPort(cfg.Hostname, strconv.Itoa(cfg.MetricsPort)))
 		if err != nil {
 			_ = api.Close()
 			return listeners{}, err
 		}
-		lns.admin = newTrackingListener(admin)
+		lns.admin = newTrackingListener(guard.admin(admin))
 	}
 	return lns, nil
 }

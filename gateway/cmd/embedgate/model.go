@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/embedgate/embedgate/gateway"
-	"github.com/embedgate/embedgate/gateway/backend/onnx"
 	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/config"
 	"github.com/embedgate/embedgate/gateway/hfmodel"
@@ -60,11 +59,7 @@ func openBackend(ctx context.Context, cfg *config.Config, model *hfmodel.Model, 
 		if err != nil {
 			return nil, 0, nil, err
 		}
-		lib := cfg.ORTLib
-		if lib == "" {
-			lib = "libonnxruntime.so.1" // found by the dynamic linker's search path
-		}
-		b, err := onnx.Open(onnx.Options{LibraryPath: lib, ModelPath: path, IntraOpThreads: cfg.IntraOpThreads, Logger: logger})
+		b, err := openONNX(cfg, path, logger)
 		if err != nil {
 			return nil, 0, nil, err
 		}

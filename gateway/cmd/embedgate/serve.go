@@ -77,7 +77,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if pprofPublic && keys == nil {
 		logger.Warn("--pprof serves /debug/pprof/ on the public port without an API key: enable it only on a trusted network, or set --metrics-port to move it there")
 	}
+	// fasthttp's ReadTimeout covers the headers and the body of a request:
+	// it is also the read-header timeout, which bounds slowloris clients
+	// that send their headers a byte at a time or stop halfway.
 	srv, err := server.New(server.Options{BodyLimit: cfg.PayloadLimit, RequestTimeout: cfg.RequestTimeout,
+		ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		Tracer: tracer, Propagator: prop, Pprof: pprofPublic, MetricsElsewhere: cfg.MetricsPort != 0,
 		RateLimit:         ratelimit.Limit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, TPM: cfg.RateLimitTPM},
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
@@ -87,10 +91,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	var admin *fiber.App
 	if cfg.MetricsPort != 0 {
-		admin = server.NewAdmin(reg, cfg.Pprof)
+		admin = server.NewAdmin(reg, server.AdminOptions{Pprof: cfg.Pprof,
+			ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout})
 	}
 
-	lns, err := listen(cfg)
+	guard, err := newConnGuard(cfg.MaxConnections, logger, reg)
+	if err != nil {
+		return err
+	}
+	lns, err := listen(cfg, guard)
 	if err != nil {
 		return err
 	}
