@@ -100,6 +100,22 @@ func TestBacklogRateFollowsTheBackend(t *testing.T) {
 	}
 }
 
+// A run of quick batches of short inputs does not wash out a slow batch
+// of long ones: the rate is the tokens done over the time taken, as the
+// queue's mix will see it (one batch of 4000 tokens in 6 s, then ten of
+// 400 in 0.13 s each: 8000 tokens in 7.3 s, about 1100 tokens/s).
+// Faded by batch (×0.8 each), the rate read 1800.
+func TestBacklogRateWeighsBatchesByTime(t *testing.T) {
+	b, c := newTestBacklog(1, 1)
+	measure(b, c, 4000, 6*time.Second)
+	for i := 0; i < 10; i++ {
+		measure(b, c, 400, 130*time.Millisecond)
+	}
+	if r := b.Rate(); r < 1000 || r > 1200 {
+		t.Errorf("rate %v after a slow long batch and quick short ones, want about 1100 tokens/s", r)
+	}
+}
+
 // Two batches side by side, each taking 2 s for 1000 tokens: the backend
 // does 1000 tokens/s, not 500.
 func TestBacklogRateWithBatchesInFlight(t *testing.T) {

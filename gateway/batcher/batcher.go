@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/prometheus/client_golang/prometheus"
@@ -113,8 +114,33 @@ func (q *Queue[T]) Len() int {
 // dropped because their context ended while they waited (the caller answers
 // them). It returns ctx's error once ctx is done.
 func (q *Queue[T]) Next(ctx context.Context) (batch, dropped []T, err error) {
+	return q.NextWithin(ctx, Budget{})
+}
+
+// Budget is what the caller knows of the backend when it asks for the
+// next batch.
+type Budget struct {
+	// MaxTokens caps the batch's padded tokens below Options.MaxTokens (0
+	// = no lower cap): a caller that knows how fast the backend goes can
+	// keep a batch within the time a call may take. The oldest input is
+	// taken even if it alone is longer.
+	MaxTokens int
+	// Rate is the real tokens the backend runs per second (0 = unknown)
+	// and Ahead the tokens it has still to run before this batch (the
+	// batches in flight). With a rate, an input joins a batch ahead of
+	// older inputs only while those still start in time for their
+	// deadlines (see overtaking).
+	Rate  float64
+	Ahead int
+}
+
+// NextWithin is Next under budget b.
+func (q *Queue[T]) NextWithin(ctx context.Context, b Budget) (batch, dropped []T, err error) {
+	if b.MaxTokens <= 0 || b.MaxTokens > q.opts.MaxTokens {
+		b.MaxTokens = q.opts.MaxTokens
+	}
 	for {
-		batch, dropped = q.cut()
+		batch, dropped = q.cut(b)
 		if len(batch) > 0 || len(dropped) > 0 {
 			return batch, dropped, nil
 		}
@@ -127,7 +153,7 @@ func (q *Queue[T]) Next(ctx context.Context) (batch, dropped []T, err error) {
 }
 
 // cut drops the items whose request is done and takes the next batch.
-func (q *Queue[T]) cut() (batch, dropped []T) {
+func (q *Queue[T]) cut(b Budget) (batch, dropped []T) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	dropped = q.dropDone()
@@ -135,7 +161,7 @@ func (q *Queue[T]) cut() (batch, dropped []T) {
 		q.queued.Set(0)
 		return nil, dropped
 	}
-	return q.take(q.pick()), dropped
+	return q.take(q.pick(b, q.slack(b, time.Now()))), dropped
 }
 
 // dropDone removes the items whose request is done and returns them.
@@ -154,10 +180,12 @@ func (q *Queue[T]) dropDone() (dropped []T) {
 	return dropped
 }
 
-// pick chooses the next batch, as positions in q.items (not empty): a
-// window of the items sorted by length, anchored on the oldest and grown
-// one neighbour at a time while the budget allows.
-func (q *Queue[T]) pick() []int {
+// pick chooses the next batch, as positions in q.items (not empty): the
+// oldest item and its neighbours in length, added one at a time, the one
+// that adds less padding first, while b.MaxTokens allows. A neighbour
+// that would make an older item late (see overtaking) is left for a later
+// batch and the next one is tried.
+func (q *Queue[T]) pick(b Budget, pass *overtaking) []int {
 	// order lists positions in q.items by length; stable, so equal lengths
 	// keep arrival order.
 	order := make([]int, len(q.items))
@@ -168,49 +196,59 @@ func (q *Queue[T]) pick() []int {
 	slices.SortStableFunc(order, func(a, b int) int { return length(a) - length(b) })
 
 	anchor := slices.Index(order, 0) // the oldest item
-	lo, hi := anchor, anchor
+	picked := []int{0}
+	pass.join(q.items[0], 0, 0)
+	lo, hi := anchor-1, anchor+1 // the next candidates, shorter and longer
 	longest := length(0)
-	for rows := 1; rows < q.opts.MaxRows; rows++ {
+	for len(picked) < q.opts.MaxRows {
 		shorter, longer := -1, -1
-		if lo > 0 {
-			shorter = length(order[lo-1])
+		if lo >= 0 {
+			shorter = length(order[lo])
 		}
-		if hi < len(order)-1 {
-			longer = length(order[hi+1])
+		if hi < len(order) {
+			longer = length(order[hi])
 		}
-		wasteLo, wasteHi := q.waste(rows, longest, shorter, longer)
+		wasteLo, wasteHi := q.waste(b.MaxTokens, len(picked), longest, shorter, longer)
+		var pos, cost, grown int
 		switch {
 		case wasteLo >= 0 && (wasteHi < 0 || wasteLo <= wasteHi):
+			pos, cost, grown = order[lo], longest, longest
 			lo--
 		case wasteHi >= 0:
+			pos, cost, grown = order[hi], longer+wasteHi, longer
 			hi++
-			longest = longer
 		default:
-			return order[lo : hi+1] // nothing fits: stop
+			return picked // nothing fits: stop
 		}
+		if !pass.allows(q.items[pos], pos, cost, (len(picked)+1)*grown) {
+			continue
+		}
+		pass.join(q.items[pos], pos, cost)
+		picked = append(picked, pos)
+		longest = grown
 	}
-	return order[lo : hi+1]
+	return picked
 }
 
 // waste is the padding that the window's shorter and longer neighbours
 // (their lengths, -1 for none) would each add to a batch of rows rows
-// padded to longest, or -1 for a neighbour that does not fit the budget or
-// would run cheaper in a batch of its own size.
+// padded to longest, or -1 for a neighbour that does not fit the budget
+// (maxTokens) or would run cheaper in a batch of its own size.
 //
 // The window grows towards the neighbour that adds the least padding: a
 // shorter one pads itself up to longest, a longer one pads every row so
 // far. Padding on CPU costs as much as real tokens: measured with
 // embedbench, filling rows regardless padded 65-70% of a mixed load at low
 // concurrency.
-func (q *Queue[T]) waste(rows, longest, shorter, longer int) (wasteLo, wasteHi int) {
+func (q *Queue[T]) waste(maxTokens, rows, longest, shorter, longer int) (wasteLo, wasteHi int) {
 	wasteLo, wasteHi = -1, -1
-	if shorter >= 0 && (rows+1)*longest <= q.opts.MaxTokens {
+	if shorter >= 0 && (rows+1)*longest <= maxTokens {
 		if w := longest - shorter; w <= shorter+q.opts.CallTokens {
 			wasteLo = w
 		}
 	}
 	if longer >= 0 {
-		if w := (longer - longest) * rows; (rows+1)*longer <= q.opts.MaxTokens && w <= longer+q.opts.CallTokens {
+		if w := (longer - longest) * rows; (rows+1)*longer <= maxTokens && w <= longer+q.opts.CallTokens {
 			wasteHi = w
 		}
 	}

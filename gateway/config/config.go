@@ -12,6 +12,7 @@ import (
 	"io"
 	"path"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -228,85 +229,92 @@ func (c *Config) TritonModelName() string {
 
 // Validate returns every problem of c at once, joined, one message each.
 func (c *Config) Validate() error {
-	var (
-		backends = []string{"onnx", "triton"}
-		dtypes   = []string{"auto", "float32", "float16", "int8"}
-		poolings = []string{"cls", "mean", "last-token"}
-		errs     []error
-	)
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	oneOf := func(name, v string, choices []string, allowEmpty bool) {
-		if v == "" && allowEmpty {
-			return
-		}
-		for _, ch := range choices {
-			if v == ch {
-				return
-			}
-		}
-		bad("--%s %q is not one of %s", name, v, strings.Join(choices, ", "))
-	}
-	atLeast := func(name string, v, min int) {
-		if v < min {
-			bad("--%s must be at least %d, got %d", name, min, v)
-		}
-	}
-	positive := func(name string, d time.Duration) {
-		if d <= 0 {
-			bad("--%s must be a positive duration, got %s", name, d)
-		}
-	}
-	port := func(name string, v int, allowZero bool) {
-		if allowZero && v == 0 {
-			return
-		}
-		if v < 1 || v > 65535 {
-			bad("--%s %d is outside 1-65535", name, v)
-		}
-	}
+	var p problems
+	c.checkModel(&p)
+	c.checkPipeline(&p)
+	c.checkServer(&p)
+	return errors.Join(p...)
+}
 
+func (c *Config) checkModel(p *problems) {
 	if c.ModelID == "" {
-		bad("--model-id is empty")
+		p.add("--model-id is empty")
 	}
 	if c.Revision == "" {
-		bad("--revision is empty")
+		p.add("--revision is empty")
 	}
-	oneOf("backend", c.Backend, backends, false)
-	oneOf("dtype", c.DType, dtypes, false)
-	oneOf("pooling", c.Pooling, poolings, true)
+	p.oneOf("backend", c.Backend, []string{"onnx", "triton"}, false)
+	p.oneOf("dtype", c.DType, []string{"auto", "float32", "float16", "int8"}, false)
+	p.oneOf("pooling", c.Pooling, []string{"cls", "mean", "last-token"}, true)
 	if c.Backend == "triton" && c.TritonURL == "" {
-		bad("--triton-url is empty but --backend is triton")
+		p.add("--triton-url is empty but --backend is triton")
 	}
-	positive("triton-timeout", c.TritonTimeout)
-	atLeast("triton-max-inflight", c.TritonMaxInflight, 1)
-	atLeast("triton-max-inflight-mb", c.TritonMaxInflightMB, 1)
-	atLeast("tokenization-workers", c.TokenizationWorkers, 0)
-	atLeast("intra-op-threads", c.IntraOpThreads, 0)
-	atLeast("max-concurrent-requests", c.MaxConcurrentRequests, 1)
-	atLeast("max-batch-tokens", c.MaxBatchTokens, 1)
-	atLeast("max-batch-requests", c.MaxBatchRequests, 1)
-	atLeast("max-client-batch-size", c.MaxClientBatchSize, 1)
-	atLeast("payload-limit", c.PayloadLimit, 1)
-	positive("request-timeout", c.RequestTimeout)
-	if c.ShutdownGrace < 0 {
-		bad("--shutdown-grace must not be negative, got %s", c.ShutdownGrace)
-	}
-	positive("read-timeout", c.ReadTimeout)
-	positive("write-timeout", c.WriteTimeout)
-	positive("idle-timeout", c.IdleTimeout)
-	atLeast("max-connections", c.MaxConnections, 1)
-	port("port", c.Port, false)
-	port("metrics-port", c.MetricsPort, true)
-	if c.MetricsPort != 0 && c.MetricsPort == c.Port {
-		bad("--metrics-port %d is the same as --port: leave it 0 to serve /metrics on the main port", c.MetricsPort)
-	}
-	if c.RateLimitRPS <= 0 {
-		bad("--rate-limit-rps must be positive, got %g", c.RateLimitRPS)
-	}
-	atLeast("rate-limit-burst", c.RateLimitBurst, 1)
-	atLeast("rate-limit-tpm", c.RateLimitTPM, 0)
+	p.positive("triton-timeout", c.TritonTimeout)
+	p.atLeast("triton-max-inflight", c.TritonMaxInflight, 1)
+	p.atLeast("triton-max-inflight-mb", c.TritonMaxInflightMB, 1)
 	if c.DefaultPromptName != "" && c.DefaultPrompt != "" {
-		bad("--default-prompt-name and --default-prompt are both set: use one")
+		p.add("--default-prompt-name and --default-prompt are both set: use one")
 	}
-	return errors.Join(errs...)
+}
+
+func (c *Config) checkPipeline(p *problems) {
+	p.atLeast("tokenization-workers", c.TokenizationWorkers, 0)
+	p.atLeast("intra-op-threads", c.IntraOpThreads, 0)
+	p.atLeast("max-concurrent-requests", c.MaxConcurrentRequests, 1)
+	p.atLeast("max-batch-tokens", c.MaxBatchTokens, 1)
+	p.atLeast("max-batch-requests", c.MaxBatchRequests, 1)
+	p.atLeast("max-client-batch-size", c.MaxClientBatchSize, 1)
+	if c.RateLimitRPS <= 0 {
+		p.add("--rate-limit-rps must be positive, got %g", c.RateLimitRPS)
+	}
+	p.atLeast("rate-limit-burst", c.RateLimitBurst, 1)
+	p.atLeast("rate-limit-tpm", c.RateLimitTPM, 0)
+}
+
+func (c *Config) checkServer(p *problems) {
+	p.atLeast("payload-limit", c.PayloadLimit, 1)
+	p.positive("request-timeout", c.RequestTimeout)
+	if c.ShutdownGrace < 0 {
+		p.add("--shutdown-grace must not be negative, got %s", c.ShutdownGrace)
+	}
+	p.positive("read-timeout", c.ReadTimeout)
+	p.positive("write-timeout", c.WriteTimeout)
+	p.positive("idle-timeout", c.IdleTimeout)
+	p.atLeast("max-connections", c.MaxConnections, 1)
+	p.port("port", c.Port, false)
+	p.port("metrics-port", c.MetricsPort, true)
+	if c.MetricsPort != 0 && c.MetricsPort == c.Port {
+		p.add("--metrics-port %d is the same as --port: leave it 0 to serve /metrics on the main port", c.MetricsPort)
+	}
+}
+
+// problems collects what Validate finds, one error each.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+func (p *problems) oneOf(name, v string, choices []string, allowEmpty bool) {
+	if (v == "" && allowEmpty) || slices.Contains(choices, v) {
+		return
+	}
+	p.add("--%s %q is not one of %s", name, v, strings.Join(choices, ", "))
+}
+
+func (p *problems) atLeast(name string, v, min int) {
+	if v < min {
+		p.add("--%s must be at least %d, got %d", name, min, v)
+	}
+}
+
+func (p *problems) positive(name string, d time.Duration) {
+	if d <= 0 {
+		p.add("--%s must be a positive duration, got %s", name, d)
+	}
+}
+
+func (p *problems) port(name string, v int, allowZero bool) {
+	if (allowZero && v == 0) || (v >= 1 && v <= 65535) {
+		return
+	}
+	p.add("--%s %d is outside 1-65535", name, v)
 }

@@ -9,12 +9,11 @@ import (
 
 // queueShare is the part of a request's time left that waiting in the
 // queue may take. The rest is for its own batch and for the estimate's
-// error, which is large: the batcher fills batches with inputs of similar
-// length whatever their age, so an input can wait for work that arrived
-// after it (measured with embedbench at 256 clients: with 0.8, a tenth of
-// the requests admitted still ended 504). Half the deadline is still
-// seconds of queued work on any backend, far more than batches need to
-// stay full.
+// error (measured with embedbench at 256 clients: with 0.8, a tenth of the
+// requests admitted still ended 504). The batcher holds the queue to the
+// same share as time passes: inputs that came later pass a request only
+// within it (batcher's waitShare). Half the deadline is still seconds of
+// queued work on any backend, far more than batches need to stay full.
 const queueShare = 0.5
 
 // admit takes a place at the gate or refuses the request at once: 429 when

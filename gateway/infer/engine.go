@@ -31,6 +31,10 @@ type Options struct {
 	MaxBatchRequests  int // rows per backend batch
 	MaxClientBatch    int // inputs per request
 	MaxInflight       int // backend batches running at once (1 for in-process backends)
+	// CallTimeout is the backend's deadline for one call (Triton's
+	// --triton-timeout), its own queue included; 0 = none. The work in
+	// flight is kept within half of it (see room).
+	CallTimeout       time.Duration
 	DefaultTruncate   bool
 	Workers           int // tokenization goroutines at once
 	Prompts           map[string]string
@@ -60,6 +64,7 @@ type Engine struct {
 	workers chan struct{} // tokenization slots
 	running atomic.Bool
 	healthy atomic.Bool // false after a batch found the backend down or stalled
+	flight  *inflight   // batches handed to the backend, for room
 	batchID atomic.Uint64
 	m       *metrics
 }
@@ -124,6 +129,7 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		gate:    gate,
 		backlog: backlog,
 		queue:   queue,
+		flight:  newInflight(),
 		workers: make(chan struct{}, opts.Workers),
 		m:       m,
 	}, nil
@@ -138,35 +144,30 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.healthy.Store(true)
 	e.running.Store(true)
 	defer e.running.Store(false)
-	slots := make(chan struct{}, e.opts.MaxInflight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
 	go func() { defer wg.Done(); e.probe(ctx) }()
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
+		budget, err := e.room(ctx)
+		if err != nil {
 			e.failQueued()
 			return nil
 		}
-		items, dropped, err := e.queue.Next(ctx)
+		items, dropped, err := e.queue.NextWithin(ctx, budget)
 		e.backlog.Remove(tokensOf(items) + tokensOf(dropped))
 		for _, it := range dropped {
 			it.req.fail(gateway.ContextError(it.ctx.Err()))
 		}
-		if err != nil {
-			<-slots
-			continue // ctx is done: the select above returns
+		if err != nil || len(items) == 0 {
+			continue // ctx is done (room returns its error), or only dropped inputs
 		}
-		if len(items) == 0 {
-			<-slots
-			continue
-		}
+		padded := paddedOf(items)
+		e.flight.add(padded)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
+			defer e.flight.done(padded)
 			e.runBatch(ctx, items)
 		}()
 	}
@@ -301,6 +302,15 @@ func (e *Engine) Health(ctx context.Context) error { return e.backend.Health(ctx
 // its last batch or probe: a load balancer should send nothing while a
 // stalled backend would only time requests out.
 func (e *Engine) Ready() bool { return e.running.Load() && e.healthy.Load() }
+
+// paddedOf is the tokens of items once padded to the longest.
+func paddedOf(items []*entry) int {
+	longest := 0
+	for _, it := range items {
+		longest = max(longest, len(it.ids))
+	}
+	return len(items) * longest
+}
 
 func tokensOf(items []*entry) int {
 	n := 0

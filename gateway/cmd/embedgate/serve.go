@@ -148,6 +148,7 @@ func newEngine(cfg *config.Config, model *openedModel, backend infer.Backend, in
 		MaxBatchRequests:  cfg.MaxBatchRequests,
 		MaxClientBatch:    cfg.MaxClientBatchSize,
 		MaxInflight:       inflight,
+		CallTimeout:       callTimeout(cfg),
 		DefaultTruncate:   cfg.AutoTruncate,
 		Workers:           cfg.TokenizationWorkers,
 		Prompts:           model.Prompts,
@@ -156,6 +157,15 @@ func newEngine(cfg *config.Config, model *openedModel, backend infer.Backend, in
 		Tracer:            tracer,
 		Calibrate:         true,
 	}, model.tok, backend, logger, reg)
+}
+
+// callTimeout is the backend's deadline for one call: Triton's, which its
+// own queue counts against; an in-process backend has none.
+func callTimeout(cfg *config.Config) time.Duration {
+	if cfg.Backend == "triton" {
+		return cfg.TritonTimeout
+	}
+	return 0
 }
 
 // guards opens the API keys and the rate limiter. Without keys, limits
