@@ -29,7 +29,7 @@ testmodel:
 # The names are anchored and must be unique to gateway/tokenizer, or the
 # first tier would skip a test that the second does not run.
 NORACE_PKG := ./gateway/tokenizer
-NORACE_TESTS := TestParity|TestPathological|TestPathologicalBPE|TestPathologicalSentencePiece|TestSequences|TestEncodeBPE|TestScannersMatchRegexp2|FuzzEncode
+NORACE_TESTS := TestParity|TestPathological|TestPathologicalBPE|TestPathologicalSentencePiece|TestSequences|TestEncodeBPE|TestScannersMatchRegexp2|FuzzEncode|TestCutsSplitEncoding|TestBoundedEncodeCorpus|TestBoundedEncodeLong|TestBoundedEncodePrompt|TestBoundedEncodeInvalidElsewhere|FuzzBoundedEncode
 
 test:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -46,6 +47,47 @@ func BenchmarkEncode(b *testing.B) {
 				}
 				b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
 				b.ReportMetric(float64(tokens)/float64(b.N), "tokens/op")
+			})
+		}
+	}
+}
+
+// longText joins the benchmark texts with spaces, over and over, to at
+// least n bytes: a mix of prose, code, CJK, emoji and odd whitespace.
+func longText(tb testing.TB, n int) string {
+	tb.Helper()
+	var sb strings.Builder
+	for sb.Len() < n {
+		for _, it := range loadCorpus(tb) {
+			if it.B64 != "" {
+				continue
+			}
+			sb.WriteString(it.raw)
+			sb.WriteByte(' ')
+		}
+	}
+	return sb.String()
+}
+
+// BenchmarkTruncate encodes a 2 MB text truncated to 512 tokens, keeping
+// its start (right) or its end (left), as /embed does with an over-long
+// input.
+func BenchmarkTruncate(b *testing.B) {
+	text := longText(b, 2<<20)
+	for _, name := range []string{"minilm", "bert-cased-wp", "roberta-bpe", "roberta-bpe-prefix", "qwenstyle-bpe", "qwen3emb", "llama2", "llama3", "xlmr-unigram", "xlmr-precompiled"} {
+		tk := loadTestTokenizer(b, name)
+		for _, dir := range []struct {
+			name string
+			left bool
+		}{{"right", false}, {"left", true}} {
+			opts := EncodeOptions{AddSpecialTokens: true, MaxLength: 512, TruncateLeft: dir.left}
+			b.Run(name+"/"+dir.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if e := tk.Encode(text, opts); len(e.IDs) != 512 {
+						b.Fatalf("%d tokens, want 512", len(e.IDs))
+					}
+				}
 			})
 		}
 	}

@@ -92,6 +92,7 @@ func Load(data []byte) (*Tokenizer, error) {
 	t.setVocab(vocab, f.AddedTokens)
 	t.buildAdded(f.AddedTokens)
 	t.padID, t.hasPad = t.findPad(f.Padding)
+	t.cuts = newCutRule(t)
 	return t, nil
 }
 

@@ -26,6 +26,11 @@ type normString struct {
 	dec []byte
 	// chg is scratch for change lists (see applyChanges)
 	chg []change
+	// cont: the text being normalized continues a segment that started
+	// before it (the first segment of a window a bounded encode cut out
+	// of the text), so the segment-start edits of Prepend and Strip do
+	// not apply.
+	cont bool
 }
 
 func (n *normString) reset() {

@@ -215,7 +215,7 @@ type stripNormalizer struct{ left, right bool }
 
 func (st stripNormalizer) normalize(n *normString, from int) {
 	a, b := from, len(n.s)
-	if st.left {
+	if st.left && !n.cont {
 		for a < b {
 			r, size := n.runeAt(a)
 			if !isWhitespace(r) {
@@ -246,7 +246,7 @@ func (st stripNormalizer) normalize(n *normString, from int) {
 type prependNormalizer struct{ prefix string }
 
 func (p prependNormalizer) normalize(n *normString, from int) {
-	if from >= len(n.s) || p.prefix == "" {
+	if from >= len(n.s) || p.prefix == "" || n.cont {
 		return
 	}
 	sp := n.align[from]

@@ -22,7 +22,6 @@ package tokenizer
 
 import (
 	"sync"
-	"unicode/utf8"
 )
 
 // Tokenizer encodes text with one tokenizer.json. It is immutable after
@@ -43,6 +42,7 @@ type Tokenizer struct {
 	padID       int32
 	hasPad      bool
 	literalUnk  int32     // model id whose token string is its text (Unigram unk), or -1
+	cuts        *cutRule  // where a text may be cut for a bounded encode; nil: nowhere
 	scratchPool sync.Pool // *scratch
 }
 
@@ -93,37 +93,42 @@ func (t *Tokenizer) putScratch(s *scratch) {
 }
 
 // Encode tokenizes text. It never fails: text that is not valid UTF-8 is
-// decoded lossily first.
+// decoded lossily first. A truncated encode (MaxLength > 0) of a long text
+// tokenizes only a window of it when the tokenizer allows (see bound.go);
+// the result is the same as tokenizing all of it and then truncating.
 func (t *Tokenizer) Encode(text string, opts EncodeOptions) Encoding {
+	return t.encode(text, opts, window{perToken: windowPerToken, extra: windowExtra})
+}
+
+// encode is Encode with the sizing of the bounded window.
+func (t *Tokenizer) encode(text string, opts EncodeOptions, w window) Encoding {
 	sc := t.getScratch()
 	defer t.putScratch(sc)
-
-	src := text
-	var lpos []int32
-	if !utf8.ValidString(text) {
-		src, sc.lpos = lossyUTF8(text, sc.lossy, sc.lpos)
-		lpos = sc.lpos
+	limit := -1 // sequence tokens to keep; -1: all
+	if opts.MaxLength > 0 {
+		limit = max(opts.MaxLength-t.specialCount(opts), 0)
 	}
-	toks := t.tokenize(sc, src)
+	src, lpos, toks := t.sequence(sc, text, limit, opts.TruncateLeft, w)
+	return t.assemble(sc, src, lpos, toks, opts)
+}
 
+// specialCount is the number of special tokens Encode adds with opts.
+func (t *Tokenizer) specialCount(opts EncodeOptions) int {
+	if t.post == nil || !opts.AddSpecialTokens {
+		return 0
+	}
+	return t.post.nSpecial
+}
+
+// assemble builds the encoding of the sequence toks (read from src, whose
+// bytes come from lpos in the input if not nil) with the special tokens
+// opts asks for.
+func (t *Tokenizer) assemble(sc *scratch, src string, lpos []int32, toks []tok, opts EncodeOptions) Encoding {
 	var pieces []piece
-	nSpecial := 0
 	if t.post != nil && opts.AddSpecialTokens {
 		pieces = t.post.single
-		nSpecial = t.post.nSpecial
 	}
-	if opts.MaxLength > 0 {
-		limit := max(opts.MaxLength-nSpecial, 0)
-		if len(toks) > limit {
-			if opts.TruncateLeft {
-				toks = toks[len(toks)-limit:]
-			} else {
-				toks = toks[:limit]
-			}
-		}
-	}
-
-	total := len(toks) + nSpecial
+	total := len(toks) + t.specialCount(opts)
 	buf := make([]int32, 4*total)
 	e := Encoding{
 		IDs:               buf[0:total:total],
@@ -195,9 +200,11 @@ func (t *Tokenizer) emitSequence(e *Encoding, k int, toks []tok, typeID int32, s
 	}
 }
 
-// tokenize runs added-token extraction, normalization, pre-tokenization and
-// the model, returning the tokens of the sequence (in sc.toks).
-func (t *Tokenizer) tokenize(sc *scratch, src string) []tok {
+// tokenizeRange runs added-token extraction, normalization,
+// pre-tokenization and the model on src[lo:hi], returning the tokens of the
+// sequence (in sc.toks) with spans into src. A window that starts inside
+// the text (lo > 0, at a cut: see cuts.go) does not start a segment.
+func (t *Tokenizer) tokenizeRange(sc *scratch, src string, lo, hi int) []tok {
 	ns := &sc.ns
 	ns.reset()
 	sc.splits = sc.splits[:0]
@@ -206,19 +213,20 @@ func (t *Tokenizer) tokenize(sc *scratch, src string) []tok {
 	// 1. Added tokens on the original text; normalize the gaps one by one.
 	sc.matches = sc.matches[:0]
 	if !t.rawMatch.empty() {
-		sc.matches = findMatches(t.rawMatch, src, sc.matches)
+		sc.matches = findMatches(t.rawMatch, src[lo:hi], sc.matches)
 	}
-	pos := 0
+	pos := lo
 	for _, m := range sc.matches {
-		if m.start > pos {
-			t.normalizeSegment(sc, src, pos, m.start)
+		start, end := lo+m.start, lo+m.end
+		if start > pos {
+			t.normalizeSegment(sc, src, pos, start, pos == lo && lo > 0)
 		}
 		at := int32(len(ns.s))
-		sc.splits = append(sc.splits, split{start: at, end: at, id: m.tok.id, orig: span{int32(m.start), int32(m.end)}})
-		pos = m.end
+		sc.splits = append(sc.splits, split{start: at, end: at, id: m.tok.id, orig: span{int32(start), int32(end)}})
+		pos = end
 	}
-	if pos < len(src) {
-		t.normalizeSegment(sc, src, pos, len(src))
+	if pos < hi {
+		t.normalizeSegment(sc, src, pos, hi, pos == lo && lo > 0)
 	}
 
 	// 2. Pre-tokenize.
@@ -255,13 +263,16 @@ func (t *Tokenizer) tokenize(sc *scratch, src string) []tok {
 }
 
 // normalizeSegment appends src[a:b] to the normalized buffer, normalizes it
-// and splits it on added tokens that match normalized text.
-func (t *Tokenizer) normalizeSegment(sc *scratch, src string, a, b int) {
+// and splits it on added tokens that match normalized text. cont: src[a:b]
+// continues a segment that starts before a (a bounded window's first).
+func (t *Tokenizer) normalizeSegment(sc *scratch, src string, a, b int, cont bool) {
 	ns := &sc.ns
 	from := len(ns.s)
 	ns.appendOriginal(src[a:b], a)
 	if t.norm != nil {
+		ns.cont = cont
 		t.norm.normalize(ns, from)
+		ns.cont = false
 	}
 	if t.normMatch.empty() {
 		sc.splits = append(sc.splits, split{start: int32(from), end: int32(len(ns.s)), id: -1})
