@@ -76,6 +76,14 @@ func gzipBomb(size int64, layers int) ([]byte, error) {
 	return data, nil
 }
 
+// size is n bytes in kB or MB (of 1000), as --payload-limit counts.
+func size(n int) string {
+	if n >= 1e6 {
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+}
+
 // text is n bytes of English-looking words: many tokens per byte.
 func text(n int) string {
 	const words = "lorem ipsum dolor sit amet consectetur adipiscing elit "
@@ -124,7 +132,7 @@ func tokenizeRow(ctx context.Context, p *probe) (string, error) {
 			return "", fmt.Errorf("401: pass the gateway's key with --api-key")
 		}
 	}
-	return fmt.Sprintf("%d × %d KB of text: statuses %v, largest answer %d KB", n, len(body)>>10, statuses, largest>>10), nil
+	return fmt.Sprintf("%d × %s of text: statuses %v, largest answer %s", n, size(len(body)), statuses, size(int(largest))), nil
 }
 
 // writeFirstRow: a client that writes its whole too-large body before it
@@ -134,8 +142,8 @@ func tokenizeRow(ctx context.Context, p *probe) (string, error) {
 // makes the writes wait on the gateway reading (or discarding) the body,
 // as they do across a real network.
 func writeFirstRow(ctx context.Context, p *probe) (string, error) {
-	size := max(2*p.opts.PayloadLimit, 1<<20) // past the socket buffers in between
-	body := `{"inputs":"` + strings.Repeat("a", size) + `"}`
+	n := max(2*p.opts.PayloadLimit, 1<<20) // past the socket buffers in between
+	body := `{"inputs":"` + strings.Repeat("a", n) + `"}`
 	head := "POST /v1/embeddings HTTP/1.1\r\nHost: " + p.base.Host + "\r\nContent-Type: application/json\r\n" +
 		p.authHeader() + "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
 	var took []string
@@ -169,7 +177,7 @@ func writeFirstRow(ctx context.Context, p *probe) (string, error) {
 		}
 		took = append(took, time.Since(start).Round(time.Millisecond).String())
 	}
-	return fmt.Sprintf("%d MB written first, then the JSON 413 read in 3 of 3 tries (%s)", len(body)>>20, strings.Join(took, ", ")), nil
+	return fmt.Sprintf("%s written first, then the JSON 413 read in 3 of 3 tries (%s)", size(len(body)), strings.Join(took, ", ")), nil
 }
 
 // authHeader is the API key as a raw header line, or nothing.
@@ -202,7 +210,7 @@ func promptNameRow(ctx context.Context, p *probe) (string, error) {
 	if err := isJSON(r); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d KB prompt_name → %d, %d-byte error body", len(name)>>10, r.status, r.size), nil
+	return fmt.Sprintf("%s prompt_name → %d, %d-byte error body", size(len(name)), r.status, r.size), nil
 }
 
 // nanTimeoutRow: x-request-timeout NaN or Inf is no deadline of its own,

@@ -111,12 +111,11 @@ func (p *probe) heldOpen(ctx context.Context, sc slow) (took time.Duration, err 
 // The close shows as a write error here: the gateway resets a connection
 // it closes with requests unread.
 func (p *probe) neverRead(ctx context.Context) (time.Duration, error) {
-	c, err := p.dialer.dial(ctx, p.addr)
+	c, err := p.dialer.dialSmallWindow(ctx, p.addr)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	_ = c.SetReadBuffer(4 << 10)
 	// /metrics answers tens of KB to a few bytes. Where it is elsewhere,
 	// /tokenize of an input past most models' max input length: tens of
 	// KB to 4 KB, so that a few hundred requests (and log lines) fill the

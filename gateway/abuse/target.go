@@ -115,12 +115,22 @@ type dialer struct {
 }
 
 func (d *dialer) dial(ctx context.Context, addr string) (*conn, error) {
+	return d.dialWith(ctx, &d.nd, addr)
+}
+
+// dialSmallWindow dials a connection that offers the peer a small
+// receive window (see smallReceiveBuffer).
+func (d *dialer) dialSmallWindow(ctx context.Context, addr string) (*conn, error) {
+	return d.dialWith(ctx, &net.Dialer{Control: smallReceiveBuffer}, addr)
+}
+
+func (d *dialer) dialWith(ctx context.Context, nd *net.Dialer, addr string) (*conn, error) {
 	select {
 	case d.slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for a connection slot (--max-conns %d): %w", cap(d.slots), ctx.Err())
 	}
-	c, err := d.nd.DialContext(ctx, "tcp", addr)
+	c, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		<-d.slots
 		return nil, err
