@@ -48,6 +48,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz '^FuzzUnicodeNormalize$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz '^FuzzBoundedEncode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/native -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/tei -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/openai -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
