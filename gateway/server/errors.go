@@ -48,8 +48,14 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	}
 	rec = &record{id: requestID(c), route: routeUnmatched}
 	c.Set(headerRequestID, rec.id)
-	markLinger(c.Context().Conn()) // the body may be unread: let the client read this answer
 	s.writeError(c, rec, err)
+	switch c.Response().StatusCode() {
+	case fiber.StatusRequestEntityTooLarge, fiber.StatusBadRequest, fiber.StatusRequestHeaderFieldsTooLarge:
+		// The body may be unread: let the client read this answer. Not
+		// after a read timeout (the client sent nothing more) or a reset:
+		// lingering would only hold a connection slot.
+		markLinger(c.Context().Conn())
+	}
 	s.finish(c, rec, 0)
 	return nil
 }
