@@ -120,8 +120,8 @@ func TestMetricsPort(t *testing.T) {
 	}
 }
 
-// goroutines are the stacks of every goroutine but the caller's, by id.
-func goroutines() map[string]string {
+// allStacks is every goroutine's stack, as runtime.Stack writes them.
+func allStacks() []byte {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -131,6 +131,12 @@ func goroutines() map[string]string {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
+	return buf
+}
+
+// goroutines are the stacks of every goroutine but the caller's, by id.
+func goroutines() map[string]string {
+	buf := allStacks()
 	out := make(map[string]string)
 	for i, g := range strings.Split(string(buf), "\n\n") {
 		if i == 0 {

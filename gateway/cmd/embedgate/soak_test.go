@@ -158,15 +158,7 @@ func sample(t *testing.T) resources {
 // waiting that out would make the soak that much longer. A worker inside a
 // handler is counted: its stack does not start at the parked receive.
 func liveGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
+	buf := allStacks()
 	count := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		header, stack, _ := strings.Cut(g, "\n")
