@@ -5,6 +5,7 @@ package onnx_test
 import (
 	"context"
 	"errors"
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,9 +20,16 @@ import (
 // openTiny opens the tiny test model built with opts; it closes with the test.
 func openTiny(t testing.TB, opts ...testmodel.Option) *onnx.Backend {
 	t.Helper()
-	lib := testenv.ORTLib(t)
-	dir := testenv.TinyModel(t, opts...)
-	b, err := onnx.Open(onnx.Options{LibraryPath: lib, ModelPath: filepath.Join(dir, "onnx", "model.onnx"), IntraOpThreads: 2})
+	return openTinyWith(t, onnx.Options{}, opts...)
+}
+
+// openTinyWith is openTiny with o's runtime options.
+func openTinyWith(t testing.TB, o onnx.Options, opts ...testmodel.Option) *onnx.Backend {
+	t.Helper()
+	o.LibraryPath = testenv.ORTLib(t)
+	o.ModelPath = filepath.Join(testenv.TinyModel(t, opts...), "onnx", "model.onnx")
+	o.IntraOpThreads = 2
+	b, err := onnx.Open(o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -35,17 +43,21 @@ func openTiny(t testing.TB, opts ...testmodel.Option) *onnx.Backend {
 
 func TestConformance(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		opts []testmodel.Option
-		want gateway.ModelSpec
+		name    string
+		opts    []testmodel.Option
+		maxAttn int // Options.MaxRunAttention
+		want    gateway.ModelSpec
 	}{
-		{"Hidden", nil, gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32}},
-		{"Pooled", []testmodel.Option{testmodel.WithPooled()}, gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Pooled, Hidden: 32}},
-		{"NoTokenTypeIDs", []testmodel.Option{testmodel.WithoutTokenTypeIDs()}, gateway.ModelSpec{Output: gateway.Hidden, Hidden: 32}},
-		{"PooledNoTokenTypeIDs", []testmodel.Option{testmodel.WithPooled(), testmodel.WithoutTokenTypeIDs()}, gateway.ModelSpec{Output: gateway.Pooled, Hidden: 32}},
+		{"Hidden", nil, 0, gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32}},
+		{"Pooled", []testmodel.Option{testmodel.WithPooled()}, 0, gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Pooled, Hidden: 32}},
+		{"NoTokenTypeIDs", []testmodel.Option{testmodel.WithoutTokenTypeIDs()}, 0, gateway.ModelSpec{Output: gateway.Hidden, Hidden: 32}},
+		{"PooledNoTokenTypeIDs", []testmodel.Option{testmodel.WithPooled(), testmodel.WithoutTokenTypeIDs()}, 0, gateway.ModelSpec{Output: gateway.Pooled, Hidden: 32}},
+		// One row per run: every multi-row batch is split.
+		{"HiddenRowByRow", nil, 1, gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32}},
+		{"PooledRowByRow", []testmodel.Option{testmodel.WithPooled()}, 1, gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Pooled, Hidden: 32}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			b := openTiny(t, tt.opts...)
+			b := openTinyWith(t, onnx.Options{MaxRunAttention: tt.maxAttn}, tt.opts...)
 			got := b.Spec()
 			got.Name = ""
 			if got != tt.want {
@@ -66,6 +78,7 @@ func TestOpenErrors(t *testing.T) {
 		{"NoModel", onnx.Options{LibraryPath: lib}},
 		{"MissingModel", onnx.Options{LibraryPath: lib, ModelPath: filepath.Join(t.TempDir(), "missing.onnx")}},
 		{"NegativeThreads", onnx.Options{LibraryPath: lib, ModelPath: "x.onnx", IntraOpThreads: -1}},
+		{"NegativeMaxRunAttention", onnx.Options{LibraryPath: lib, ModelPath: "x.onnx", MaxRunAttention: -1}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if b, err := onnx.Open(tt.opts); err == nil {
@@ -179,5 +192,49 @@ func TestCancelDuringRun(t *testing.T) {
 	// The session stays usable after a terminated run.
 	if _, err := b.Embed(context.Background(), &gateway.Batch{Rows: 1, Len: 2, InputIDs: []int64{101, 102}, AttentionMask: []int64{1, 1}}); err != nil {
 		t.Errorf("Embed after a terminated run: %v", err)
+	}
+}
+
+// TestRunsOfRows checks that a batch run a few rows at a time answers as
+// the whole batch in one run does: rows of several lengths, and a last run
+// with fewer rows than the others.
+func TestRunsOfRows(t *testing.T) {
+	const rows, size = 7, 24
+	batch := &gateway.Batch{Rows: rows, Len: size, InputIDs: make([]int64, rows*size),
+		AttentionMask: make([]int64, rows*size), TokenTypeIDs: make([]int64, rows*size)}
+	for r := range rows {
+		for p := range size - 3*r {
+			i := r*size + p
+			batch.InputIDs[i], batch.AttentionMask[i], batch.TokenTypeIDs[i] = int64(1000+(i*7919)%5000), 1, int64(p%2)
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		opts []testmodel.Option
+	}{{"Hidden", nil}, {"Pooled", []testmodel.Option{testmodel.WithPooled()}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			whole, err := openTinyWith(t, onnx.Options{MaxRunAttention: rows * size * size}, tt.opts...).Embed(context.Background(), batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, per := range []int{1, 2, 3} {
+				b := openTinyWith(t, onnx.Options{MaxRunAttention: per * size * size}, tt.opts...)
+				got, err := b.Embed(context.Background(), batch)
+				if err != nil {
+					t.Fatalf("%d rows per run: %v", per, err)
+				}
+				if got.Kind != whole.Kind || got.Rows != whole.Rows || got.Len != whole.Len || got.Hidden != whole.Hidden || len(got.Data) != len(whole.Data) {
+					t.Fatalf("%d rows per run: output %d [%d,%d,%d] with %d values, want %d [%d,%d,%d] with %d", per,
+						got.Kind, got.Rows, got.Len, got.Hidden, len(got.Data), whole.Kind, whole.Rows, whole.Len, whole.Hidden, len(whole.Data))
+				}
+				worst := 0.0
+				for i := range got.Data {
+					worst = max(worst, math.Abs(float64(got.Data[i]-whole.Data[i])))
+				}
+				if worst > 1e-5 {
+					t.Errorf("%d rows per run: output differs from the whole batch's by %g, want <= 1e-5", per, worst)
+				}
+			}
+		})
 	}
 }

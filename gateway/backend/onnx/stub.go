@@ -12,11 +12,15 @@ import (
 
 // Options configure Open; see the cgo build for their meaning.
 type Options struct {
-	LibraryPath    string
-	ModelPath      string
-	IntraOpThreads int
-	Logger         *slog.Logger
+	LibraryPath     string
+	ModelPath       string
+	IntraOpThreads  int
+	MaxRunAttention int
+	Logger          *slog.Logger
 }
+
+// DefaultMaxRunAttention is Options.MaxRunAttention's default.
+const DefaultMaxRunAttention = 4 * 512 * 512
 
 // Backend is unusable without cgo; Open never returns one.
 type Backend struct{}
