@@ -84,11 +84,37 @@ type limitListener struct {
 
 	// The episodes under way, each logged once as it begins and once as
 	// it ends, not per accept: a flood would otherwise flood the log.
-	mu       sync.Mutex
-	atCap    time.Time // when Accept began waiting for a slot; zero: not at the cap
-	held     int       // accepts that waited in this cap episode
-	failing  time.Time // when accepts began failing; zero: they succeed
-	failures int       // failed accepts in this episode
+	mu      sync.Mutex
+	atCap   episode // Accept waiting for a slot; count: accepts held
+	failing episode // accepts failing; count: failed accepts
+}
+
+// episode is a stretch of trouble: when it began (zero: none under way)
+// and how often it struck since.
+type episode struct {
+	since time.Time
+	count int
+}
+
+// strike counts one more and says whether it began the episode.
+func (e *episode) strike() (began bool) {
+	e.count++
+	if e.since.IsZero() {
+		e.since = time.Now()
+		return true
+	}
+	return false
+}
+
+// end closes the episode, if one is under way, and says how often it
+// struck and for how long.
+func (e *episode) end() (count int, took time.Duration, ended bool) {
+	if e.since.IsZero() {
+		return 0, 0, false
+	}
+	count, took = e.count, time.Since(e.since).Round(time.Millisecond)
+	*e = episode{}
+	return count, took, true
 }
 
 // newLimitListener wraps ln, named name in logs and metrics; m may be nil.
@@ -189,9 +215,7 @@ func (l *limitListener) beginCapEpisode() {
 	l.waits.Inc()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.held++
-	if l.atCap.IsZero() {
-		l.atCap = time.Now()
+	if l.atCap.strike() {
 		l.logger.Warn("connection cap reached: new connections wait in the listen backlog until others close",
 			"listener", l.name, "max_connections", l.max)
 	}
@@ -200,20 +224,15 @@ func (l *limitListener) beginCapEpisode() {
 func (l *limitListener) endCapEpisode() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.atCap.IsZero() {
-		return
+	if held, took, ok := l.atCap.end(); ok {
+		l.logger.Info("below the connection cap again", "listener", l.name, "held_accepts", held, "took", took)
 	}
-	l.logger.Info("below the connection cap again", "listener", l.name, "held_accepts", l.held,
-		"took", time.Since(l.atCap).Round(time.Millisecond))
-	l.atCap, l.held = time.Time{}, 0
 }
 
 func (l *limitListener) beginFailures(err error, delay time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.failures++
-	if l.failing.IsZero() {
-		l.failing = time.Now()
+	if l.failing.strike() {
 		l.logger.Warn("accept failed: retrying with backoff, the gateway keeps serving open connections",
 			"listener", l.name, "err", err, "retry_in", delay)
 	}
@@ -222,12 +241,9 @@ func (l *limitListener) beginFailures(err error, delay time.Duration) {
 func (l *limitListener) endFailures() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.failing.IsZero() {
-		return
+	if failed, took, ok := l.failing.end(); ok {
+		l.logger.Info("accepting connections again", "listener", l.name, "failed_accepts", failed, "took", took)
 	}
-	l.logger.Info("accepting connections again", "listener", l.name, "failed_accepts", l.failures,
-		"took", time.Since(l.failing).Round(time.Millisecond))
-	l.failing, l.failures = time.Time{}, 0
 }
 
 // limitConn frees its listener's slot on its first Close.
