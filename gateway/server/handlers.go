@@ -206,8 +206,8 @@ func (s *Server) checkDraining(c *fiber.Ctx) error {
 	return nil
 }
 
-// handleEmbed serves one embedding route in codec's shape: decode,
-// validate, then the engine, which tokenizes, charges the tokens to the
+// handleEmbed serves one embedding route in codec's shape: decode, then
+// the engine, which validates, tokenizes, charges the tokens to the
 // request's rate limit, admits, batches and embeds.
 func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 	return func(c *fiber.Ctx) error {
@@ -225,12 +225,8 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		if err := s.eng.Busy(c.UserContext()); err != nil {
 			return err
 		}
-		lim := s.eng.Limits()
-		req, err := codec.DecodeEmbed(body, lim)
+		req, err := codec.DecodeEmbed(body, s.eng.Limits())
 		if err != nil {
-			return err
-		}
-		if err := req.Validate(lim); err != nil {
 			return err
 		}
 		rec := recordOf(c)
@@ -278,12 +274,8 @@ func (s *Server) handleTokenize() fiber.Handler {
 		if err != nil {
 			return err
 		}
-		lim := s.eng.Limits()
-		req, err := tei.DecodeTokenize(body, lim)
+		req, err := tei.DecodeTokenize(body, s.eng.Limits())
 		if err != nil {
-			return err
-		}
-		if err := req.Validate(lim); err != nil {
 			return err
 		}
 		recordOf(c).inputs = len(req.Inputs)

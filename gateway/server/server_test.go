@@ -45,7 +45,11 @@ func newFake() *fakeEngine {
 	}
 }
 
+// Embed and Tokenize validate first, as the real engine does.
 func (f *fakeEngine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway.EmbedResult, error) {
+	if err := req.Validate(f.lim); err != nil {
+		return nil, err
+	}
 	if f.embed != nil {
 		return f.embed(ctx, req)
 	}
@@ -67,6 +71,9 @@ func (f *fakeEngine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gat
 }
 
 func (f *fakeEngine) Tokenize(ctx context.Context, req *gateway.TokenizeRequest) ([][]gateway.Token, error) {
+	if err := req.Validate(f.lim); err != nil {
+		return nil, err
+	}
 	if f.tokenize != nil {
 		return f.tokenize(ctx, req)
 	}
