@@ -3,7 +3,7 @@ package testmodel
 // jsonFiles returns the JSON side files of a sentence-transformers repo, by
 // path. Structs (not maps) keep the key order fixed.
 func jsonFiles(cfg Config) map[string]any {
-	a := cfg.Size.Arch()
+	a := cfg.arch()
 	return map[string]any{
 		"config.json":                       bertConfig(a),
 		"tokenizer_config.json":             tokenizerConfig(cfg.MaxSeqLength),

@@ -74,6 +74,26 @@ type Config struct {
 	NoTokenTypeIDs bool   // model without the token_type_ids input
 	Pooling        string // 1_Pooling mode: "mean" (default), "cls" or "lasttoken"
 	MaxSeqLength   int    // sentence_bert_config.json max_seq_length; 0 = 512
+	// Hidden overrides the size's hidden width (a multiple of its heads):
+	// tests serving two models tell them apart by it. 0 = the size's.
+	Hidden int
+	// Tokenizer replaces the embedded MiniLM tokenizer.json, with Vocab
+	// its vocabulary size (the embedding table's rows): a model of another
+	// tokenizer family. nil = MiniLM's.
+	Tokenizer []byte
+	Vocab     int
+}
+
+// arch is the architecture cfg builds: its size's, with the overrides.
+func (c Config) arch() Arch {
+	a := c.Size.Arch()
+	if c.Hidden > 0 {
+		a.Hidden = c.Hidden
+	}
+	if c.Tokenizer != nil {
+		a.Vocab = c.Vocab
+	}
+	return a
 }
 
 // Option changes a Config; testenv takes them to describe the model a test wants.
@@ -93,6 +113,15 @@ func WithPooling(mode string) Option { return func(c *Config) { c.Pooling = mode
 
 // WithMaxSeqLength sets sentence_bert_config.json's max_seq_length.
 func WithMaxSeqLength(n int) Option { return func(c *Config) { c.MaxSeqLength = n } }
+
+// WithHidden sets the hidden width.
+func WithHidden(n int) Option { return func(c *Config) { c.Hidden = n } }
+
+// WithTokenizer uses tokenizer.json data, whose vocabulary has vocab
+// tokens, instead of MiniLM's.
+func WithTokenizer(data []byte, vocab int) Option {
+	return func(c *Config) { c.Tokenizer, c.Vocab = data, vocab }
+}
 
 // WithSize sets the architecture.
 func WithSize(s Size) Option { return func(c *Config) { c.Size = s } }
@@ -118,8 +147,15 @@ func (c Config) normalized() (Config, error) {
 	if c.MaxSeqLength == 0 {
 		c.MaxSeqLength = 512
 	}
-	if a := c.Size.Arch(); c.MaxSeqLength < 0 || c.MaxSeqLength > a.MaxPos {
+	a := c.arch()
+	if c.MaxSeqLength < 0 || c.MaxSeqLength > a.MaxPos {
 		return c, fmt.Errorf("testmodel: max_seq_length %d outside 1..%d", c.MaxSeqLength, a.MaxPos)
+	}
+	if c.Hidden < 0 || a.Hidden%a.Heads != 0 {
+		return c, fmt.Errorf("testmodel: hidden %d is not a positive multiple of %d heads", a.Hidden, a.Heads)
+	}
+	if c.Tokenizer != nil && c.Vocab < 1 {
+		return c, fmt.Errorf("testmodel: a tokenizer needs its vocabulary size, got %d", c.Vocab)
 	}
 	return c, nil
 }
@@ -139,7 +175,7 @@ func Write(dir string, cfg Config) error {
 		data []byte
 	}{
 		{"onnx/model.onnx", model},
-		{"tokenizer.json", tokenizerJSON},
+		{"tokenizer.json", tokenizerOf(cfg)},
 	}
 	for name, v := range jsonFiles(cfg) {
 		data, err := json.MarshalIndent(v, "", "  ")
@@ -161,4 +197,12 @@ func Write(dir string, cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// tokenizerOf is cfg's tokenizer.json: its own, or MiniLM's.
+func tokenizerOf(cfg Config) []byte {
+	if cfg.Tokenizer != nil {
+		return cfg.Tokenizer
+	}
+	return tokenizerJSON
 }

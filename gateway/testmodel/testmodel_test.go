@@ -170,3 +170,35 @@ func TestParseSize(t *testing.T) {
 		t.Errorf("ParseSize(huge) = nil error, want one")
 	}
 }
+
+// TestOtherTokenizer writes a model of another width and tokenizer family
+// (XLM-R's unigram, trimmed to 8,005 tokens in testdata) and runs it: the second model of the
+// multi-model tests.
+func TestOtherTokenizer(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "tokenizer", "testdata", "xlmr-unigram.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := testmodel.Write(dir, testmodel.NewConfig(testmodel.WithHidden(16), testmodel.WithTokenizer(data, 8005))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("tokenizer.json not the one given (err %v)", err)
+	}
+	var cfg struct {
+		Vocab  int `json:"vocab_size"`
+		Hidden int `json:"hidden_size"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil || cfg.Vocab != 8005 || cfg.Hidden != 16 {
+		t.Fatalf("config.json = %+v (err %v), want vocab 8005 hidden 16", cfg, err)
+	}
+	if err := testmodel.Write(t.TempDir(), testmodel.NewConfig(testmodel.WithHidden(15))); err == nil {
+		t.Fatal("hidden 15 with 2 heads: want an error")
+	}
+}
