@@ -1,63 +1,287 @@
 // Package fleet runs the models the catalogue describes: one infer.Engine
-// per model, looked up by name or alias, replaced or retired without
-// dropping a request when the catalogue changes.
+// per model, looked up by name or alias, added, replaced or retired
+// without dropping a request when the catalogue changes. It opens nothing
+// itself: an Opener, which the binary supplies, turns an entry into a
+// pipeline.
 package fleet
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/embedgate/embedgate/gateway/catalog"
 	"github.com/embedgate/embedgate/gateway/infer"
 )
 
-// Pipeline is an opened model: its engine and what releases it.
+// Pipeline is an opened model: its engine, the entry it was opened from,
+// and what releases its backend (nil: nothing to release).
 type Pipeline struct {
 	Engine *infer.Engine
 	Entry  catalog.Entry
 	Close  func()
 }
 
-// Opener opens the pipeline of one entry.
+// Opener opens the pipeline of one entry. The engine it returns has not
+// run yet: the fleet runs it.
 type Opener func(ctx context.Context, e catalog.Entry) (*Pipeline, error)
 
-// Model is a served model.
+// Model is a served model: what a request's model name finds.
 type Model struct {
 	Name    string
 	Aliases []string
 	Engine  *infer.Engine
 }
 
+// Names is the model's name, then its aliases.
+func (m *Model) Names() []string { return append([]string{m.Name}, m.Aliases...) }
+
 // Options configure a Fleet.
 type Options struct {
-	// Lenient serves requests naming any model with the default one (the
-	// one-model mode, as TEI does).
+	// Lenient serves a request naming any model with the default one: the
+	// one-model mode, where clients send arbitrary names (as with TEI).
 	Lenient bool
+	// RetireTimeout bounds how long a removed model may take to finish
+	// the requests it holds before its queue is failed; 0 = 2 minutes.
+	// The request timeout is the natural value: no request waits longer.
+	RetireTimeout time.Duration
 }
 
-// Fleet is the set of served models.
+// Fleet is the set of served models. Lookups read an immutable table
+// swapped in whole by Apply, so a request never sees half a change.
 type Fleet struct {
 	open   Opener
 	logger *slog.Logger
 	opts   Options
+
+	table atomic.Pointer[table]
+
+	mu      sync.Mutex // serializes Apply and Close
+	members map[string]*member
+	closed  bool
+	// life is every engine's Run context; Close ends it.
+	life     context.Context
+	stopLife context.CancelFunc
+	retiring sync.WaitGroup
+}
+
+// member is one running pipeline.
+type member struct {
+	p     *Pipeline
+	model *Model
+	stop  context.CancelFunc // ends the engine's Run
+	done  chan struct{}      // closed when Run has returned
+}
+
+// table is what lookups read.
+type table struct {
+	byName map[string]*Model // names and aliases
+	list   []*Model          // the default first, then by name
+	def    *Model
 }
 
 // New makes an empty fleet; Apply fills it.
 func New(open Opener, logger *slog.Logger, opts Options) *Fleet {
-	return &Fleet{open: open, logger: logger, opts: opts}
+	opts.RetireTimeout = cmp.Or(opts.RetireTimeout, 2*time.Minute)
+	f := &Fleet{open: open, logger: logger, opts: opts, members: map[string]*member{}}
+	f.life, f.stopLife = context.WithCancel(context.Background())
+	f.table.Store(&table{byName: map[string]*Model{}})
+	return f
 }
 
-// Apply makes entries the served models (stub).
-func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName string) error { return nil }
+// Lookup finds a model by name or alias; "" is the default model. In the
+// lenient one-model mode every name finds the default.
+func (f *Fleet) Lookup(name string) (*Model, bool) {
+	t := f.table.Load()
+	if name == "" || f.opts.Lenient {
+		return t.def, t.def != nil
+	}
+	m, ok := t.byName[name]
+	return m, ok
+}
 
-// Lookup finds a model by name or alias; "" is the default (stub).
-func (f *Fleet) Lookup(name string) (*Model, bool) { return nil, false }
+// Default is the model that serves requests naming none.
+func (f *Fleet) Default() (*Model, bool) {
+	t := f.table.Load()
+	return t.def, t.def != nil
+}
 
-// Default is the default model (stub).
-func (f *Fleet) Default() (*Model, bool) { return nil, false }
+// List is every served model, the default first, then by name.
+func (f *Fleet) List() []*Model { return f.table.Load().list }
 
-// List is every served model, the default first (stub).
-func (f *Fleet) List() []*Model { return nil }
+// Apply makes entries the served models, with defaultName (a name or an
+// alias) the default: entries equal to a running model's keep it running,
+// new and changed ones are opened, and models no longer listed are
+// retired once they have answered what they hold. A model that fails to
+// open is left out (a changed one keeps its old pipeline) and its error
+// is returned with the others; whatever opened is served. The table
+// changes once, after every open, so requests see the old catalogue or
+// the new one.
+func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("fleet: closed")
+	}
+	next := make(map[string]*member, len(entries))
+	var retire []*member
+	var problems []error
+	for _, e := range entries {
+		old := f.members[e.Name]
+		if old != nil && old.p.Entry.Equal(e) {
+			next[e.Name] = old
+			continue
+		}
+		if old != nil {
+			// The replacement registers the same model's metrics: the
+			// old pipeline gives them up first (see infer.Engine.Close).
+			old.p.Engine.Close()
+		}
+		m, err := f.start(ctx, e)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("model %q (%s): %w", e.Name, e.Source, err))
+			if old != nil {
+				next[e.Name] = old // still serving, if without its metrics
+			}
+			continue
+		}
+		next[e.Name] = m
+		if old != nil {
+			retire = append(retire, old)
+		}
+	}
+	for name, old := range f.members {
+		if _, kept := next[name]; !kept {
+			retire = append(retire, old)
+		}
+	}
+	t, err := newTable(next, defaultName)
+	if err != nil {
+		// Nothing changes: stop what was opened for nothing.
+		for name, m := range next {
+			if f.members[name] != m {
+				f.stop(m)
+			}
+		}
+		return errors.Join(append(problems, err)...)
+	}
+	f.members = next
+	f.table.Store(t)
+	for _, m := range retire {
+		f.retire(m)
+	}
+	return errors.Join(problems...)
+}
 
-// Run serves until ctx ends (stub).
-func (f *Fleet) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+// start opens e's pipeline and runs its engine.
+func (f *Fleet) start(ctx context.Context, e catalog.Entry) (*member, error) {
+	p, err := f.open(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(f.life)
+	m := &member{p: p, stop: stop, done: make(chan struct{}),
+		model: &Model{Name: e.Name, Aliases: slices.Clone(e.Aliases), Engine: p.Engine}}
+	go func() {
+		defer close(m.done)
+		_ = p.Engine.Run(runCtx)
+	}()
+	f.logger.Info("model serving", "model", e.Name, "aliases", e.Aliases, "source", e.Source, "model_id", e.ModelID)
+	return m, nil
+}
+
+// retire lets m finish the requests it holds, then stops it. The table no
+// longer has it, so only requests that looked it up just before the swap
+// can still arrive; Quiesce refuses them or waits for them.
+func (f *Fleet) retire(m *member) {
+	f.retiring.Add(1)
+	go func() {
+		defer f.retiring.Done()
+		ctx, cancel := context.WithTimeout(f.life, f.opts.RetireTimeout)
+		err := m.p.Engine.Quiesce(ctx)
+		cancel()
+		if err != nil && f.life.Err() == nil {
+			f.logger.Warn("model retired before its requests finished", "model", m.model.Name, "err", err)
+		}
+		f.stop(m)
+		f.logger.Info("model retired", "model", m.model.Name)
+	}()
+}
+
+// stop ends m's engine (what it still queues is answered 503), then
+// releases its backend and its metrics.
+func (f *Fleet) stop(m *member) {
+	m.stop()
+	<-m.done
+	if m.p.Close != nil {
+		m.p.Close()
+	}
+	m.p.Engine.Close()
+}
+
+// Run returns once ctx ends, having stopped every model: what they still
+// queue is answered 503. Stop the HTTP server first, so that accepted
+// requests are answered.
+func (f *Fleet) Run(ctx context.Context) error {
+	<-ctx.Done()
+	f.Close()
+	return nil
+}
+
+// Close stops every model and waits for those being retired. It is safe
+// to call more than once, and without Run (a start that failed).
+func (f *Fleet) Close() {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.closed = true
+	members := f.members
+	f.members = map[string]*member{}
+	f.table.Store(&table{byName: map[string]*Model{}})
+	f.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, m := range members {
+		wg.Go(func() { f.stop(m) })
+	}
+	wg.Wait()
+	f.stopLife() // ends the retirements' waits
+	f.retiring.Wait()
+}
+
+// newTable indexes members by name and alias, the default first.
+func newTable(members map[string]*member, defaultName string) (*table, error) {
+	t := &table{byName: make(map[string]*Model, 2*len(members))}
+	for _, m := range members {
+		for _, n := range m.model.Names() {
+			if other, dup := t.byName[n]; dup {
+				return nil, fmt.Errorf("fleet: %q names both %q and %q", n, other.Name, m.model.Name)
+			}
+			t.byName[n] = m.model
+		}
+		t.list = append(t.list, m.model)
+	}
+	if len(t.list) == 0 {
+		return nil, errors.New("fleet: no model to serve")
+	}
+	slices.SortFunc(t.list, func(a, b *Model) int { return cmp.Compare(a.Name, b.Name) })
+	if defaultName == "" {
+		defaultName = t.list[0].Name
+	}
+	def, ok := t.byName[defaultName]
+	if !ok {
+		return nil, fmt.Errorf("fleet: the default model %q is not served", defaultName)
+	}
+	t.def = def
+	i := slices.Index(t.list, def)
+	t.list = append(append([]*Model{def}, t.list[:i]...), t.list[i+1:]...)
+	return t, nil
+}

@@ -172,8 +172,8 @@ func TestParseSize(t *testing.T) {
 }
 
 // TestOtherTokenizer writes a model of another width and tokenizer family
-// (XLM-R's unigram, trimmed to 8,005 tokens in testdata) and runs it: the second model of the
-// multi-model tests.
+// (XLM-R's unigram, trimmed to 8,005 tokens in testdata), the second model
+// of the multi-model tests, which run it.
 func TestOtherTokenizer(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("..", "tokenizer", "testdata", "xlmr-unigram.json"))
 	if err != nil {
