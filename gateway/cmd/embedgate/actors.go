@@ -15,7 +15,7 @@ import (
 
 	"github.com/embedgate/embedgate/gateway/auth"
 	"github.com/embedgate/embedgate/gateway/config"
-	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/fleet"
 	"github.com/embedgate/embedgate/gateway/server"
 )
 
@@ -53,15 +53,17 @@ func listen(cfg *config.Config, guard connGuard) (listeners, error) {
 //
 //  1. the API: /ready turns 503, requests in flight finish within
 //     --shutdown-grace, then the listener and every connection close;
-//  2. the batch loop, which outlives 1 so that accepted requests are
-//     answered;
-//  3. the admin listener, which shows the drain to its end;
-//  4. the SIGHUP reloads.
+//  2. the reloads: SIGHUP (keys and models files) and Triton discovery,
+//     so that no model is added or retired once the models stop;
+//  3. the models' batch loops, which outlive 1 so that accepted requests
+//     are answered;
+//  4. the admin listener, which shows the drain to its end.
 //
-// serve's deferred Closes then release the limiter and the backend, and
-// flush the spans. runActors owns lns and admin from its call.
+// serve's deferred Closes then release the limiter, the models and the
+// Triton clients, and flush the spans. runActors owns lns and admin from
+// its call.
 func runActors(ctx context.Context, cfg *config.Config, logger *slog.Logger, lns listeners, srv *server.Server, admin *fiber.App,
-	eng *infer.Engine, keys *auth.Keys, reload <-chan os.Signal) error {
+	models *fleet.Fleet, cat *catalogue, keys *auth.Keys, reload <-chan os.Signal) error {
 	var g oklog.Group
 	var apiErr, adminErr error // shutdown errors: interrupts cannot return them
 
@@ -73,16 +75,16 @@ func runActors(ctx context.Context, cfg *config.Config, logger *slog.Logger, lns
 	g.Add(func() error { return srv.Serve(lns.api) },
 		func(error) { apiErr = drain(ctx, srv, lns.api, cfg.ShutdownGrace, logger) })
 
-	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
-	g.Add(func() error { return eng.Run(engCtx) }, func(error) { stopEngine() })
+	reloadCtx, stopReload := context.WithCancel(context.WithoutCancel(ctx))
+	g.Add(func() error { return cat.watch(reloadCtx, reload, keys) }, func(error) { stopReload() })
+
+	modelsCtx, stopModels := context.WithCancel(context.WithoutCancel(ctx))
+	g.Add(func() error { return models.Run(modelsCtx) }, func(error) { stopModels() })
 
 	if admin != nil {
 		g.Add(func() error { return admin.Listener(lns.admin) },
 			func(error) { adminErr = shutdown(admin, lns.admin, time.Second) })
 	}
-
-	reloadCtx, stopReload := context.WithCancel(context.WithoutCancel(ctx))
-	g.Add(func() error { return reloadKeys(reloadCtx, reload, keys, cfg.APIKeysFile, logger) }, func(error) { stopReload() })
 
 	logger.Info("listening", "addr", lns.api.Addr().String())
 	err := g.Run()
@@ -120,21 +122,4 @@ func drain(ctx context.Context, srv *server.Server, ln *trackingListener, grace 
 		_ = srv.WaitIdle(actx) // past it, shutdown's own timeout ends what is left
 	}
 	return shutdown(srv.App(), ln, max(time.Until(end), time.Second))
-}
-
-// reloadKeys handles the SIGHUPs run passes on until ctx ends: each
-// reloads the keys file when one is configured, and is logged otherwise.
-// Either way the gateway keeps serving.
-func reloadKeys(ctx context.Context, reload <-chan os.Signal, keys *auth.Keys, path string, logger *slog.Logger) error {
-	if keys != nil && path != "" {
-		return keys.Run(ctx, reload, path, logger)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-reload:
-			logger.Info("SIGHUP: nothing to reload")
-		}
-	}
 }

@@ -1,6 +1,7 @@
 // Command embedgate is the embedding gateway: `embedgate [flags]` serves
-// HTTP; `embedgate tokenize` debugs tokenization. Every flag has an env var;
-// `embedgate --help` lists them.
+// HTTP; `embedgate models [flags]` prints the models those flags would
+// serve, a dry run; `embedgate tokenize` debugs tokenization. Every flag
+// has an env var; `embedgate --help` lists them.
 package main
 
 import (
@@ -35,6 +36,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	notify func(c chan<- os.Signal, sig ...os.Signal)) error {
 	if len(args) > 1 && args[1] == "tokenize" {
 		return runTokenize(args[2:], stdin, stdout, stderr) // a filter: signals keep their default action
+	}
+	if len(args) > 1 && args[1] == "models" {
+		return runModels(ctx, args[2:], getenv, stdout, stderr) // a dry run: opens, prints, closes
 	}
 	// Subscribed before anything else, so that no signal of these kills the
 	// process while the model loads: SIGHUP's default action would.

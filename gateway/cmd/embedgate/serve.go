@@ -16,18 +16,21 @@ import (
 
 	"github.com/embedgate/embedgate/gateway/auth"
 	"github.com/embedgate/embedgate/gateway/config"
+	"github.com/embedgate/embedgate/gateway/fleet"
 	"github.com/embedgate/embedgate/gateway/infer"
 	"github.com/embedgate/embedgate/gateway/ratelimit"
 	"github.com/embedgate/embedgate/gateway/server"
 	"github.com/embedgate/embedgate/gateway/tracing"
 )
 
-// serve runs the gateway until ctx ends, in named steps: open the model,
-// open the backend, build the engine, the guards and the HTTP apps, bind
-// every listener, then run the actors (see runActors). No step starts an
-// actor, so when a step fails nothing is running yet; what a step opens,
-// a Close deferred right after it releases, after the actors have
-// stopped. The SIGHUPs run receives come in on reload.
+// serve runs the gateway until ctx ends, in named steps: open every model
+// of the catalogue (files, backend, engine), build the guards and the HTTP
+// apps, bind every listener, then run the actors (see runActors). Only the
+// models run before the actors do (each engine calibrates its backend as
+// it opens), and models.Close, deferred, stops them when a later step
+// fails. What a step opens, a Close deferred right after it releases,
+// after the actors have stopped. The SIGHUPs run receives come in on
+// reload.
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, reload <-chan os.Signal) error {
 	cfg, err := config.Parse(args, getenv, stderr)
 	if err != nil {
@@ -47,21 +50,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer flushSpans() // deferred first, so it runs last: once every span has ended
 
-	start := time.Now()
-	model, err := openModel(ctx, cfg, getenv, stderr)
+	gate, err := infer.NewGate(cfg.MaxConcurrentRequests, reg)
 	if err != nil {
 		return err
 	}
-	backend, inflight, closeBackend, err := openBackend(ctx, cfg, model.Model, logger, tracing.InjectFunc(prop))
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
-	logger.Info("model loaded", "model", cfg.ModelID, "dir", model.dir, "backend", cfg.Backend, "pooling", model.pooling.String(),
-		"max_input_length", model.MaxInputLength, "hidden", backend.Spec().Hidden, "took", time.Since(start).Round(time.Millisecond))
-
-	eng, err := newEngine(cfg, model, backend, inflight, tracer, logger, reg)
-	if err != nil {
+	pipes := &pipelines{cfg: cfg, getenv: getenv, stderr: stderr, logger: logger, reg: reg,
+		tracer: tracer, propagate: tracing.InjectFunc(prop), gate: gate}
+	defer pipes.close() // after the fleet's Close: the models use the Triton clients
+	models := fleet.New(pipes.open, logger, fleet.Options{Lenient: cfg.OneModel(), RetireTimeout: cfg.RequestTimeout})
+	defer models.Close()
+	cat := newCatalogue(cfg, logger, models, pipes)
+	if err := cat.start(ctx); err != nil {
 		return err
 	}
 
@@ -85,7 +84,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Tracer: tracer, Propagator: prop, Pprof: pprofPublic, MetricsElsewhere: cfg.MetricsPort != 0,
 		RateLimit:         ratelimit.Limit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, TPM: cfg.RateLimitTPM},
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
-	}, logger, eng, reg, keys, limiter)
+	}, logger, models, reg, keys, limiter)
 	if err != nil {
 		return err
 	}
@@ -103,7 +102,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	return runActors(ctx, cfg, logger, lns, srv, admin, eng, keys, reload)
+	return runActors(ctx, cfg, logger, lns, srv, admin, models, cat, keys, reload)
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -130,42 +129,6 @@ func newTracing(ctx context.Context, cfg *config.Config, logger *slog.Logger) (t
 		}
 	}
 	return tp.Tracer(tracing.Scope, trace.WithInstrumentationVersion(version)), prop, flushSpans, nil
-}
-
-// newEngine builds the inference pipeline over backend, which runs up to
-// inflight batches at once. It starts nothing: runActors runs its loop.
-func newEngine(cfg *config.Config, model *openedModel, backend infer.Backend, inflight int, tracer trace.Tracer,
-	logger *slog.Logger, reg prometheus.Registerer) (*infer.Engine, error) {
-	return infer.New(infer.Options{
-		ModelID:           cfg.ModelID,
-		Revision:          hubRevision(cfg, model.dir),
-		BackendName:       cfg.Backend,
-		Version:           version,
-		Pooling:           model.pooling,
-		MaxInputLength:    model.MaxInputLength,
-		MaxConcurrent:     cfg.MaxConcurrentRequests,
-		MaxBatchTokens:    cfg.MaxBatchTokens,
-		MaxBatchRequests:  cfg.MaxBatchRequests,
-		MaxClientBatch:    cfg.MaxClientBatchSize,
-		MaxInflight:       inflight,
-		CallTimeout:       callTimeout(cfg),
-		DefaultTruncate:   cfg.AutoTruncate,
-		Workers:           cfg.TokenizationWorkers,
-		Prompts:           model.Prompts,
-		DefaultPromptName: firstNonEmpty(cfg.DefaultPromptName, model.DefaultPromptName),
-		DefaultPrompt:     cfg.DefaultPrompt,
-		Tracer:            tracer,
-		Calibrate:         true,
-	}, model.tok, backend, logger, reg)
-}
-
-// callTimeout is the backend's deadline for one call: Triton's, which its
-// own queue counts against; an in-process backend has none.
-func callTimeout(cfg *config.Config) time.Duration {
-	if cfg.Backend == "triton" {
-		return cfg.TritonTimeout
-	}
-	return 0
 }
 
 // guards opens the API keys and the rate limiter. Without keys, limits

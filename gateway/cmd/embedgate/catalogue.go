@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/embedgate/embedgate/gateway/auth"
+	"github.com/embedgate/embedgate/gateway/catalog"
+	"github.com/embedgate/embedgate/gateway/config"
+	"github.com/embedgate/embedgate/gateway/fleet"
+)
+
+// catalogue keeps the three sources of the served models, in order of
+// precedence: the models file (as last read without a problem), the
+// models Triton's repository lists (as last discovered), and the
+// one-model flags. It merges them and applies the result to the fleet.
+type catalogue struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	fleet  *fleet.Fleet
+	pipes  *pipelines
+
+	file    []catalog.Entry
+	found   []catalog.Entry
+	skipped map[string]string // discovered models left out, and why: logged once per change
+}
+
+func newCatalogue(cfg *config.Config, logger *slog.Logger, f *fleet.Fleet, pipes *pipelines) *catalogue {
+	return &catalogue{cfg: cfg, logger: logger, fleet: f, pipes: pipes, skipped: map[string]string{}}
+}
+
+// start reads every source and opens what they list. Any problem fails
+// the start, except a discovered model that does not open: Triton's
+// repository is not the operator's file, and one bad model there must
+// not keep the others from serving. The next discovery retries it.
+func (c *catalogue) start(ctx context.Context) error {
+	if err := c.loadFile(); err != nil {
+		return err
+	}
+	if err := c.discover(ctx); err != nil {
+		return err
+	}
+	entries, def, err := c.entries()
+	if err != nil {
+		return err
+	}
+	err = c.fleet.Apply(ctx, entries, def)
+	if err == nil {
+		return nil
+	}
+	if _, ok := c.fleet.Default(); !ok {
+		return err
+	}
+	for _, e := range entries {
+		if _, served := c.fleet.Lookup(e.Name); !served && !c.discovered(e) {
+			return err
+		}
+	}
+	c.logger.Error("discovered models not served", "err", err)
+	return nil
+}
+
+// discovered says whether e came from Triton's repository.
+func (c *catalogue) discovered(e catalog.Entry) bool {
+	return slices.ContainsFunc(c.found, func(f catalog.Entry) bool { return f.Name == e.Name })
+}
+
+// loadFile reads the models file, if there is one. On a problem the last
+// good content stays.
+func (c *catalogue) loadFile() error {
+	if c.cfg.ModelsFile == "" {
+		return nil
+	}
+	entries, err := catalog.Load(c.cfg.ModelsFile)
+	if err != nil {
+		return err
+	}
+	c.file = entries
+	return nil
+}
+
+// discover lists Triton's ready models and keeps those whose config names
+// their hub model (hf_model_id); each left out is logged once, with why.
+func (c *catalogue) discover(ctx context.Context) error {
+	if !c.cfg.TritonDiscover {
+		return nil
+	}
+	client, err := c.pipes.client(ctx, c.cfg.TritonURL)
+	if err != nil {
+		return fmt.Errorf("triton discovery: %w", err)
+	}
+	index, err := client.Index(ctx)
+	if err != nil {
+		return fmt.Errorf("triton discovery: %w", err)
+	}
+	found := make([]catalog.Entry, 0, len(index))
+	skipped := map[string]string{}
+	for _, m := range index {
+		e, err := catalog.FromTriton(c.cfg.TritonURL, m.Name, m.Parameters)
+		if err != nil {
+			skipped[m.Name] = err.Error()
+			if c.skipped[m.Name] != err.Error() {
+				c.logger.Info("triton model not served", "triton_model", m.Name, "reason", err.Error())
+			}
+			continue
+		}
+		found = append(found, e)
+	}
+	c.found, c.skipped = found, skipped
+	return nil
+}
+
+// entries merges the sources and checks the result.
+func (c *catalogue) entries() ([]catalog.Entry, string, error) {
+	sources := [][]catalog.Entry{c.file, c.found}
+	if e, ok := c.cfg.FlagEntry(); ok {
+		sources = append(sources, []catalog.Entry{e})
+	}
+	entries, dropped := catalog.Merge(sources...)
+	for _, err := range dropped {
+		c.logger.Warn("model left out of the catalogue", "err", err)
+	}
+	def := catalog.Default(entries, c.cfg.DefaultModel)
+	if err := catalog.Check(entries, def); err != nil {
+		return nil, "", err
+	}
+	return entries, def, nil
+}
+
+// apply makes the merged sources the fleet's models.
+func (c *catalogue) apply(ctx context.Context, why string) {
+	entries, def, err := c.entries()
+	if err != nil {
+		c.logger.Error("catalogue not applied: the models served stay as they were", "why", why, "err", err)
+		return
+	}
+	if err := c.fleet.Apply(ctx, entries, def); err != nil {
+		c.logger.Error("catalogue applied in part", "why", why, "err", err)
+	}
+	c.logger.Info("catalogue", "why", why, "models", modelNames(c.fleet.List()))
+}
+
+// watch reloads until ctx ends: on SIGHUP the API keys file and the models
+// file, every discovery interval Triton's repository. A reload that finds
+// a problem logs every one of them and keeps what is served.
+func (c *catalogue) watch(ctx context.Context, reload <-chan os.Signal, keys *auth.Keys) error {
+	var tick <-chan time.Time
+	if c.cfg.TritonDiscover {
+		t := time.NewTicker(c.cfg.TritonDiscoverInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reload:
+			c.reload(ctx, keys)
+		case <-tick:
+			if err := c.discover(ctx); err != nil {
+				c.logger.Warn("triton discovery failed: the models served stay as they were", "err", err)
+				continue
+			}
+			c.apply(ctx, "discovery")
+		}
+	}
+}
+
+// reload handles one SIGHUP.
+func (c *catalogue) reload(ctx context.Context, keys *auth.Keys) {
+	reloaded := false
+	if keys != nil && c.cfg.APIKeysFile != "" {
+		if err := keys.Reload(c.cfg.APIKeysFile); err != nil {
+			c.logger.Error("api keys reload failed, keeping the old keys", "path", c.cfg.APIKeysFile, "err", err, "keys", keys.Len())
+		} else {
+			c.logger.Info("api keys reloaded", "path", c.cfg.APIKeysFile, "keys", keys.Len())
+		}
+		reloaded = true
+	}
+	if c.cfg.ModelsFile != "" {
+		if err := c.loadFile(); err != nil {
+			c.logger.Error("SIGHUP: models file not reloaded, the models served stay as they were", "err", err)
+			return
+		}
+		c.apply(ctx, "SIGHUP")
+		reloaded = true
+	}
+	if !reloaded {
+		c.logger.Info("SIGHUP: nothing to reload")
+	}
+}
+
+func modelNames(models []*fleet.Model) string {
+	names := make([]string, len(models))
+	for i, m := range models {
+		names[i] = m.Name
+	}
+	return strings.Join(names, ",")
+}

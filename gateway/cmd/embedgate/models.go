@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/embedgate/embedgate/gateway/catalog"
+	"github.com/embedgate/embedgate/gateway/config"
+	"github.com/embedgate/embedgate/gateway/infer"
+)
+
+// runModels is `embedgate models [flags]`: a dry run before a deploy. It
+// builds the catalogue serve would from the same flags, files and Triton,
+// opens every model as serve would (files, tokenizer, backend, engine
+// checks) without serving, prints one line per model, and fails if
+// anything would keep a model from serving.
+func runModels(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := prometheus.NewRegistry()
+	gate, err := infer.NewGate(cfg.MaxConcurrentRequests, reg)
+	if err != nil {
+		return err
+	}
+	pipes := &pipelines{cfg: cfg, getenv: getenv, stderr: stderr, logger: logger, reg: reg, tracer: noop.Tracer{}, gate: gate}
+	defer pipes.close()
+	cat := newCatalogue(cfg, logger, nil, pipes)
+	if err := cat.loadFile(); err != nil {
+		return err
+	}
+	if err := cat.discover(ctx); err != nil {
+		return err
+	}
+	for name, why := range cat.skipped {
+		fmt.Fprintf(stderr, "triton model %s not served: %s\n", name, why)
+	}
+	entries, def, err := cat.entries()
+	if err != nil {
+		return err
+	}
+
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tALIASES\tSOURCE\tBACKEND\tDIMENSIONS\tMAX INPUT\tMODEL ID")
+	var problems []error
+	for _, e := range entries {
+		dims, maxInput, err := dryOpen(ctx, pipes, e)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("model %q (%s): %w", e.Name, e.Source, err))
+			dims, maxInput = "-", "-"
+		}
+		name := e.Name
+		if name == def {
+			name += " (default)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, orDash(strings.Join(e.Aliases, ",")), e.Source,
+			backendOf(withDefaults(e, cfg)), dims, maxInput, e.ModelID)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%d of %d models would not serve:\n%w", len(problems), len(entries), errors.Join(problems...))
+	}
+	return nil
+}
+
+// dryOpen opens e's pipeline as serve would, reads what it serves, and
+// closes it.
+func dryOpen(ctx context.Context, pipes *pipelines, e catalog.Entry) (dims, maxInput string, err error) {
+	p, err := pipes.open(ctx, e)
+	if err != nil {
+		return "", "", err
+	}
+	info := p.Engine.Info()
+	p.Engine.Close()
+	if p.Close != nil {
+		p.Close()
+	}
+	return strconv.Itoa(info.Dimensions), strconv.Itoa(info.MaxInputLength), nil
+}
+
+// backendOf names where e runs: "onnx" or "triton <model>@<address>".
+func backendOf(e catalog.Entry) string {
+	if e.Backend == "triton" {
+		return "triton " + e.TritonModel + "@" + e.TritonURL
+	}
+	return e.Backend
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/embedgate/embedgate/gateway/admit"
+	"github.com/embedgate/embedgate/gateway/backend/triton"
+	"github.com/embedgate/embedgate/gateway/catalog"
+	"github.com/embedgate/embedgate/gateway/config"
+	"github.com/embedgate/embedgate/gateway/fleet"
+	"github.com/embedgate/embedgate/gateway/infer"
+)
+
+// pipelines opens a model's pipeline from its catalogue entry: files,
+// tokenizer, backend and engine (fleet.Opener). Every model shares the
+// process-wide admission gate and registry; models on one Triton address
+// share one client: its connections and its in-flight budget.
+type pipelines struct {
+	cfg       *config.Config
+	getenv    func(string) string
+	stderr    io.Writer
+	logger    *slog.Logger
+	reg       prometheus.Registerer
+	tracer    trace.Tracer
+	propagate func(ctx context.Context, set func(key, value string))
+	gate      *admit.Gate
+
+	mu      sync.Mutex
+	clients map[string]*triton.Client // by address
+}
+
+// withDefaults fills what e leaves to the gateway's flags.
+func withDefaults(e catalog.Entry, cfg *config.Config) catalog.Entry {
+	e.Backend = firstNonEmpty(e.Backend, cfg.Backend)
+	if e.Backend == "triton" {
+		e.TritonURL = firstNonEmpty(e.TritonURL, cfg.TritonURL)
+		e.TritonModel = firstNonEmpty(e.TritonModel, e.Name)
+	}
+	if e.MaxBatchTokens == 0 {
+		e.MaxBatchTokens = cfg.MaxBatchTokens
+	}
+	if e.MaxBatchRequests == 0 {
+		e.MaxBatchRequests = cfg.MaxBatchRequests
+	}
+	return e
+}
+
+// open is the fleet's Opener.
+func (p *pipelines) open(ctx context.Context, entry catalog.Entry) (*fleet.Pipeline, error) {
+	e := withDefaults(entry, p.cfg)
+	start := time.Now()
+	model, err := openModel(ctx, e, p.cfg.DType, p.getenv, p.stderr)
+	if err != nil {
+		return nil, err
+	}
+	logger := p.logger.With("model", e.Name)
+	backend, inflight, closeBackend, err := p.openBackend(ctx, e, model, logger)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"model": e.Name}, p.reg)
+	eng, err := infer.New(p.engineOptions(e, model, inflight), model.tok, backend, logger, reg)
+	if err != nil {
+		closeBackend()
+		return nil, err
+	}
+	logger.Info("model loaded", "model_id", e.ModelID, "dir", model.dir, "backend", e.Backend, "pooling", model.pooling.String(),
+		"max_input_length", model.MaxInputLength, "hidden", backend.Spec().Hidden, "took", time.Since(start).Round(time.Millisecond))
+	// The fleet compares the entry as the catalogue gave it, defaults
+	// unfilled, with the next catalogue's.
+	return &fleet.Pipeline{Engine: eng, Entry: entry, Close: closeBackend}, nil
+}
+
+// openBackend opens e's backend and says how many batches may run on it at
+// once.
+func (p *pipelines) openBackend(ctx context.Context, e catalog.Entry, model *openedModel, logger *slog.Logger) (infer.Backend, int, func(), error) {
+	switch e.Backend {
+	case "onnx":
+		path, err := model.onnxPath(e, p.cfg.DType)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		b, err := openONNX(p.cfg, path, logger)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		// One batch at a time: ONNX Runtime already uses every intra-op
+		// thread for it, and a second would only contend.
+		return b, 1, func() { _ = b.Close() }, nil
+	case "triton":
+		client, err := p.client(ctx, e.TritonURL)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		b, err := client.Open(ctx, e.TritonModel, "")
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		if err := checkTritonModel(b.Spec(), model.Model); err != nil {
+			_ = b.Close()
+			return nil, 0, nil, err
+		}
+		// Triton runs several batches at once (instances, its own queue);
+		// the client bounds the calls of every model on it together.
+		return b, p.cfg.TritonMaxInflight, func() { _ = b.Close() }, nil
+	}
+	return nil, 0, nil, fmt.Errorf("unknown backend %q", e.Backend)
+}
+
+// client is the one Triton client of addr, dialled on first use.
+func (p *pipelines) client(ctx context.Context, addr string) (*triton.Client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[addr]; ok {
+		return c, nil
+	}
+	c, err := triton.Dial(ctx, triton.ClientOptions{
+		URL:              addr,
+		Timeout:          p.cfg.TritonTimeout,
+		MaxInflight:      p.cfg.TritonMaxInflight,
+		MaxInflightBytes: int64(p.cfg.TritonMaxInflightMB) << 20,
+		Logger:           p.logger,
+		Propagate:        p.propagate,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if p.clients == nil {
+		p.clients = map[string]*triton.Client{}
+	}
+	p.clients[addr] = c
+	return c, nil
+}
+
+// close closes the Triton clients, once every model is closed.
+func (p *pipelines) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, c := range p.clients {
+		errs = append(errs, c.Close())
+	}
+	p.clients = nil
+	if err := errors.Join(errs...); err != nil {
+		p.logger.Warn("triton clients not closed cleanly", "err", err)
+	}
+}
+
+func (p *pipelines) engineOptions(e catalog.Entry, model *openedModel, inflight int) infer.Options {
+	callTimeout := time.Duration(0) // an in-process backend has none
+	if e.Backend == "triton" {
+		// Triton's own queue counts against the call's deadline.
+		callTimeout = p.cfg.TritonTimeout
+	}
+	return infer.Options{
+		Name:              e.Name,
+		Aliases:           e.Aliases,
+		ModelID:           e.ModelID,
+		Revision:          hubRevision(e.ModelID, e.Revision, model.dir),
+		BackendName:       e.Backend,
+		Version:           version,
+		Pooling:           model.pooling,
+		MaxInputLength:    model.MaxInputLength,
+		Gate:              p.gate,
+		MaxConcurrent:     p.cfg.MaxConcurrentRequests,
+		MaxBatchTokens:    e.MaxBatchTokens,
+		MaxBatchRequests:  e.MaxBatchRequests,
+		MaxClientBatch:    p.cfg.MaxClientBatchSize,
+		MaxInflight:       inflight,
+		CallTimeout:       callTimeout,
+		DefaultTruncate:   p.cfg.AutoTruncate,
+		Workers:           p.cfg.TokenizationWorkers,
+		Prompts:           model.Prompts,
+		DefaultPromptName: firstNonEmpty(e.DefaultPromptName, model.DefaultPromptName),
+		DefaultPrompt:     p.cfg.DefaultPrompt,
+		Tracer:            p.tracer,
+		Calibrate:         true,
+	}
+}

@@ -1,0 +1,282 @@
+//go:build cgo
+
+package fleet_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/admit"
+	"github.com/embedgate/embedgate/gateway/backend/onnx"
+	"github.com/embedgate/embedgate/gateway/backend/triton"
+	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
+	"github.com/embedgate/embedgate/gateway/catalog"
+	"github.com/embedgate/embedgate/gateway/fleet"
+	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/internal/testenv"
+	"github.com/embedgate/embedgate/gateway/pooling"
+	"github.com/embedgate/embedgate/gateway/tokenizer"
+)
+
+// rig opens pipelines on real backends: every entry's model_id names a
+// backend of the rig ("broken" fails to open). The backends outlive the
+// pipelines, as a Triton server outlives the models it serves.
+type rig struct {
+	t        *testing.T
+	dir      string // the tiny model
+	reg      *prometheus.Registry
+	gate     *admit.Gate
+	backends map[string]infer.Backend
+	opened   sync.Map // name -> count of opens
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	dir := testenv.TinyModel(t)
+	b, err := onnx.Open(onnx.Options{LibraryPath: testenv.ORTLib(t), ModelPath: filepath.Join(dir, "onnx", "model.onnx"), IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	reg := prometheus.NewRegistry()
+	gate, err := infer.NewGate(64, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, dir: dir, reg: reg, gate: gate, backends: map[string]infer.Backend{"onnx": b}}
+}
+
+// slow adds a Triton stand-in running the tiny model with delay per call.
+func (r *rig) slow(delay time.Duration) *tritontest.Server {
+	srv := tritontest.Start(r.t, r.backends["onnx"])
+	srv.SetDelay(delay)
+	b, err := triton.Open(context.Background(), triton.Options{URL: srv.Addr(), Model: srv.Name(), Timeout: 10 * time.Second})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { _ = b.Close() })
+	r.backends["slow"] = b
+	return srv
+}
+
+func (r *rig) open(ctx context.Context, e catalog.Entry) (*fleet.Pipeline, error) {
+	b, ok := r.backends[e.ModelID]
+	if !ok {
+		return nil, errors.New("no such backend")
+	}
+	n, _ := r.opened.LoadOrStore(e.Name, new(int))
+	*n.(*int)++
+	tok, err := tokenizer.LoadFile(filepath.Join(r.dir, "tokenizer.json"))
+	if err != nil {
+		return nil, err
+	}
+	eng, err := infer.New(infer.Options{Name: e.Name, Aliases: e.Aliases, ModelID: e.ModelID, Gate: r.gate,
+		Pooling: pooling.Mean, MaxInputLength: 128, MaxBatchTokens: 1024, MaxBatchRequests: 8, MaxClientBatch: 8,
+		MaxInflight: 1, Workers: 1}, tok, b, slog.New(slog.DiscardHandler),
+		prometheus.WrapRegistererWith(prometheus.Labels{"model": e.Name}, r.reg))
+	if err != nil {
+		return nil, err
+	}
+	return &fleet.Pipeline{Engine: eng, Entry: e}, nil
+}
+
+func (r *rig) opens(name string) int {
+	n, ok := r.opened.Load(name)
+	if !ok {
+		return 0
+	}
+	return *n.(*int)
+}
+
+func newFleet(t *testing.T, r *rig, opts fleet.Options) *fleet.Fleet {
+	f := fleet.New(r.open, slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
+	t.Cleanup(f.Close)
+	return f
+}
+
+func embed(t *testing.T, f *fleet.Fleet, model string) error {
+	t.Helper()
+	m, ok := f.Lookup(model)
+	if !ok {
+		return errors.New("not found")
+	}
+	_, err := m.Engine.Embed(context.Background(), &gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "hello " + model}}, Normalize: true})
+	return err
+}
+
+func TestLookup(t *testing.T) {
+	r := newRig(t)
+	f := newFleet(t, r, fleet.Options{})
+	err := f.Apply(context.Background(), []catalog.Entry{
+		{Name: "b", ModelID: "onnx"},
+		{Name: "a", Aliases: []string{"text-embedding-3-small"}, ModelID: "onnx"},
+	}, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"": "b", "b": "b", "a": "a", "text-embedding-3-small": "a"} {
+		m, ok := f.Lookup(name)
+		if !ok || m.Name != want {
+			t.Errorf("Lookup(%q) = %v, %v; want %q", name, m, ok, want)
+		}
+	}
+	if m, ok := f.Lookup("c"); ok {
+		t.Errorf("Lookup(c) = %v, want none", m.Name)
+	}
+	var names []string
+	for _, m := range f.List() {
+		names = append(names, m.Name)
+	}
+	if strings.Join(names, ",") != "b,a" {
+		t.Errorf("List = %v, want the default first: b,a", names)
+	}
+	if err := embed(t, f, "text-embedding-3-small"); err != nil {
+		t.Errorf("embed through the alias: %v", err)
+	}
+}
+
+func TestLenient(t *testing.T) {
+	r := newRig(t)
+	f := newFleet(t, r, fleet.Options{Lenient: true})
+	if err := f.Apply(context.Background(), []catalog.Entry{{Name: "only", ModelID: "onnx"}}, "only"); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := f.Lookup("whatever-the-client-says"); !ok || m.Name != "only" {
+		t.Errorf("lenient Lookup = %v, %v; want the one model", m, ok)
+	}
+}
+
+// TestApplyChanges: an unchanged entry keeps its pipeline, a changed one
+// is reopened, a new one opened, a removed one retired; a model that
+// fails to open is left out and said so, the rest applied.
+func TestApplyChanges(t *testing.T) {
+	r := newRig(t)
+	f := newFleet(t, r, fleet.Options{})
+	ctx := context.Background()
+	if err := f.Apply(ctx, []catalog.Entry{{Name: "keep", ModelID: "onnx"}, {Name: "change", ModelID: "onnx"}, {Name: "drop", ModelID: "onnx"}}, "keep"); err != nil {
+		t.Fatal(err)
+	}
+	keep, _ := f.Lookup("keep")
+	dropped, _ := f.Lookup("drop")
+	err := f.Apply(ctx, []catalog.Entry{
+		{Name: "keep", ModelID: "onnx"},
+		{Name: "change", ModelID: "onnx", Aliases: []string{"changed"}},
+		{Name: "new", ModelID: "onnx"},
+		{Name: "bad", ModelID: "broken"},
+	}, "keep")
+	if err == nil || !strings.Contains(err.Error(), `"bad"`) {
+		t.Fatalf("Apply = %v, want the error of model bad", err)
+	}
+	if m, _ := f.Lookup("keep"); m != keep || r.opens("keep") != 1 {
+		t.Errorf("keep was reopened (%d opens)", r.opens("keep"))
+	}
+	if r.opens("change") != 2 {
+		t.Errorf("change opened %d times, want 2", r.opens("change"))
+	}
+	for _, name := range []string{"changed", "new"} {
+		if err := embed(t, f, name); err != nil {
+			t.Errorf("embed %s: %v", name, err)
+		}
+	}
+	for _, name := range []string{"drop", "bad"} {
+		if _, ok := f.Lookup(name); ok {
+			t.Errorf("%s still served", name)
+		}
+	}
+	// The retired engine refuses what reaches it late: 503, not a hang.
+	waitFor(t, func() bool {
+		_, err := dropped.Engine.Embed(ctx, &gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "late"}}})
+		return gateway.KindOf(err) == gateway.Unhealthy
+	})
+}
+
+// TestApplyWithoutDefault: a catalogue whose default does not open
+// changes nothing.
+func TestApplyWithoutDefault(t *testing.T) {
+	r := newRig(t)
+	f := newFleet(t, r, fleet.Options{})
+	ctx := context.Background()
+	if err := f.Apply(ctx, []catalog.Entry{{Name: "a", ModelID: "onnx"}}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	err := f.Apply(ctx, []catalog.Entry{{Name: "b", ModelID: "onnx"}, {Name: "c", ModelID: "broken"}}, "c")
+	if err == nil {
+		t.Fatal("Apply with a default that does not open: want an error")
+	}
+	if m, ok := f.Default(); !ok || m.Name != "a" {
+		t.Errorf("default = %v, want a (unchanged)", m)
+	}
+	if _, ok := f.Lookup("b"); ok {
+		t.Error("b served from a catalogue that was not applied")
+	}
+}
+
+// TestRetireFinishesRequests: a model removed while a request waits for
+// its batch answers it; the other model serves on.
+func TestRetireFinishesRequests(t *testing.T) {
+	r := newRig(t)
+	r.slow(300 * time.Millisecond)
+	f := newFleet(t, r, fleet.Options{})
+	ctx := context.Background()
+	if err := f.Apply(ctx, []catalog.Entry{{Name: "stay", ModelID: "onnx"}, {Name: "go", ModelID: "slow"}}, "stay"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { m, _ := f.Lookup("go"); return m.Engine.Ready() })
+	gone, _ := f.Lookup("go")
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := gone.Engine.Embed(ctx, &gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "in flight"}}})
+			errs <- err
+		}()
+	}
+	waitFor(t, func() bool { return r.gate.InFlight() == 4 }) // all inside the engine
+	if err := f.Apply(ctx, []catalog.Entry{{Name: "stay", ModelID: "onnx"}}, "stay"); err != nil {
+		t.Fatal(err)
+	}
+	if err := embed(t, f, "stay"); err != nil {
+		t.Errorf("the other model: %v", err)
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("request in flight on the retired model = %v, want its answer", err)
+		}
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	r := newRig(t)
+	f := fleet.New(r.open, slog.New(slog.DiscardHandler), fleet.Options{})
+	if err := f.Apply(context.Background(), []catalog.Entry{{Name: "a", ModelID: "onnx"}}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	f.Close()
+	if _, ok := f.Lookup("a"); ok {
+		t.Error("a served after Close")
+	}
+	if err := f.Apply(context.Background(), []catalog.Entry{{Name: "a", ModelID: "onnx"}}, "a"); err == nil {
+		t.Error("Apply after Close: want an error")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
