@@ -24,7 +24,7 @@ type Entry struct {
 	Name              string            `json:"name" yaml:"name"`                 // required; what clients send as model
 	Aliases           []string          `json:"aliases" yaml:"aliases"`           // more names for the same model
 	ModelID           string            `json:"model_id" yaml:"model_id"`         // required: local directory or hub repo
-	Revision          string            `json:"revision" yaml:"revision"`         // "" = --revision
+	Revision          string            `json:"revision" yaml:"revision"`         // hub branch, tag or commit; "" = main
 	Backend           string            `json:"backend" yaml:"backend"`           // "onnx" | "triton"; "" = --backend
 	ONNXFile          string            `json:"onnx_file" yaml:"onnx_file"`       // onnx only: path inside the model directory; "" = the --dtype's file
 	TritonModel       string            `json:"triton_model" yaml:"triton_model"` // triton only; "" = Name
