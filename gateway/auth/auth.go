@@ -1,7 +1,8 @@
 // Package auth provides embedgate's API keys: a named, per-key-limited set
-// of keys (one from --api-key or many from --api-keys-file), matched in
-// constant time against SHA-256 hashes and swapped atomically on reload, so
-// SIGHUP never drops a request. The server's guard checks requests with it.
+// of keys (one from --api-key or many from --api-keys-file), each with the
+// models it may use and its per-model token limits, matched in constant
+// time against SHA-256 hashes and swapped atomically on reload, so SIGHUP
+// never drops a request. The server's guard checks requests with it.
 //
 // Only hashes are kept in memory, and no function here logs a presented key
 // or puts it in an error: logs and errors carry the key's name.
@@ -17,19 +18,60 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
 
-// Key is a matched key: its name (safe to log) and its own limits. Zero
-// RPS, Burst or TPM mean "use the gateway's default".
+// Key is a matched key: its name (safe to log), its own limits and the
+// models it may use. Zero RPS, Burst or TPM mean "use the gateway's
+// default". Models and ModelTPM are shared by every copy of the Key: read
+// them, never write them.
 type Key struct {
 	Name     string
 	RPS      float64
 	Burst    int
 	TPM      int
 	Disabled bool
+	// Models is the key's allow-list of model names and aliases; "*" is
+	// every model. nil (absent from the file) allows every model; empty
+	// (models: []) allows none.
+	Models []string
+	// ModelTPM limits the tokens per minute of one model, by the name or
+	// alias it was given with; charged in addition to TPM. A model absent
+	// here (or 0) has no limit of its own.
+	ModelTPM map[string]int
 }
+
+// MayUse reports whether the key may use a model known by names (its name,
+// then its aliases, as catalog.Entry.Names gives them): Models is nil, holds
+// "*", or holds one of names.
+func (k Key) MayUse(names []string) bool {
+	if k.Models == nil || slices.Contains(k.Models, AllModels) {
+		return true
+	}
+	for _, n := range names {
+		if slices.Contains(k.Models, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// TPMFor is the key's tokens-per-minute limit on a model known by names
+// (its name, then its aliases): the ModelTPM of the first of names it
+// holds, or 0, no limit of its own.
+func (k Key) TPMFor(names []string) int {
+	for _, n := range names {
+		if tpm, ok := k.ModelTPM[n]; ok {
+			return tpm
+		}
+	}
+	return 0
+}
+
+// AllModels in a key's models allows every model.
+const AllModels = "*"
 
 // KeyEntry is one key of a set: its Key and the SHA-256 of its secret.
 type KeyEntry struct {

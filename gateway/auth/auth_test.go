@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -73,7 +74,7 @@ func TestLoadFile(t *testing.T) {
 				t.Fatalf("LoadFile: %d entries, want %d", len(entries), len(want))
 			}
 			for i, e := range entries {
-				if e.Key != want[i] {
+				if !reflect.DeepEqual(e.Key, want[i]) {
 					t.Errorf("entry %d = %+v, want %+v", i, e.Key, want[i])
 				}
 			}
@@ -101,6 +102,15 @@ func TestLoadFileErrors(t *testing.T) {
 		{"malformed yaml", "a.yaml", "keys: [\n", "invalid YAML"},
 		{"malformed json", "a.json", `{"keys":[`, "invalid JSON"},
 		{"spaces around key", "a.yaml", "keys:\n  - {name: a, key: ' k1'}\n", "spaces"},
+		{"empty model", "a.yaml", "keys:\n  - {name: a, key: k1, models: [bge, '']}\n", `keys[0] ("a"): models[1]: empty model name`},
+		{"model with space", "a.json", `[{"name":"a","key":"k1","models":["bge small"]}]`, `keys[0] ("a"): models[0]: model name "bge small" contains whitespace`},
+		{"models not a list", "a.yaml", "keys:\n  - {name: a, key: k1, models: bge}\n", "invalid YAML"},
+		{"negative model tpm", "a.yaml", "keys:\n  - {name: a, key: k1}\n  - {name: b, key: k2, model_tpm: {bge: 5, e5: -1}}\n",
+			`keys[1] ("b"): model_tpm["e5"] must be >= 0, got -1`},
+		{"star model tpm", "a.json", `{"keys":[{"name":"a","key":"k1","model_tpm":{"*":5}}]}`, `keys[0] ("a"): model_tpm: "*" is not a model`},
+		{"empty model tpm name", "a.yaml", "keys:\n  - {name: a, key: k1, model_tpm: {'': 5}}\n", "model_tpm: empty model name"},
+		{"model tpm not a number", "a.json", `{"keys":[{"name":"a","key":"k1","model_tpm":{"bge":"lots"}}]}`, "invalid JSON"},
+		{"model field typo", "a.yaml", "keys:\n  - {name: a, key: k1, model: [bge]}\n", "field model not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -25,6 +28,9 @@ type fileEntry struct {
 	Burst     int     `json:"burst" yaml:"burst"`
 	TPM       int     `json:"tpm" yaml:"tpm"`
 	Disabled  bool    `json:"disabled" yaml:"disabled"`
+	// Models: absent (or null) = every model; [] = none.
+	Models   []string       `json:"models" yaml:"models"`
+	ModelTPM map[string]int `json:"model_tpm" yaml:"model_tpm"`
 }
 
 // fileDoc is the whole file: {"keys": [...]}. A bare list is accepted too.
@@ -45,8 +51,18 @@ type fileDoc struct {
 //	  - name: old-app
 //	    key: sk-old-...
 //	    disabled: true         # kept, but answered 401
+//	  - name: search-team
+//	    key: sk-search-...
+//	    models: [bge-small, text-embedding-3-small]  # names or aliases; "*" = all
+//	    model_tpm: {bge-small: 200000}               # per model, on top of tpm
+//	  - name: suspended
+//	    key: sk-susp-...
+//	    models: []             # no model at all (absent = every model)
 //
-// A top-level list of entries (without "keys:") is accepted too. A .json
+// A key without models may use every model; models: [] (an empty list)
+// allows none, so its requests get 404 and /v1/models lists nothing. A
+// model_tpm limit applies to the model it names (by name or alias) in
+// addition to the key's tpm. A top-level list of entries (without "keys:") is accepted too. A .json
 // file is JSON, a .yaml or .yml file YAML; otherwise a leading '{' or '['
 // means JSON. Unknown fields are errors, so a typo ("tmp") does not silently
 // drop a limit. Errors name the entry by index and name, never its secret.
@@ -86,7 +102,8 @@ func quoteName(name string) string {
 }
 
 func (fe fileEntry) entry() (KeyEntry, error) {
-	e := KeyEntry{Key: Key{Name: fe.Name, RPS: fe.RPS, Burst: fe.Burst, TPM: fe.TPM, Disabled: fe.Disabled}}
+	e := KeyEntry{Key: Key{Name: fe.Name, RPS: fe.RPS, Burst: fe.Burst, TPM: fe.TPM, Disabled: fe.Disabled,
+		Models: fe.Models, ModelTPM: fe.ModelTPM}}
 	switch {
 	case strings.TrimSpace(fe.Name) == "":
 		return e, errors.New("missing name")
@@ -116,7 +133,41 @@ func (fe fileEntry) entry() (KeyEntry, error) {
 	case fe.TPM < 0:
 		return e, fmt.Errorf("tpm must be >= 0, got %d", fe.TPM)
 	}
-	return e, nil
+	return e, fe.checkModels()
+}
+
+// checkModels checks the models allow-list and the per-model limits. The
+// names are not checked against the served models: those change on reload
+// and with Triton discovery, and a key may list a model before it is served.
+func (fe fileEntry) checkModels() error {
+	for i, m := range fe.Models {
+		if err := checkModelName(m); err != nil {
+			return fmt.Errorf("models[%d]: %w", i, err)
+		}
+	}
+	for _, m := range slices.Sorted(maps.Keys(fe.ModelTPM)) {
+		switch err := checkModelName(m); {
+		case err != nil:
+			return fmt.Errorf("model_tpm: %w", err)
+		case m == AllModels:
+			return errors.New(`model_tpm: "*" is not a model: tpm limits all models together`)
+		case fe.ModelTPM[m] < 0:
+			return fmt.Errorf("model_tpm[%q] must be >= 0, got %d", m, fe.ModelTPM[m])
+		}
+	}
+	return nil
+}
+
+// checkModelName refuses what could never match a model: names are
+// compared exactly, and none is empty or has whitespace.
+func checkModelName(m string) error {
+	switch {
+	case m == "":
+		return errors.New("empty model name")
+	case strings.ContainsFunc(m, unicode.IsSpace):
+		return fmt.Errorf("model name %q contains whitespace, which no model name has", m)
+	}
+	return nil
 }
 
 func isJSON(path string, data []byte) bool {

@@ -1,8 +1,8 @@
 // Package config builds embedgate's Config from command-line flags and
 // environment variables (every flag has one, named in upper snake case),
 // prints --help, and runs the startup checks. Only cmd/embedgate imports it;
-// each stage gets its own Options from cmd. It imports only the standard
-// library.
+// each stage gets its own Options from cmd. Besides the standard library it
+// imports only catalog, whose Entry the one-model flags make (FlagEntry).
 package config
 
 import (
@@ -16,13 +16,23 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/embedgate/embedgate/gateway/catalog"
 )
 
 // Config is every setting of the gateway. Zero values of optional strings
 // mean "not set".
 type Config struct {
+	// Catalogue: which models to serve. Without a models file or discovery
+	// the one-model flags below make the whole catalogue (see OneModel).
+	ModelsFile             string        // YAML or JSON, see catalog.Load
+	TritonDiscover         bool          // serve the models of --triton-url's repository
+	TritonDiscoverInterval time.Duration // between two listings of the repository
+	ServedModelName        string        // "" = the last element of ModelID
+	DefaultModel           string        // "" = the first model of the catalogue
+
 	// Model
-	ModelID             string // local directory or hub repo id
+	ModelID             string // local directory or hub repo id; "" = none (only with a models file or discovery)
 	Revision            string // hub branch, tag or commit
 	Backend             string // "onnx" or "triton"
 	DType               string // "auto", "float32", "float16", "int8"
@@ -89,7 +99,12 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs := flag.NewFlagSet("embedgate", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // Parse reports errors itself; --help goes to stderr
 
-	fs.StringVar(&c.ModelID, "model-id", "./Qwen3-Embedding-0.6B", "local model directory or hub repo id")
+	fs.StringVar(&c.ModelID, "model-id", "./Qwen3-Embedding-0.6B", "local model directory or hub repo id (with --models-file or --triton-discover: no default; given, one more model)")
+	fs.StringVar(&c.ServedModelName, "served-model-name", "", "name clients send as model for --model-id (default: last element of --model-id)")
+	fs.StringVar(&c.ModelsFile, "models-file", "", "YAML or JSON file of the models to serve (name, aliases, model_id, backend, ...), reloaded on SIGHUP")
+	fs.BoolVar(&c.TritonDiscover, "triton-discover", false, "serve every ready model of --triton-url's repository whose config.pbtxt has an hf_model_id parameter")
+	fs.DurationVar(&c.TritonDiscoverInterval, "triton-discover-interval", 30*time.Second, "how often --triton-discover lists Triton's repository, so models loaded or unloaded there come and go")
+	fs.StringVar(&c.DefaultModel, "default-model", "", "model (name or alias) for requests that name none and for the TEI routes (default: the first model)")
 	fs.StringVar(&c.Revision, "revision", "main", "hub branch, tag or commit")
 	fs.StringVar(&c.Backend, "backend", "onnx", "inference backend: onnx (in-process) or triton")
 	fs.StringVar(&c.TritonURL, "triton-url", "localhost:8001", "Triton gRPC address")
@@ -191,6 +206,12 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Config
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true }) // now with the env's
+	// --model-id's default is the one model of a gateway told nothing else;
+	// next to a models file or discovery it would add a model nobody asked for.
+	if !given["model-id"] && !c.OneModel() {
+		c.ModelID = ""
+	}
 	// 0 = "as many as the machine has": resolved once here, so every stage
 	// gets a real number (ONNX Runtime's own default used one thread).
 	if c.TokenizationWorkers == 0 {
@@ -205,7 +226,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Config
 // printUsage lists every flag with its env var, default and description.
 func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: embedgate [flags]\n       embedgate tokenize [flags] ...\n\n")
-	fmt.Fprintf(w, "Every flag can also be set by its environment variable; a flag wins over\nits env var, which wins over the default. Bools take true/false/1/0,\ndurations Go syntax (500ms, 30s, 1m).\n\n")
+	fmt.Fprintf(w, "Every flag can also be set by its environment variable; a flag wins over\nits env var, which wins over the default. Bools take true/false/1/0,\ndurations Go syntax (500ms, 30s, 1m).\n\nModels: --model-id serves one, named --served-model-name. --models-file\nand --triton-discover serve many; a request picks one with its model\nfield, and --default-model serves requests that name none.\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "FLAG\tENV\tDEFAULT\tDESCRIPTION\n")
 	fs.VisitAll(func(f *flag.Flag) {
@@ -224,21 +245,88 @@ func (c *Config) TritonModelName() string {
 	if c.TritonModel != "" {
 		return c.TritonModel
 	}
-	return path.Base(strings.TrimRight(strings.ReplaceAll(c.ModelID, "\\", "/"), "/"))
+	return lastElement(c.ModelID)
+}
+
+// ServedName is --served-model-name, or else the last element of
+// --model-id, as TEI names its one model.
+func (c *Config) ServedName() string {
+	if c.ServedModelName != "" {
+		return c.ServedModelName
+	}
+	return lastElement(c.ModelID)
+}
+
+func lastElement(modelID string) string {
+	return path.Base(strings.TrimRight(strings.ReplaceAll(modelID, "\\", "/"), "/"))
+}
+
+// OneModel reports whether the one-model flags are the whole catalogue (no
+// --models-file, no --triton-discover). Then, as today and as TEI does, a
+// request naming any model is served by the one model; otherwise names are
+// strict.
+func (c *Config) OneModel() bool { return c.ModelsFile == "" && !c.TritonDiscover }
+
+// FlagEntry is the catalogue entry the one-model flags describe: --model-id
+// named --served-model-name, with --revision, --backend, --pooling,
+// --default-prompt-name and, for Triton, --triton-model and --triton-url.
+// Batch limits are left 0: the flags are every entry's defaults anyway. ok
+// is false when there is no --model-id (Parse clears its default when a
+// models file or discovery says what to serve).
+func (c *Config) FlagEntry() (e catalog.Entry, ok bool) {
+	if c.ModelID == "" {
+		return catalog.Entry{}, false
+	}
+	e = catalog.Entry{
+		Name:              c.ServedName(),
+		ModelID:           c.ModelID,
+		Revision:          c.Revision,
+		Backend:           c.Backend,
+		Pooling:           c.Pooling,
+		DefaultPromptName: c.DefaultPromptName,
+		Source:            "flags",
+	}
+	if c.Backend == "triton" {
+		e.TritonModel, e.TritonURL = c.TritonModelName(), c.TritonURL
+	}
+	return e, true
 }
 
 // Validate returns every problem of c at once, joined, one message each.
 func (c *Config) Validate() error {
 	var p problems
+	c.checkCatalog(&p)
 	c.checkModel(&p)
 	c.checkPipeline(&p)
 	c.checkServer(&p)
 	return errors.Join(p...)
 }
 
+func (c *Config) checkCatalog(p *problems) {
+	if c.TritonDiscover {
+		if c.TritonURL == "" {
+			p.add("--triton-url is empty but --triton-discover is on")
+		}
+		p.positive("triton-discover-interval", c.TritonDiscoverInterval)
+	}
+	if c.ModelID == "" && c.ServedModelName != "" {
+		p.add("--served-model-name %q is set but --model-id is not: it names the --model-id model", c.ServedModelName)
+	}
+	if c.ModelID != "" {
+		if err := catalog.CheckName(c.ServedName()); err != nil {
+			p.add("--served-model-name: %v (the default is the last element of --model-id)", err)
+		}
+	}
+	if c.DefaultModel != "" {
+		if err := catalog.CheckName(c.DefaultModel); err != nil {
+			p.add("--default-model: %v", err)
+		}
+	}
+}
+
 func (c *Config) checkModel(p *problems) {
-	if c.ModelID == "" {
-		p.add("--model-id is empty")
+	if c.ModelID == "" && c.OneModel() {
+		p.add("--model-id is empty: give it, --models-file or --triton-discover")
 	}
 	if c.Revision == "" {
 		p.add("--revision is empty")

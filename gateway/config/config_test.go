@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/embedgate/embedgate/gateway/catalog"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -20,7 +23,8 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatalf("Parse(nil) error = %v", err)
 	}
 	want := Config{
-		ModelID: "./Qwen3-Embedding-0.6B", Revision: "main", Backend: "onnx", DType: "auto",
+		TritonDiscoverInterval: 30 * time.Second,
+		ModelID:                "./Qwen3-Embedding-0.6B", Revision: "main", Backend: "onnx", DType: "auto",
 		TritonURL: "localhost:8001", TritonTimeout: 10 * time.Second, TritonMaxInflight: 4, TritonMaxInflightMB: 64,
 		TokenizationWorkers: runtime.NumCPU(), IntraOpThreads: runtime.NumCPU(),
 		MaxConcurrentRequests: 512, MaxBatchTokens: 16384, MaxBatchRequests: 32, MaxClientBatchSize: 2048,
@@ -73,6 +77,28 @@ func TestParsePrecedence(t *testing.T) {
 			func(c *Config) bool {
 				return c.ReadTimeout == 300*time.Millisecond && c.WriteTimeout == time.Minute && c.IdleTimeout == 2*time.Second && c.MaxConnections == 64
 			}, "connection bounds from flags and env"},
+		{"models file env", nil, map[string]string{"MODELS_FILE": "/etc/embedgate/models.yaml"},
+			func(c *Config) bool { return c.ModelsFile == "/etc/embedgate/models.yaml" }, "ModelsFile from env"},
+		{"discovery env", nil, map[string]string{"TRITON_DISCOVER": "true", "TRITON_DISCOVER_INTERVAL": "5s"},
+			func(c *Config) bool { return c.TritonDiscover && c.TritonDiscoverInterval == 5*time.Second }, "discovery every 5s"},
+		{"discovery flags", []string{"--triton-discover", "--triton-discover-interval=1m"}, map[string]string{"TRITON_DISCOVER": "false"},
+			func(c *Config) bool { return c.TritonDiscover && c.TritonDiscoverInterval == time.Minute }, "discovery every 1m"},
+		{"names env", nil, map[string]string{"SERVED_MODEL_NAME": "bge", "DEFAULT_MODEL": "text-embedding-3-small"},
+			func(c *Config) bool { return c.ServedModelName == "bge" && c.DefaultModel == "text-embedding-3-small" }, "names from env"},
+		{"names flags", []string{"--served-model-name", "bge", "--default-model=e5"}, nil,
+			func(c *Config) bool { return c.ServedModelName == "bge" && c.DefaultModel == "e5" }, "names from flags"},
+		{"one model keeps the default model id", nil, nil,
+			func(c *Config) bool { return c.ModelID == "./Qwen3-Embedding-0.6B" && c.OneModel() }, "ModelID default"},
+		{"models file drops the default model id", []string{"--models-file", "m.yaml"}, nil,
+			func(c *Config) bool { return c.ModelID == "" && !c.OneModel() }, "ModelID empty"},
+		{"discovery drops the default model id", nil, map[string]string{"TRITON_DISCOVER": "1"},
+			func(c *Config) bool { return c.ModelID == "" && !c.OneModel() }, "ModelID empty"},
+		{"discovery off keeps it", nil, map[string]string{"TRITON_DISCOVER": "false"},
+			func(c *Config) bool { return c.ModelID == "./Qwen3-Embedding-0.6B" && c.OneModel() }, "ModelID default"},
+		{"model id flag with a models file", []string{"--models-file", "m.yaml", "--model-id", "BAAI/bge-small-en-v1.5"}, nil,
+			func(c *Config) bool { return c.ModelID == "BAAI/bge-small-en-v1.5" }, "ModelID given"},
+		{"model id env with discovery", []string{"--triton-discover"}, map[string]string{"MODEL_ID": "BAAI/bge-small-en-v1.5"},
+			func(c *Config) bool { return c.ModelID == "BAAI/bge-small-en-v1.5" }, "ModelID given"},
 		{"HF_TOKEN is not a flag", nil, map[string]string{"HF_TOKEN": "secret"}, func(c *Config) bool { return c.APIKey == "" }, "no key"},
 	}
 	for _, tt := range tests {
@@ -100,6 +126,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad int env", nil, map[string]string{"PORT": "abc"}, []string{"PORT", "abc", "--port"}},
 		{"bad bool env", nil, map[string]string{"AUTO_TRUNCATE": "maybe"}, []string{"AUTO_TRUNCATE", "maybe"}},
 		{"bad duration env", nil, map[string]string{"REQUEST_TIMEOUT": "30"}, []string{"REQUEST_TIMEOUT", "30"}},
+		{"bad discover env", nil, map[string]string{"TRITON_DISCOVER": "yes"}, []string{"TRITON_DISCOVER", "yes", "--triton-discover"}},
+		{"bad discover interval", []string{"--triton-discover-interval", "30"}, nil, []string{"triton-discover-interval", "30"}},
 		{"all env errors", nil, map[string]string{"PORT": "x", "MAX_BATCH_TOKENS": "y"}, []string{"PORT", "MAX_BATCH_TOKENS"}},
 		{"positional", []string{"serve"}, nil, []string{`unexpected argument "serve"`}},
 	}
@@ -148,7 +176,9 @@ func TestHelp(t *testing.T) {
 				}
 			})
 			for _, w := range []string{"--model-id", "MODEL_ID", "./Qwen3-Embedding-0.6B", "--ort-lib", "ORT_LIB", "--shutdown-grace", "30s", "s3-embedding.server",
-				"--read-timeout", "READ_TIMEOUT", "--write-timeout", "WRITE_TIMEOUT", "--idle-timeout", "1m15s", "--max-connections", "10000"} {
+				"--read-timeout", "READ_TIMEOUT", "--write-timeout", "WRITE_TIMEOUT", "--idle-timeout", "1m15s", "--max-connections", "10000",
+				"--models-file", "MODELS_FILE", "--triton-discover ", "TRITON_DISCOVER ", "--triton-discover-interval", "TRITON_DISCOVER_INTERVAL",
+				"--served-model-name", "SERVED_MODEL_NAME", "--default-model", "DEFAULT_MODEL", "hf_model_id"} {
 				if !strings.Contains(help, w) {
 					t.Errorf("help lacks %q", w)
 				}
@@ -192,7 +222,24 @@ func TestValidate(t *testing.T) {
 		}, nil},
 		{"triton backend", func(c *Config) { c.Backend = "triton" }, nil},
 		{"pooling set", func(c *Config) { c.Pooling = "last-token" }, nil},
-		{"empty model id", func(c *Config) { c.ModelID = "" }, []string{"--model-id is empty"}},
+		{"empty model id", func(c *Config) { c.ModelID = "" }, []string{"--model-id is empty: give it, --models-file or --triton-discover"}},
+		{"models file without model id", func(c *Config) { c.ModelID, c.ModelsFile = "", "m.yaml" }, nil},
+		{"discovery without model id", func(c *Config) { c.ModelID, c.TritonDiscover = "", true }, nil},
+		{"models file and model id", func(c *Config) { c.ModelsFile = "m.yaml" }, nil},
+		{"discovery without url", func(c *Config) { c.TritonDiscover, c.TritonURL = true, "" },
+			[]string{"--triton-url is empty but --triton-discover is on"}},
+		{"discovery interval", func(c *Config) { c.TritonDiscover, c.TritonDiscoverInterval = true, 0 },
+			[]string{"--triton-discover-interval must be a positive duration, got 0s"}},
+		{"interval unused without discovery", func(c *Config) { c.TritonDiscoverInterval = 0 }, nil},
+		{"served name", func(c *Config) { c.ServedModelName = "bge" }, nil},
+		{"served name with space", func(c *Config) { c.ServedModelName = "my bge" },
+			[]string{`--served-model-name: model name "my bge" contains whitespace`}},
+		{"derived name with space", func(c *Config) { c.ModelID = "./my models/bge small" },
+			[]string{`--served-model-name: model name "bge small" contains whitespace (the default is the last element of --model-id)`}},
+		{"served name without model", func(c *Config) { c.ModelID, c.ModelsFile, c.ServedModelName = "", "m.yaml", "bge" },
+			[]string{`--served-model-name "bge" is set but --model-id is not`}},
+		{"default model", func(c *Config) { c.DefaultModel = "text-embedding-3-small" }, nil},
+		{"default model with space", func(c *Config) { c.DefaultModel = "a b" }, []string{`--default-model: model name "a b" contains whitespace`}},
 		{"empty revision", func(c *Config) { c.Revision = "" }, []string{"--revision is empty"}},
 		{"unknown backend", func(c *Config) { c.Backend = "tensorrt" }, []string{`--backend "tensorrt" is not one of onnx, triton`}},
 		{"unknown dtype", func(c *Config) { c.DType = "bf16" }, []string{`--dtype "bf16" is not one of auto, float32, float16, int8`}},
@@ -264,5 +311,51 @@ func TestTritonModelName(t *testing.T) {
 		if got := c.TritonModelName(); got != tt.want {
 			t.Errorf("TritonModelName(%q, %q) = %q, want %q", tt.modelID, tt.triton, got, tt.want)
 		}
+	}
+}
+
+func TestFlagEntry(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		want   catalog.Entry
+		wantOK bool
+	}{
+		{"defaults", nil, nil, catalog.Entry{Name: "Qwen3-Embedding-0.6B", ModelID: "./Qwen3-Embedding-0.6B", Revision: "main",
+			Backend: "onnx", Source: "flags"}, true},
+		{"onnx with everything", []string{"--model-id", "BAAI/bge-small-en-v1.5", "--revision", "v1", "--pooling", "cls",
+			"--default-prompt-name", "query", "--served-model-name", "bge", "--triton-model", "ignored", "--max-batch-tokens", "99"}, nil,
+			catalog.Entry{Name: "bge", ModelID: "BAAI/bge-small-en-v1.5", Revision: "v1", Backend: "onnx", Pooling: "cls",
+				DefaultPromptName: "query", Source: "flags"}, true},
+		{"triton", nil, map[string]string{"BACKEND": "triton", "MODEL_ID": "BAAI/bge-small-en-v1.5", "TRITON_URL": "triton:8001"},
+			catalog.Entry{Name: "bge-small-en-v1.5", ModelID: "BAAI/bge-small-en-v1.5", Revision: "main", Backend: "triton",
+				TritonModel: "bge-small-en-v1.5", TritonURL: "triton:8001", Source: "flags"}, true},
+		{"triton model and name", []string{"--backend=triton", "--model-id=BAAI/bge-small-en-v1.5", "--triton-model=bge-trt", "--served-model-name=bge"}, nil,
+			catalog.Entry{Name: "bge", ModelID: "BAAI/bge-small-en-v1.5", Revision: "main", Backend: "triton",
+				TritonModel: "bge-trt", TritonURL: "localhost:8001", Source: "flags"}, true},
+		{"trailing slash", []string{"--model-id", "./models/e5/"}, nil,
+			catalog.Entry{Name: "e5", ModelID: "./models/e5/", Revision: "main", Backend: "onnx", Source: "flags"}, true},
+		{"models file only", []string{"--models-file", "m.yaml"}, nil, catalog.Entry{}, false},
+		{"discovery only", nil, map[string]string{"TRITON_DISCOVER": "true"}, catalog.Entry{}, false},
+		{"models file and model id", []string{"--models-file", "m.yaml", "--model-id", "./e5"}, nil,
+			catalog.Entry{Name: "e5", ModelID: "./e5", Revision: "main", Backend: "onnx", Source: "flags"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.args, envOf(tt.env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := c.FlagEntry()
+			if ok != tt.wantOK || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("FlagEntry() = %+v, %v\nwant %+v, %v", got, ok, tt.want, tt.wantOK)
+			}
+			if ok {
+				if err := got.Check(); err != nil {
+					t.Errorf("FlagEntry() fails catalog's Check: %v", err)
+				}
+			}
+		})
 	}
 }
