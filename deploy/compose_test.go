@@ -91,18 +91,27 @@ func TestTriton(t *testing.T) {
 	if !regexp.MustCompile(`^nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3$`).MatchString(s.Image) {
 		t.Errorf("image = %q, want nvcr.io/nvidia/tritonserver:<YY.MM>-py3", s.Image)
 	}
+	// triton-serve REPOSITORY tritonserver ARGS: the script adds a
+	// --load-model per model with weights (triton_serve_test.go), so the
+	// command names none itself, and REPOSITORY is the one Triton serves.
 	cmd := strings.Join(s.Command, " ")
-	for _, want := range []string{"tritonserver", "--model-repository=/models", "--model-control-mode=explicit", "--load-model=bge-small-en-v1.5"} {
+	if len(s.Command) < 4 || s.Command[0] != "sh" || s.Command[3] != "tritonserver" {
+		t.Fatalf("command %q, want sh <triton-serve> /models tritonserver ...", cmd)
+	}
+	script, repo := s.Command[1], s.Command[2]
+	for _, want := range []string{"--model-repository=" + repo, "--model-control-mode=explicit"} {
 		if !slices.Contains(s.Command, want) {
 			t.Errorf("command %q lacks %q", cmd, want)
 		}
 	}
-	// The loaded model must exist in the repository we mount.
-	if _, err := os.Stat(filepath.Join("..", "model_repository", "bge-small-en-v1.5", "config.pbtxt")); err != nil {
-		t.Errorf("--load-model names a model without config.pbtxt: %v", err)
+	for _, arg := range s.Command {
+		if strings.HasPrefix(arg, "--load-model") {
+			t.Errorf("command %q has %q: triton-serve chooses the models (a model without weights fails Triton's start)", cmd, arg)
+		}
 	}
 
-	checkMount(t, s, "/models", "model_repository", true)
+	checkMount(t, s, repo, "model_repository", true)
+	checkMount(t, s, script, filepath.Join("deploy", "triton-serve"), true)
 	checkMount(t, s, "/trt-cache", "", false)
 	checkPorts(t, s, 8000, 8001, 8002)
 
@@ -148,18 +157,25 @@ func TestEmbedgate(t *testing.T) {
 		env[k] = *v
 	}
 	want := map[string]string{
-		"BACKEND":      "triton",
-		"TRITON_URL":   "triton:8001",
-		"TRITON_MODEL": "bge-small-en-v1.5",
-		"MODEL_ID":     "BAAI/bge-small-en-v1.5",
-		"REDIS_URL":    "redis://redis:6379/0",
-		"HF_HOME":      "/data/hf",
-		"HOSTNAME":     "0.0.0.0",
-		"PORT":         "8080",
+		"BACKEND":         "triton",
+		"TRITON_URL":      "triton:8001",
+		"TRITON_DISCOVER": "true",
+		"DEFAULT_MODEL":   "", // the first model by name
+		"REDIS_URL":       "redis://redis:6379/0",
+		"HF_HOME":         "/data/hf",
+		"HOSTNAME":        "0.0.0.0",
+		"PORT":            "8080",
 	}
 	for k, v := range want {
-		if env[k] != v {
-			t.Errorf("environment %s = %q, want %q", k, env[k], v)
+		if got, ok := env[k]; !ok || got != v {
+			t.Errorf("environment %s = %q (set: %v), want %q", k, got, ok, v)
+		}
+	}
+	// The models come from Triton: a one-model flag would add a model of
+	// its own next to the discovered ones.
+	for _, k := range []string{"MODEL_ID", "TRITON_MODEL", "SERVED_MODEL_NAME"} {
+		if _, ok := env[k]; ok {
+			t.Errorf("environment sets %s: with TRITON_DISCOVER the models come from Triton", k)
 		}
 	}
 
@@ -179,9 +195,6 @@ func TestEmbedgate(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("compose environment fails config.Validate: %v", err)
 	}
-	if got := cfg.TritonModelName(); !slices.Contains(service(t, p, "triton").Command, "--load-model="+got) {
-		t.Errorf("gateway calls Triton model %q, which Triton does not load", got)
-	}
 
 	checkMount(t, s, env["HF_HOME"], "", false)
 	checkPorts(t, s, 8080)
@@ -195,18 +208,12 @@ func TestEmbedgate(t *testing.T) {
 	}
 }
 
-// TestSwitchModel: one variable moves Triton and the gateway together.
-func TestSwitchModel(t *testing.T) {
-	p := load(t, map[string]string{"TRITON_MODEL": "qwen3-embedding-0.6b", "MODEL_ID": "Qwen/Qwen3-Embedding-0.6B"})
-	if !slices.Contains(service(t, p, "triton").Command, "--load-model=qwen3-embedding-0.6b") {
-		t.Errorf("triton command = %q, want --load-model=qwen3-embedding-0.6b", service(t, p, "triton").Command)
-	}
-	env := service(t, p, "embedgate").Environment
-	if v := env["TRITON_MODEL"]; v == nil || *v != "qwen3-embedding-0.6b" {
-		t.Errorf("embedgate TRITON_MODEL = %v, want qwen3-embedding-0.6b", v)
-	}
-	if v := env["MODEL_ID"]; v == nil || *v != "Qwen/Qwen3-Embedding-0.6B" {
-		t.Errorf("embedgate MODEL_ID = %v, want Qwen/Qwen3-Embedding-0.6B", v)
+// TestDefaultModel: DEFAULT_MODEL from the shell reaches the gateway.
+func TestDefaultModel(t *testing.T) {
+	const name = "qwen3-embedding-0.6b"
+	env := service(t, load(t, map[string]string{"DEFAULT_MODEL": name}), "embedgate").Environment
+	if v := env["DEFAULT_MODEL"]; v == nil || *v != name {
+		t.Errorf("embedgate DEFAULT_MODEL = %v, want %s", v, name)
 	}
 }
 
