@@ -29,6 +29,12 @@ type Key struct {
 	Burst    int
 	TPM      int
 	Disabled bool
+	// Models are the models the key may use, by name or alias, or "*"
+	// for every one; nil = every model (see MayUse).
+	Models []string
+	// ModelTPM are per-model token limits, by name or alias, on top of
+	// TPM (see TPMFor).
+	ModelTPM map[string]int
 }
 
 // KeyEntry is one key of a set: its Key and the SHA-256 of its secret.

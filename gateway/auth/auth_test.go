@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -73,7 +74,7 @@ func TestLoadFile(t *testing.T) {
 				t.Fatalf("LoadFile: %d entries, want %d", len(entries), len(want))
 			}
 			for i, e := range entries {
-				if e.Key != want[i] {
+				if !reflect.DeepEqual(e.Key, want[i]) {
 					t.Errorf("entry %d = %+v, want %+v", i, e.Key, want[i])
 				}
 			}

@@ -312,7 +312,7 @@ func (s *Server) handleReady() fiber.Handler {
 
 func (s *Server) handleInfo() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		b, err := tei.EncodeInfo(s.eng.Info())
+		b, err := tei.EncodeInfo(s.eng.Info(), nil)
 		if err != nil {
 			return err
 		}
@@ -324,7 +324,7 @@ func (s *Server) handleInfo() fiber.Handler {
 
 func (s *Server) handleModels() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		b, err := openai.EncodeModels(s.eng.Info())
+		b, err := openai.EncodeModels([]string{s.eng.Info().ModelID}, 0)
 		if err != nil {
 			return err
 		}
