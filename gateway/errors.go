@@ -26,13 +26,17 @@ const (
 	Backend                  // 500: inference failed
 	NotFound                 // 404: unknown route
 	Unsupported              // 415: a Content-Encoding the gateway does not take
+	// ModelNotFound is 404 too, for a model the gateway does not serve or
+	// the caller's key may not use: OpenAI gives it its own code
+	// (model_not_found), which its SDKs raise as NotFoundError.
+	ModelNotFound
 )
 
 var kindNames = [...]string{
 	Internal: "Internal", Malformed: "Malformed", Validation: "Validation", Empty: "Empty",
 	TooLarge: "TooLarge", Unauthorized: "Unauthorized", RateLimited: "RateLimited",
 	Overloaded: "Overloaded", Unhealthy: "Unhealthy", Timeout: "Timeout", Backend: "Backend",
-	NotFound: "NotFound", Unsupported: "Unsupported",
+	NotFound: "NotFound", Unsupported: "Unsupported", ModelNotFound: "ModelNotFound",
 }
 
 // String is the kind's Go name ("Timeout", "Backend"), as metrics and spans
@@ -70,6 +74,13 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// UnknownModel is the error of a request for a model that is not
+// served, or that the caller may not use: the two read the same, as
+// OpenAI's do, so a key cannot learn which models exist beyond its own.
+func UnknownModel(name string) *Error {
+	return &Error{Kind: ModelNotFound, Msg: fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", Clip(name))}
+}
 
 // ErrNotCalled marks a backend error from before the backend was called,
 // such as a deadline that passed while the batch waited for a free slot:

@@ -35,6 +35,10 @@ type EmbedRequest struct {
 	// Base64 asks for base64 vectors (OpenAI encoding_format); only the
 	// codec that decoded the request reads it, when encoding the response.
 	Base64 bool
+	// Model is the served model's name or alias the request asked for;
+	// "" = the default model. The server routes on it; the engine that
+	// gets the request is already the model's.
+	Model string
 
 	// Charge, when set, is called with the request's token count after
 	// tokenization and before admission, so a token rate limit can refuse
@@ -154,10 +158,12 @@ type TokenizeRequest struct {
 	// as for an EmbedRequest.
 	Truncate  bool
 	Direction Direction
+	Model     string // as EmbedRequest.Model
 }
 
-// Info describes the served model and the pipeline's limits for /info and
-// /v1/models.
+// Info describes a served model and its pipeline's limits for /info and
+// /v1/models. ModelID is where the model came from (a hub repo or a
+// directory); Name is what clients call it.
 type Info struct {
 	ModelID          string
 	Revision         string
@@ -172,6 +178,9 @@ type Info struct {
 	Version          string
 	Prompts          map[string]string
 	DefaultPrompt    string
+	Name             string   // the served name: what a request's model matches
+	Aliases          []string // other names the model answers to
+	State            string   // "ready", "loading", "unhealthy" or "draining"
 }
 
 // Check rejects a batch the pipeline should never build: an empty or

@@ -14,21 +14,24 @@ type Wire struct {
 
 // wires is the one error table: every Kind's status and names in every
 // dialect (BRIEF §4). OpenAI's own errors say "invalid_request_error" for
-// every client mistake and carry codes only for auth and rate limits.
+// every client mistake and carry codes only for auth, rate limits and an
+// unknown model. TEI serves one model and has no 404 of its own: an
+// unknown model is NotFound there, as an unknown route is.
 var wires = [...]Wire{
-	gateway.Internal:     {500, "Internal", 500, "server_error", ""},
-	gateway.Malformed:    {400, "Validation", 400, "invalid_request_error", ""},
-	gateway.Validation:   {422, "Validation", 400, "invalid_request_error", ""},
-	gateway.Empty:        {400, "Empty", 400, "invalid_request_error", ""},
-	gateway.TooLarge:     {413, "Validation", 413, "invalid_request_error", ""},
-	gateway.Unauthorized: {401, "Unauthorized", 401, "invalid_request_error", "invalid_api_key"},
-	gateway.RateLimited:  {429, "RateLimited", 429, "requests", "rate_limit_exceeded"},
-	gateway.Overloaded:   {429, "Overloaded", 429, "server_overloaded", ""},
-	gateway.Unhealthy:    {503, "Unhealthy", 503, "server_error", ""},
-	gateway.Timeout:      {504, "Backend", 504, "timeout", ""},
-	gateway.Backend:      {500, "Backend", 500, "server_error", ""},
-	gateway.NotFound:     {404, "NotFound", 404, "invalid_request_error", ""},
-	gateway.Unsupported:  {415, "Validation", 415, "invalid_request_error", ""},
+	gateway.Internal:      {500, "Internal", 500, "server_error", ""},
+	gateway.Malformed:     {400, "Validation", 400, "invalid_request_error", ""},
+	gateway.Validation:    {422, "Validation", 400, "invalid_request_error", ""},
+	gateway.Empty:         {400, "Empty", 400, "invalid_request_error", ""},
+	gateway.TooLarge:      {413, "Validation", 413, "invalid_request_error", ""},
+	gateway.Unauthorized:  {401, "Unauthorized", 401, "invalid_request_error", "invalid_api_key"},
+	gateway.RateLimited:   {429, "RateLimited", 429, "requests", "rate_limit_exceeded"},
+	gateway.Overloaded:    {429, "Overloaded", 429, "server_overloaded", ""},
+	gateway.Unhealthy:     {503, "Unhealthy", 503, "server_error", ""},
+	gateway.Timeout:       {504, "Backend", 504, "timeout", ""},
+	gateway.Backend:       {500, "Backend", 500, "server_error", ""},
+	gateway.NotFound:      {404, "NotFound", 404, "invalid_request_error", ""},
+	gateway.Unsupported:   {415, "Validation", 415, "invalid_request_error", ""},
+	gateway.ModelNotFound: {404, "NotFound", 404, "invalid_request_error", "model_not_found"},
 }
 
 // WireOf is k's row of the error table; an unknown kind is Internal.

@@ -37,7 +37,10 @@ func TestDecodeEmbed(t *testing.T) {
 		{"escapes", `{"inputs":["a\"b\\c\u00e9\n"]}`, testLimits, def(text("a\"b\\c\u00e9\n"))},
 		{"utf8", `{"inputs":"héllo 世界"}`, testLimits, def(text("héllo 世界"))},
 		{"whitespace", "{ \"inputs\" : [ \"a\" ,\n\t\"b\" ] }", testLimits, def(text("a", "b"))},
-		{"unknown fields ignored", `{"inputs":"a","model":"x","extra":{"k":[1,2]}}`, testLimits, def(text("a"))},
+		{"unknown fields ignored", `{"inputs":"a","extra":{"k":[1,2]}}`, testLimits, def(text("a"))},
+		{"model", `{"inputs":"a","model":"BAAI/bge-small-en-v1.5"}`, testLimits, with(def(text("a")), func(r *gateway.EmbedRequest) { r.Model = "BAAI/bge-small-en-v1.5" })},
+		{"model null is default", `{"inputs":"a","model":null}`, testLimits, def(text("a"))},
+		{"model empty is default", `{"inputs":"a","model":""}`, testLimits, def(text("a"))},
 		{"truncate false", `{"inputs":"a","truncate":false}`, testLimits, with(def(text("a")), func(r *gateway.EmbedRequest) { r.Truncate = false })},
 		{"truncate default from limits", `{"inputs":"a"}`, gateway.Limits{MaxClientBatch: 3, Dimensions: 8}, with(def(text("a")), func(r *gateway.EmbedRequest) { r.Truncate = false })},
 		{"truncate null is default", `{"inputs":"a","truncate":null}`, testLimits, def(text("a"))},
@@ -186,6 +189,7 @@ func TestErrorResponse(t *testing.T) {
 		{"malformed is Validation", gateway.Errorf(gateway.Malformed, "", "malformed JSON"), `{"error":"malformed JSON","error_type":"Validation"}`},
 		{"cause hidden", &gateway.Error{Kind: gateway.Backend, Msg: "inference failed", Err: errors.New("secret detail")}, `{"error":"inference failed","error_type":"Backend"}`},
 		{"overloaded", &gateway.Error{Kind: gateway.Overloaded, Msg: "model is overloaded"}, `{"error":"model is overloaded","error_type":"Overloaded"}`},
+		{"unknown model", gateway.UnknownModel("e5"), "{\"error\":\"The model `e5` does not exist or you do not have access to it.\",\"error_type\":\"NotFound\"}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

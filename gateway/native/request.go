@@ -14,6 +14,7 @@ type Options struct {
 	PromptName          *string    `json:"prompt_name"`
 	Normalize           *bool      `json:"normalize"`
 	Dimensions          Dimensions `json:"dimensions"`
+	Model               *string    `json:"model"`
 }
 
 // Request is the native and TEI body; unknown fields are ignored.
@@ -53,6 +54,9 @@ func (o *Options) EmbedRequest(in Inputs, lim gateway.Limits) *gateway.EmbedRequ
 	}
 	if o.PromptName != nil {
 		req.PromptName = *o.PromptName
+	}
+	if o.Model != nil {
+		req.Model = *o.Model
 	}
 	return req
 }

@@ -1,5 +1,5 @@
 // Package openai is the codec of the OpenAI embeddings API (POST
-// /v1/embeddings and /embeddings, GET /v1/models): request decoding, float
+// /v1/embeddings and /embeddings, GET /v1/models and /v1/models/{id}): request decoding, float
 // or base64 responses, and OpenAI-shaped error bodies.
 // It imports only gateway and native (whose wire pieces it shares).
 package openai
@@ -46,14 +46,13 @@ func (f *Format) UnmarshalJSON(data []byte) error {
 
 type request struct {
 	Input          native.Inputs `json:"input"`
-	Model          *string       `json:"model"`
 	EncodingFormat Format        `json:"encoding_format"`
 	User           *string       `json:"user"`
 	native.Options
 }
 
-// DecodeEmbed parses body. model and user are accepted and not used (one
-// model is served); encoding_format sets req.Base64.
+// DecodeEmbed parses body. model (in native.Options) picks the served
+// model; user is accepted and not used; encoding_format sets req.Base64.
 func (Codec) DecodeEmbed(body []byte, lim gateway.Limits) (*gateway.EmbedRequest, error) {
 	var w request
 	if err := json.Unmarshal(body, &w); err != nil {
@@ -154,9 +153,25 @@ type model struct {
 	OwnedBy string `json:"owned_by"`
 }
 
-// EncodeModels is the GET /v1/models body listing the served model.
-func EncodeModels(info gateway.Info) ([]byte, error) {
-	b, err := json.Marshal(modelList{Object: "list", Data: []model{{ID: info.ModelID, Object: "model", OwnedBy: "embedgate"}}})
+// EncodeModels is the GET /v1/models body: one model object per id (a
+// served model's name or alias), created at created (Unix seconds).
+func EncodeModels(ids []string, created int64) ([]byte, error) {
+	list := modelList{Object: "list", Data: make([]model, len(ids))}
+	for i, id := range ids {
+		list.Data[i] = newModel(id, created)
+	}
+	return encode(list)
+}
+
+// EncodeModel is the GET /v1/models/{id} body: one model object.
+func EncodeModel(id string, created int64) ([]byte, error) { return encode(newModel(id, created)) }
+
+func newModel(id string, created int64) model {
+	return model{ID: id, Object: "model", Created: created, OwnedBy: "embedgate"}
+}
+
+func encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, &gateway.Error{Kind: gateway.Internal, Msg: "internal error", Err: err}
 	}

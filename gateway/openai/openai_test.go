@@ -1,11 +1,13 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -24,7 +26,8 @@ func TestDecodeEmbed(t *testing.T) {
 		body string
 		want *gateway.EmbedRequest
 	}{
-		{"string", `{"input":"a","model":"text-embedding-3-small"}`, base(gateway.Input{Text: "a"})},
+		{"string", `{"input":"a"}`, base(gateway.Input{Text: "a"})},
+		{"model", `{"input":"a","model":"text-embedding-3-small"}`, &gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "a"}}, Truncate: true, Normalize: true, Model: "text-embedding-3-small"}},
 		{"list", `{"input":["a","b"]}`, base(gateway.Input{Text: "a"}, gateway.Input{Text: "b"})},
 		{"ids", `{"input":[1,2]}`, base(ids(1, 2))},
 		{"id lists", `{"input":[[1],[2,3]]}`, base(ids(1), ids(2, 3))},
@@ -56,7 +59,6 @@ func TestDecodeEmbedErrors(t *testing.T) {
 		codectest.ErrorRow{Name: "format unknown", Body: `{"input":"a","encoding_format":"int8"}`, Kind: gateway.Validation, Param: "encoding_format"},
 		codectest.ErrorRow{Name: "format case", Body: `{"input":"a","encoding_format":"Float"}`, Kind: gateway.Validation, Param: "encoding_format"},
 		codectest.ErrorRow{Name: "format number", Body: `{"input":"a","encoding_format":1}`, Kind: gateway.Validation, Param: "encoding_format"},
-		codectest.ErrorRow{Name: "model number", Body: `{"input":"a","model":1}`, Kind: gateway.Validation, Param: "model"},
 		codectest.ErrorRow{Name: "user object", Body: `{"input":"a","user":{}}`, Kind: gateway.Validation, Param: "user"},
 	)
 	codectest.CheckErrors(t, rows, codectest.Validated(Codec{}.DecodeEmbed), Param)
@@ -150,6 +152,8 @@ func TestErrorResponse(t *testing.T) {
 			`{"error":{"message":"inference failed","type":"server_error","param":null,"code":null}}`},
 		{"not found", gateway.Errorf(gateway.NotFound, "", "no route"),
 			`{"error":{"message":"no route","type":"invalid_request_error","param":null,"code":null}}`},
+		{"unknown model", gateway.UnknownModel("e5"),
+			"{\"error\":{\"message\":\"The model `e5` does not exist or you do not have access to it.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"model_not_found\"}}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,14 +164,42 @@ func TestErrorResponse(t *testing.T) {
 	}
 }
 
-func TestEncodeModels(t *testing.T) {
-	b, err := EncodeModels(gateway.Info{ModelID: "tiny-bert"})
+// The 404 for a model that is not served is byte for byte what OpenAI
+// sends (testdata/model_not_found.json, as its API answers an embeddings
+// request naming a model that does not exist), so the SDKs raise their
+// NotFoundError with the same message and code.
+func TestUnknownModelMatchesOpenAI(t *testing.T) {
+	raw, err := os.ReadFile("testdata/model_not_found.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"object":"list","data":[{"id":"tiny-bert","object":"model","created":0,"owned_by":"embedgate"}]}`
+	var want bytes.Buffer
+	if err := json.Compact(&want, raw); err != nil {
+		t.Fatal(err)
+	}
+	status, got := Codec{}.ErrorResponse(gateway.UnknownModel("text-embedding-4-large"))
+	if status != 404 || string(got) != want.String() {
+		t.Errorf("ErrorResponse(UnknownModel) = %d %s, want 404 %s", status, got, want.String())
+	}
+}
+
+func TestEncodeModels(t *testing.T) {
+	b, err := EncodeModels([]string{"bge-small", "text-embedding-3-small", "BAAI/bge-m3"}, 1700000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"object":"list","data":[{"id":"bge-small","object":"model","created":1700000000,"owned_by":"embedgate"},` +
+		`{"id":"text-embedding-3-small","object":"model","created":1700000000,"owned_by":"embedgate"},` +
+		`{"id":"BAAI/bge-m3","object":"model","created":1700000000,"owned_by":"embedgate"}]}`
 	if string(b) != want {
 		t.Errorf("EncodeModels = %s, want %s", b, want)
+	}
+	if b, _ := EncodeModels(nil, 1); string(b) != `{"object":"list","data":[]}` {
+		t.Errorf("EncodeModels(nil) = %s, want an empty list", b)
+	}
+	b, err = EncodeModel("BAAI/bge-m3", 1700000000)
+	if want := `{"id":"BAAI/bge-m3","object":"model","created":1700000000,"owned_by":"embedgate"}`; err != nil || string(b) != want {
+		t.Errorf("EncodeModel = %s, %v; want %s", b, err, want)
 	}
 }
 

@@ -83,9 +83,10 @@ func newRealServer(t *testing.T) (*testServer, *infer.Engine) {
 	eng := newTinyEngine(t)
 	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
-	s, err := New(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second}, slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, nil, nil)
+	// The fleet opens engines itself; this serves the test's own.
+	s, err := newServer(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second}, slog.New(slog.NewJSONHandler(logs, nil)), oneModel(eng), reg, nil, nil)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		t.Fatalf("newServer: %v", err)
 	}
 	t.Cleanup(func() { _ = s.App().Shutdown() })
 	return &testServer{Server: s, reg: reg, logs: logs}, eng

@@ -112,49 +112,78 @@ func (s *Server) limitRequests(c *fiber.Ctx) error {
 	}
 	rec.requests, rec.charge = &res, &ch
 	if !res.Allowed {
-		return s.refusal(res, "requests", fmt.Sprintf("requests per second (RPS): Limit %g, Burst %d, Requested 1", ch.limit.RPS, max(ch.limit.Burst, 1)))
+		return s.refusal(res, s.refusedModel(), "requests", fmt.Sprintf("requests per second (RPS): Limit %g, Burst %d, Requested 1", ch.limit.RPS, max(ch.limit.Burst, 1)))
 	}
 	return c.Next()
 }
 
 // chargeTokens charges a request's real token count, once it is tokenized
-// and before admission, to the subject limitRequests found, and keeps the
-// answer for the x-ratelimit-*-tokens headers. Over what remains it is
-// RateLimited and nothing is charged. Without a token limit it does
-// nothing. The engine calls it on the handler's goroutine.
-func (s *Server) chargeTokens(ctx context.Context, rec *record, n int) error {
-	ch := rec.charge
-	if ch == nil || ch.limit.TPM <= 0 {
-		return nil
+// and before admission: first to the key's own limit on model m
+// (auth.Key.TPMFor, subject "key:<name>:model:<model>"), then to the
+// subject limitRequests found, as OpenAI limits tokens per model and per
+// organisation. The answer that binds (the fewer tokens left) is kept for
+// the x-ratelimit-*-tokens headers. Over what remains it is RateLimited
+// and that limit charges nothing; a model's limit that passed before the
+// key's refused keeps its charge (limiters take no refunds), which errs
+// on the side of the limit. The engine calls it on the handler's
+// goroutine.
+func (s *Server) chargeTokens(ctx context.Context, rec *record, m served, n int) error {
+	if rec.key != nil {
+		if tpm := rec.key.TPMFor(m.names); tpm > 0 {
+			ch := charge{id: "key:" + rec.key.Name + ":model:" + m.name(), limit: ratelimit.Limit{TPM: tpm}}
+			if err := s.chargeTo(ctx, rec, ch, m.name(), n); err != nil {
+				return err
+			}
+		}
 	}
+	if ch := rec.charge; ch != nil && ch.limit.TPM > 0 {
+		return s.chargeTo(ctx, rec, *ch, m.name(), n)
+	}
+	return nil
+}
+
+// chargeTo charges n tokens to ch's token limit; a refusal names model.
+func (s *Server) chargeTo(ctx context.Context, rec *record, ch charge, model string, n int) error {
 	res, err := s.limiter.AllowTokens(ctx, ch.id, ch.limit, n)
 	if err != nil {
 		return limiterError(err)
 	}
-	rec.tokenLimit = &res
+	if rec.tokenLimit == nil || !res.Allowed || res.Remaining < rec.tokenLimit.Remaining {
+		rec.tokenLimit = &res
+	}
 	if res.Allowed {
 		return nil
 	}
 	if n > ch.limit.TPM && !res.StoreDown {
 		// OpenAI answers this 429 too ("Request too large ... on tokens
 		// per min"): retrying cannot help, so the message says so.
-		e := s.refusal(res, "tokens", "")
-		e.Msg = fmt.Sprintf("Request too large for %s on tokens per min (TPM): Limit %d, Requested %d. The input must be reduced in order to run successfully.", s.eng.Info().ModelID, ch.limit.TPM, n)
+		e := s.refusal(res, model, "tokens", "")
+		e.Msg = fmt.Sprintf("Request too large for %s on tokens per min (TPM): Limit %d, Requested %d. The input must be reduced in order to run successfully.", model, ch.limit.TPM, n)
 		return e
 	}
-	return s.refusal(res, "tokens", fmt.Sprintf("tokens per min (TPM): Limit %d, Remaining %d, Requested %d", ch.limit.TPM, res.Remaining, n))
+	return s.refusal(res, model, "tokens", fmt.Sprintf("tokens per min (TPM): Limit %d, Remaining %d, Requested %d", ch.limit.TPM, res.Remaining, n))
 }
 
 // refusal is a RateLimited error in OpenAI's words: "Rate limit reached
 // for <model> on <limit>. Please try again in 1.2s."
-func (s *Server) refusal(res ratelimit.Result, limit, detail string) *gateway.Error {
+func (s *Server) refusal(res ratelimit.Result, model, limit, detail string) *gateway.Error {
 	e := &gateway.Error{Kind: gateway.RateLimited, RetryAfter: res.RetryAfter, Limit: limit}
 	if res.StoreDown {
 		e.Msg = "rate limiter unavailable, try again shortly"
 		return e
 	}
-	e.Msg = fmt.Sprintf("Rate limit reached for %s on %s. Please try again in %s.", s.eng.Info().ModelID, detail, ceilTo(res.RetryAfter, retryUnit))
+	e.Msg = fmt.Sprintf("Rate limit reached for %s on %s. Please try again in %s.", model, detail, ceilTo(res.RetryAfter, retryUnit))
 	return e
+}
+
+// refusedModel is the model a request refused before its body is read is
+// said to be for: the default model's name, as the request's own is not
+// known yet, or the gateway's when no model is served.
+func (s *Server) refusedModel() string {
+	if m, err := s.defaultModel(); err == nil {
+		return m.name()
+	}
+	return "embedgate"
 }
 
 // subject is whom a request is charged to: its key, or the client's IP

@@ -26,19 +26,22 @@ import (
 )
 
 const (
-	teamAKey    = "sk-team-a-0123456789"
-	tinyKey     = "sk-tiny-0123456789"
-	disabledKey = "sk-old-0123456789"
+	teamAKey     = "sk-team-a-0123456789"
+	tinyKey      = "sk-tiny-0123456789"
+	disabledKey  = "sk-old-0123456789"
+	elsewhereKey = "sk-elsewhere-0123456789"
 )
 
 // testKeys are team-a (the defaults), tiny (one request, then 429; 10
-// tokens a minute) and old (disabled).
+// tokens a minute), old (disabled) and elsewhere (may use only a model
+// that is not served).
 func testKeys(t *testing.T) *auth.Keys {
 	t.Helper()
 	keys, err := auth.New([]auth.KeyEntry{
 		{Key: auth.Key{Name: "team-a", RPS: 1000, Burst: 1000}, Hash: sha256.Sum256([]byte(teamAKey))},
 		{Key: auth.Key{Name: "tiny", RPS: 0.001, Burst: 1, TPM: 10}, Hash: sha256.Sum256([]byte(tinyKey))},
 		{Key: auth.Key{Name: "old", Disabled: true}, Hash: sha256.Sum256([]byte(disabledKey))},
+		{Key: auth.Key{Name: "elsewhere", RPS: 1000, Burst: 1000, Models: []string{"other-model"}}, Hash: sha256.Sum256([]byte(elsewhereKey))},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +75,7 @@ func TestErrorDialectPerRoute(t *testing.T) {
 		{gateway.Validation, teamAKey, func(f string) string { return `{"` + f + `":"a","dimensions":99}` }, false},
 		{gateway.RateLimited, tinyKey, func(f string) string { return `{"` + f + `":"a"}` }, false},
 		{gateway.Unhealthy, teamAKey, func(f string) string { return `{"` + f + `":"a"}` }, true},
+		{gateway.ModelNotFound, elsewhereKey, func(f string) string { return `{"` + f + `":"a","model":"other-model"}` }, false},
 	}
 	for _, k := range kinds {
 		for _, r := range routes {
@@ -104,7 +108,8 @@ func wantType(path string, kind gateway.Kind) string {
 	switch {
 	case !isOpenAI(path):
 		return map[gateway.Kind]string{gateway.Unauthorized: "Unauthorized", gateway.TooLarge: "Validation",
-			gateway.Validation: "Validation", gateway.RateLimited: "RateLimited", gateway.Unhealthy: "Unhealthy"}[kind]
+			gateway.Validation: "Validation", gateway.RateLimited: "RateLimited", gateway.Unhealthy: "Unhealthy",
+			gateway.ModelNotFound: "NotFound"}[kind]
 	case kind == gateway.RateLimited:
 		return "requests"
 	case kind == gateway.Unhealthy:
@@ -265,7 +270,7 @@ func TestGuardsOnEveryAPIRoute(t *testing.T) {
 func TestRequireKey(t *testing.T) {
 	logs := &testenv.LogBuffer{}
 	srv, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second},
-		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), newFake(), prometheus.NewRegistry(), testKeys(t), nil)
+		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), oneModel(newFake()), prometheus.NewRegistry(), testKeys(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +462,7 @@ func TestLimiterDownAndErrors(t *testing.T) {
 func TestFailedAuthenticationsLimited(t *testing.T) {
 	logs := &testenv.LogBuffer{}
 	srv, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second, TrustProxyHeaders: true},
-		slog.New(slog.NewJSONHandler(logs, nil)), newFake(), prometheus.NewRegistry(), testKeys(t), nil)
+		slog.New(slog.NewJSONHandler(logs, nil)), oneModel(newFake()), prometheus.NewRegistry(), testKeys(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/auth"
-	"github.com/embedgate/embedgate/gateway/openai"
 	"github.com/embedgate/embedgate/gateway/ratelimit"
 	"github.com/embedgate/embedgate/gateway/tei"
 	"github.com/embedgate/embedgate/gateway/tokenizer"
@@ -36,6 +35,7 @@ type record struct {
 	route   string
 	dialect dialect // the route's error shape; nil until a route matched
 	key     *auth.Key
+	model   string // the served name of the request's model, once routed
 	inputs  int
 	tokens  int
 	timings gateway.Timings
@@ -151,6 +151,9 @@ func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 			slog.Duration("inference", rec.timings.Inference),
 		)
 	}
+	if rec.model != "" {
+		attrs = append(attrs, slog.String("model", rec.model))
+	}
 	if rec.key != nil {
 		attrs = append(attrs, slog.String("key", rec.key.Name))
 	}
@@ -206,9 +209,10 @@ func (s *Server) checkDraining(c *fiber.Ctx) error {
 	return nil
 }
 
-// handleEmbed serves one embedding route in codec's shape: decode, then
-// the engine, which validates, tokenizes, charges the tokens to the
-// request's rate limit, admits, batches and embeds.
+// handleEmbed serves one embedding route in codec's shape: decode, find
+// the request's model, then its engine, which validates, tokenizes,
+// charges the tokens to the request's rate limits, admits, batches and
+// embeds.
 func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		start := time.Now()
@@ -219,29 +223,37 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		// A full gateway refuses before decoding: under overload with
-		// clients that retry at once, decoding the bodies of requests
-		// only to refuse them took a quarter of the CPU (embedbench).
-		if err := s.eng.Busy(c.UserContext()); err != nil {
+		checked, err := s.busyBeforeDecoding(c.UserContext())
+		if err != nil {
 			return err
 		}
-		req, err := codec.DecodeEmbed(body, s.eng.Limits())
+		req, err := decode(s, body, codec.DecodeEmbed)
 		if err != nil {
 			return err
 		}
 		rec := recordOf(c)
 		rec.inputs = len(req.Inputs)
-		if s.limiter != nil {
-			req.Charge = func(ctx context.Context, tokens int) error { return s.chargeTokens(ctx, rec, tokens) }
+		m, err := s.model(rec, req.Model)
+		if err != nil {
+			return err
 		}
-		res, err := s.eng.Embed(c.UserContext(), req)
+		if m.eng != checked {
+			// Refused before tokenizing, as a full gateway is before decoding.
+			if err := m.eng.Busy(c.UserContext()); err != nil {
+				return err
+			}
+		}
+		if s.limiter != nil {
+			req.Charge = func(ctx context.Context, tokens int) error { return s.chargeTokens(ctx, rec, m, tokens) }
+		}
+		res, err := m.eng.Embed(c.UserContext(), req)
 		if err != nil {
 			return err
 		}
 		rec.tokens, rec.timings = res.Usage.PromptTokens, res.Timings
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
-		out, err := codec.AppendEmbed((*bp)[:0], res, req, s.eng.Info().ModelID)
+		out, err := codec.AppendEmbed((*bp)[:0], res, req, m.name())
 		*bp = out[:0]
 		if err != nil {
 			return err
@@ -251,6 +263,35 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		c.Response().SetBody(out)
 		return nil
 	}
+}
+
+// busyBeforeDecoding refuses a request before its body is decoded when the
+// gateway is full: under overload with clients that retry at once,
+// decoding the bodies of requests only to refuse them took a quarter of
+// the CPU (embedbench). With one model served, that model's Busy says it
+// (the shared concurrency gate and its backlog), and checked is its
+// engine. With several, the model is known only once the body is decoded,
+// so the handler asks the chosen model's engine then (its Busy covers the
+// shared gate too); checked is nil.
+func (s *Server) busyBeforeDecoding(ctx context.Context) (checked engine, err error) {
+	m, ok := s.models.single()
+	if !ok {
+		return nil, nil
+	}
+	return m.eng, m.eng.Busy(ctx)
+}
+
+// decode runs a codec's decoder on body. Before the model is known, the
+// default model's limits are the ones decoders read (they use only
+// DefaultTruncate, the gateway's --auto-truncate); every other rule is the
+// chosen engine's to check.
+func decode[R any](s *Server, body []byte, dec func([]byte, gateway.Limits) (R, error)) (R, error) {
+	m, err := s.defaultModel()
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	return dec(body, m.eng.Limits())
 }
 
 // setTimingHeaders writes the compute and timing headers (milliseconds)
@@ -274,12 +315,17 @@ func (s *Server) handleTokenize() fiber.Handler {
 		if err != nil {
 			return err
 		}
-		req, err := tei.DecodeTokenize(body, s.eng.Limits())
+		req, err := decode(s, body, tei.DecodeTokenize)
 		if err != nil {
 			return err
 		}
-		recordOf(c).inputs = len(req.Inputs)
-		toks, err := s.eng.Tokenize(c.UserContext(), req)
+		rec := recordOf(c)
+		rec.inputs = len(req.Inputs)
+		m, err := s.model(rec, req.Model)
+		if err != nil {
+			return err
+		}
+		toks, err := m.eng.Tokenize(c.UserContext(), req)
 		if err != nil {
 			return err
 		}
@@ -289,48 +335,36 @@ func (s *Server) handleTokenize() fiber.Handler {
 	}
 }
 
+// handleHealth is the default model's backend health: the others' show in
+// /info, and one model down must not take the gateway out of rotation.
 func (s *Server) handleHealth() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		if err := s.eng.Health(c.UserContext()); err != nil {
+		m, err := s.defaultModel()
+		if err != nil {
+			return err
+		}
+		if err := m.eng.Health(c.UserContext()); err != nil {
 			return &gateway.Error{Kind: gateway.Unhealthy, Msg: "backend unavailable", Err: err}
 		}
 		return sendJSON(c, `{"status":"ok"}`)
 	}
 }
 
+// handleReady is 200 while the default model is ready and the server is
+// not draining.
 func (s *Server) handleReady() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		switch {
-		case s.draining.Load():
+		if s.draining.Load() {
 			return &gateway.Error{Kind: gateway.Unhealthy, Msg: "draining"}
-		case !s.eng.Ready():
+		}
+		m, err := s.defaultModel()
+		if err != nil {
+			return err
+		}
+		if !m.eng.Ready() {
 			return &gateway.Error{Kind: gateway.Unhealthy, Msg: "model not ready"}
 		}
 		return sendJSON(c, `{"status":"ready"}`)
-	}
-}
-
-func (s *Server) handleInfo() fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		b, err := tei.EncodeInfo(s.eng.Info())
-		if err != nil {
-			return err
-		}
-		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		c.Response().SetBody(b)
-		return nil
-	}
-}
-
-func (s *Server) handleModels() fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		b, err := openai.EncodeModels(s.eng.Info())
-		if err != nil {
-			return err
-		}
-		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		c.Response().SetBody(b)
-		return nil
 	}
 }
 

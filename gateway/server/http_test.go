@@ -140,7 +140,7 @@ func TestClientResetIs499(t *testing.T) {
 // With --metrics-port, /metrics is served there only.
 func TestMetricsElsewhere(t *testing.T) {
 	srv, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: time.Second, MetricsElsewhere: true},
-		slog.New(slog.DiscardHandler), newFake(), prometheus.NewRegistry(), nil, nil)
+		slog.New(slog.DiscardHandler), oneModel(newFake()), prometheus.NewRegistry(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

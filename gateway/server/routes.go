@@ -41,6 +41,7 @@ func addRoutes(app *fiber.App, s *Server, reg *prometheus.Registry) {
 	app.Post("/embeddings", api(openai.Codec{}, s.handleEmbed(openai.Codec{}))...)
 	app.Post("/tokenize", api(tei.Codec{}, s.handleTokenize())...)
 	app.Get("/v1/models", api(openai.Codec{}, s.handleModels())...)
+	app.Get("/v1/models/*", api(openai.Codec{}, s.handleModel())...) // ids may hold '/': "BAAI/bge-small-en-v1.5"
 	app.Get("/info", api(tei.Codec{}, s.handleInfo())...)
 
 	// No catch-all handler: an unmatched request falls out of the router as

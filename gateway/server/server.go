@@ -1,9 +1,10 @@
 // Package server is embedgate's HTTP front: a fiber app serving the native,
-// TEI and OpenAI APIs over one *infer.Engine, with request ids, deadlines,
-// API keys, rate limits, per-request logs and metrics, draining, and the
-// one error writer, which renders every error in its route's dialect. It
-// imports the codecs (native, tei, openai), gateway, infer, auth (the key
-// set) and ratelimit (the limits' types).
+// TEI and OpenAI APIs over the fleet's models (one *infer.Engine each),
+// routing each request by its model field, with request ids, deadlines,
+// API keys and their model access, rate limits, per-request logs and
+// metrics, draining, and the one error writer, which renders every error
+// in its route's dialect. It imports the codecs (native, tei, openai),
+// gateway, fleet, auth (the key set) and ratelimit (the limits' types).
 package server
 
 import (
@@ -23,7 +24,7 @@ import (
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/auth"
-	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/fleet"
 	"github.com/embedgate/embedgate/gateway/ratelimit"
 )
 
@@ -66,9 +67,9 @@ type Codec interface {
 	AppendEmbed(dst []byte, res *gateway.EmbedResult, req *gateway.EmbedRequest, model string) ([]byte, error)
 }
 
-// engine is what the server uses of *infer.Engine. It exists so that the
-// server's tests can drive every error path with a fake; production always
-// passes the one *infer.Engine.
+// engine is what the server uses of *infer.Engine, one per served model.
+// It exists so that the server's tests can drive every error path with a
+// fake; production passes the fleet's engines.
 type engine interface {
 	// Busy says, reserving nothing, whether a request would now be
 	// refused as Overloaded; Embed decides for real.
@@ -87,7 +88,8 @@ type Server struct {
 	app      *fiber.App
 	opts     Options
 	logger   *slog.Logger
-	eng      engine
+	models   catalog
+	started  time.Time         // /v1/models' created
 	keys     *auth.Keys        // nil: no API keys
 	limiter  Limiter           // nil: no rate limits
 	failures *ratelimit.Memory // failed authentications per client address
@@ -105,17 +107,17 @@ type Server struct {
 	bufs sync.Pool
 }
 
-// New builds the fiber app with every route and registers the HTTP metrics
-// on reg. keys, when not nil, guard every API route; lim, when not nil,
-// rate-limits them. It starts nothing.
-func New(opts Options, logger *slog.Logger, eng *infer.Engine, reg *prometheus.Registry, keys *auth.Keys, lim Limiter) (*Server, error) {
-	if eng == nil {
-		return nil, errors.New("server: nil engine")
+// New builds the fiber app with every route, serving models' models, and
+// registers the HTTP metrics on reg. keys, when not nil, guard every API
+// route; lim, when not nil, rate-limits them. It starts nothing.
+func New(opts Options, logger *slog.Logger, models *fleet.Fleet, reg *prometheus.Registry, keys *auth.Keys, lim Limiter) (*Server, error) {
+	if models == nil {
+		return nil, errors.New("server: nil fleet")
 	}
-	return newServer(opts, logger, eng, reg, keys, lim)
+	return newServer(opts, logger, fleetCatalog{models}, reg, keys, lim)
 }
 
-func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Registry, keys *auth.Keys, lim Limiter) (*Server, error) {
+func newServer(opts Options, logger *slog.Logger, models catalog, reg *prometheus.Registry, keys *auth.Keys, lim Limiter) (*Server, error) {
 	switch {
 	case logger == nil:
 		return nil, errors.New("server: nil logger")
@@ -130,7 +132,7 @@ func newServer(opts Options, logger *slog.Logger, eng engine, reg *prometheus.Re
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, logger: logger, eng: eng, keys: keys, limiter: lim, metrics: m,
+	s := &Server{opts: opts, logger: logger, models: models, started: time.Now(), keys: keys, limiter: lim, metrics: m,
 		failures: ratelimit.NewMemory(ratelimit.MemoryOptions{}),
 		tracer:   opts.Tracer, propagator: opts.Propagator}
 	s.live, s.abort = context.WithCancel(context.Background())
@@ -171,5 +173,5 @@ func (s *Server) Abort() { s.abort() }
 
 // Drain makes /ready answer 503 and new embedding and tokenize requests 503
 // Unhealthy, so a load balancer moves traffic away before shutdown.
-// Requests already in the engine finish.
+// Requests already in an engine finish.
 func (s *Server) Drain() { s.draining.Store(true) }

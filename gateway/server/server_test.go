@@ -18,7 +18,7 @@ import (
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/auth"
-	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/fleet"
 	"github.com/embedgate/embedgate/gateway/internal/testenv"
 	"github.com/embedgate/embedgate/gateway/native"
 	"github.com/embedgate/embedgate/gateway/openai"
@@ -130,14 +130,26 @@ func statusFor(path string, kind gateway.Kind) int {
 	return status
 }
 
-// newTestServer serves eng; keys and lim, when not nil, guard the API
-// routes with the default limits of testLimit.
+// newTestServer serves eng as oneModel; keys and lim, when not nil, guard the API routes
+// with the default limits of testLimit.
 func newTestServer(t *testing.T, eng engine, keys *auth.Keys, lim Limiter) *testServer {
+	t.Helper()
+	return newCatalogServer(t, oneModel(eng), keys, lim)
+}
+
+// oneModel serves eng as the one model "fake-model", which any name finds
+// (one-model mode).
+func oneModel(eng engine) *fakeCatalog {
+	return &fakeCatalog{models: []served{{names: []string{"fake-model"}, eng: eng}}, lenient: true}
+}
+
+// newCatalogServer serves cat's models, as newTestServer does one.
+func newCatalogServer(t *testing.T, cat catalog, keys *auth.Keys, lim Limiter) *testServer {
 	t.Helper()
 	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	s, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second, RateLimit: testLimit},
-		slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, keys, lim)
+		slog.New(slog.NewJSONHandler(logs, nil)), cat, reg, keys, lim)
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}
@@ -209,32 +221,33 @@ func checkErrorShape(t *testing.T, path string, body []byte, wantType string) st
 func TestNew(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	ok := Options{BodyLimit: 1, RequestTimeout: time.Second}
+	models := fleet.New(nil, logger, fleet.Options{})
 	tests := []struct {
 		name   string
 		opts   Options
 		logger *slog.Logger
-		eng    *infer.Engine
+		models *fleet.Fleet
 		reg    *prometheus.Registry
 	}{
-		{"nil engine", ok, logger, nil, prometheus.NewRegistry()},
-		{"nil logger", ok, nil, &infer.Engine{}, prometheus.NewRegistry()},
-		{"nil registry", ok, logger, &infer.Engine{}, nil},
-		{"zero body limit", Options{RequestTimeout: time.Second}, logger, &infer.Engine{}, prometheus.NewRegistry()},
-		{"zero timeout", Options{BodyLimit: 1}, logger, &infer.Engine{}, prometheus.NewRegistry()},
+		{"nil fleet", ok, logger, nil, prometheus.NewRegistry()},
+		{"nil logger", ok, nil, models, prometheus.NewRegistry()},
+		{"nil registry", ok, logger, models, nil},
+		{"zero body limit", Options{RequestTimeout: time.Second}, logger, models, prometheus.NewRegistry()},
+		{"zero timeout", Options{BodyLimit: 1}, logger, models, prometheus.NewRegistry()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if s, err := New(tt.opts, tt.logger, tt.eng, tt.reg, nil, nil); err == nil {
+			if s, err := New(tt.opts, tt.logger, tt.models, tt.reg, nil, nil); err == nil {
 				t.Errorf("New() = %v, nil; want an error", s)
 			}
 		})
 	}
 	t.Run("registers twice", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		if _, err := New(ok, logger, &infer.Engine{}, reg, nil, nil); err != nil {
+		if _, err := New(ok, logger, models, reg, nil, nil); err != nil {
 			t.Fatalf("New() error = %v", err)
 		}
-		if _, err := New(ok, logger, &infer.Engine{}, reg, nil, nil); err == nil {
+		if _, err := New(ok, logger, models, reg, nil, nil); err == nil {
 			t.Errorf("second New() on one registry: nil error, want a registration error")
 		}
 	})

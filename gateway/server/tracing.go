@@ -43,16 +43,19 @@ func (s *Server) traceRequest(c *fiber.Ctx) error {
 }
 
 // endSpan finishes the request span with what the log line says: status,
-// inputs, tokens and key name, never input text or the key itself.
+// inputs, tokens, model and key name, never input text or the key itself.
 func endSpan(rec *record, status int) {
 	if rec.span == nil {
 		return
 	}
 	span := rec.span
-	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs := make([]attribute.KeyValue, 0, 6)
 	attrs = append(attrs, attribute.Int("http.response.status_code", status))
 	if rec.inputs > 0 {
 		attrs = append(attrs, attribute.Int("embedgate.inputs", rec.inputs), attribute.Int("embedgate.tokens", rec.tokens))
+	}
+	if rec.model != "" {
+		attrs = append(attrs, attribute.String("embedgate.model", rec.model))
 	}
 	if rec.key != nil {
 		attrs = append(attrs, attribute.String("embedgate.key_name", rec.key.Name))

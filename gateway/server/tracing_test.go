@@ -49,9 +49,9 @@ func tracedServer(t *testing.T, disabled bool, tune ...engineOption) (s *testSer
 	eng := newTinyEngine(t, tune...)
 	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
-	srv, err := New(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second, Tracer: tracer, Propagator: prop,
+	srv, err := newServer(Options{BodyLimit: 1 << 20, RequestTimeout: 10 * time.Second, Tracer: tracer, Propagator: prop,
 		RateLimit: ratelimit.Limit{RPS: 1000, Burst: 1000}},
-		slog.New(slog.NewJSONHandler(logs, nil)), eng, reg, nil, ratelimit.NewMemory(ratelimit.MemoryOptions{}))
+		slog.New(slog.NewJSONHandler(logs, nil)), oneModel(eng), reg, nil, ratelimit.NewMemory(ratelimit.MemoryOptions{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +111,9 @@ func TestTraceSpans(t *testing.T) {
 	}
 	if v, _ := attr(req, "http.route"); v.AsString() != "/embed" {
 		t.Errorf("http.route = %q", v.AsString())
+	}
+	if v, _ := attr(req, "embedgate.model"); v.AsString() != "fake-model" {
+		t.Errorf("embedgate.model = %q, want the served model's name", v.AsString())
 	}
 	for _, name := range []string{"ratelimit", "tokenize", "queue", "inference"} {
 		if len(got[name]) != 1 {
@@ -249,7 +252,7 @@ func TestPprof(t *testing.T) {
 	newPprofServer := func(t *testing.T, on bool, keys *auth.Keys) *testServer {
 		t.Helper()
 		srv, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second, Pprof: on},
-			slog.New(slog.DiscardHandler), newFake(), prometheus.NewRegistry(), keys, nil)
+			slog.New(slog.DiscardHandler), oneModel(newFake()), prometheus.NewRegistry(), keys, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,11 +49,13 @@ type tokenizeRequest struct {
 	PromptName          *string          `json:"prompt_name"`
 	Truncate            *bool            `json:"truncate"`
 	TruncationDirection native.Direction `json:"truncation_direction"`
+	Model               *string          `json:"model"`
 }
 
 // DecodeTokenize parses a /tokenize body: inputs is a string or [string],
-// add_special_tokens defaults to true, and truncate (to the model's max
-// input length, as /embed does) to lim.DefaultTruncate.
+// add_special_tokens defaults to true, truncate (to the model's max input
+// length, as /embed does) to lim.DefaultTruncate, and model to "" (the
+// default model).
 func DecodeTokenize(body []byte, lim gateway.Limits) (*gateway.TokenizeRequest, error) {
 	var w tokenizeRequest
 	if err := json.Unmarshal(body, &w); err != nil {
@@ -78,6 +80,9 @@ func DecodeTokenize(body []byte, lim gateway.Limits) (*gateway.TokenizeRequest, 
 	}
 	if w.Truncate != nil {
 		req.Truncate = *w.Truncate
+	}
+	if w.Model != nil {
+		req.Model = *w.Model
 	}
 	return req, nil
 }
@@ -127,6 +132,19 @@ type info struct {
 	Version               string            `json:"version"`
 	Prompts               map[string]string `json:"prompts,omitempty"`
 	DefaultPromptName     string            `json:"default_prompt_name,omitempty"`
+	Models                []modelInfo       `json:"models"`
+}
+
+// modelInfo is one entry of /info's models: not TEI's (TEI serves one
+// model), so TEI clients ignore it.
+type modelInfo struct {
+	Name           string   `json:"name"`
+	Aliases        []string `json:"aliases"`
+	ModelID        string   `json:"model_id"`
+	Backend        string   `json:"backend"`
+	Dimensions     int      `json:"dimensions"`
+	MaxInputLength int      `json:"max_input_length"`
+	State          string   `json:"state"`
 }
 
 type modelType struct {
@@ -135,8 +153,9 @@ type modelType struct {
 	} `json:"embedding"`
 }
 
-// EncodeInfo is the GET /info body.
-func EncodeInfo(in gateway.Info) ([]byte, error) {
+// EncodeInfo is the GET /info body: TEI's fields for in, and "models"
+// listing each of models (name, aliases, source, backend, size, state).
+func EncodeInfo(in gateway.Info, models []gateway.Info) ([]byte, error) {
 	w := info{
 		ModelID: in.ModelID, Revision: nonEmpty(in.Revision), Dimensions: in.Dimensions,
 		MaxInputLength: in.MaxInputLength, MaxBatchTokens: in.MaxBatchTokens,
@@ -145,6 +164,15 @@ func EncodeInfo(in gateway.Info) ([]byte, error) {
 		Prompts: in.Prompts, DefaultPromptName: in.DefaultPrompt,
 	}
 	w.ModelType.Embedding.Pooling = in.Pooling
+	w.Models = make([]modelInfo, len(models))
+	for i, m := range models {
+		aliases := m.Aliases
+		if aliases == nil {
+			aliases = []string{} // always a list: clients need not test for null
+		}
+		w.Models[i] = modelInfo{Name: m.Name, Aliases: aliases, ModelID: m.ModelID, Backend: m.Backend,
+			Dimensions: m.Dimensions, MaxInputLength: m.MaxInputLength, State: m.State}
+	}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, &gateway.Error{Kind: gateway.Internal, Msg: "internal error", Err: err}

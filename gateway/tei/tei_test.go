@@ -20,8 +20,8 @@ func TestDecodeEmbed(t *testing.T) {
 		{"string", `{"inputs":"a"}`, &gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "a"}}, Truncate: true, Normalize: true}},
 		{"ids", `{"inputs":[101,7592,102]}`, &gateway.EmbedRequest{Inputs: []gateway.Input{ids(101, 7592, 102)}, Truncate: true, Normalize: true}},
 		{"id lists", `{"inputs":[[101],[101,102]]}`, &gateway.EmbedRequest{Inputs: []gateway.Input{ids(101), ids(101, 102)}, Truncate: true, Normalize: true}},
-		{"all fields", `{"inputs":["a","b"],"truncate":false,"truncation_direction":"LEFT","prompt_name":"query","normalize":false,"dimensions":2}`,
-			&gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "a"}, {Text: "b"}}, Direction: gateway.Left, PromptName: "query", Dimensions: 2}},
+		{"all fields", `{"inputs":["a","b"],"truncate":false,"truncation_direction":"LEFT","prompt_name":"query","normalize":false,"dimensions":2,"model":"e5"}`,
+			&gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "a"}, {Text: "b"}}, Direction: gateway.Left, PromptName: "query", Dimensions: 2, Model: "e5"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,6 +71,8 @@ func TestDecodeTokenize(t *testing.T) {
 		{"prompt", `{"inputs":"a","prompt_name":"query","add_special_tokens":null}`, &gateway.TokenizeRequest{Inputs: []string{"a"}, AddSpecialTokens: true, PromptName: "query", Truncate: true}},
 		{"no truncation, from the left", `{"inputs":"a","truncate":false,"truncation_direction":"left"}`,
 			&gateway.TokenizeRequest{Inputs: []string{"a"}, AddSpecialTokens: true, Direction: gateway.Left}},
+		{"model", `{"inputs":"a","model":"e5"}`, &gateway.TokenizeRequest{Inputs: []string{"a"}, AddSpecialTokens: true, Truncate: true, Model: "e5"}},
+		{"model null", `{"inputs":"a","model":null}`, &gateway.TokenizeRequest{Inputs: []string{"a"}, AddSpecialTokens: true, Truncate: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +96,7 @@ func TestDecodeTokenizeErrors(t *testing.T) {
 		{Name: "ids", Body: `{"inputs":[1,2]}`, Kind: gateway.Validation, Param: "inputs[0]"},
 		{Name: "too many", Body: `{"inputs":["a","b","c","d"]}`, Kind: gateway.Validation, Param: "inputs"},
 		{Name: "add_special_tokens string", Body: `{"inputs":"a","add_special_tokens":"no"}`, Kind: gateway.Validation, Param: "add_special_tokens"},
+		{Name: "model number", Body: `{"inputs":"a","model":7}`, Kind: gateway.Validation, Param: "model"},
 	}
 	codectest.CheckErrors(t, rows, func(b []byte) error {
 		req, err := DecodeTokenize(b, codectest.Limits())
@@ -118,7 +121,10 @@ func TestAppendTokens(t *testing.T) {
 }
 
 func TestEncodeInfo(t *testing.T) {
-	b, err := EncodeInfo(gateway.Info{ModelID: "tiny", Revision: "main", Pooling: "mean", Dimensions: 8, MaxInputLength: 16, MaxClientBatch: 3, Backend: "onnx", Version: "dev"})
+	tiny := gateway.Info{ModelID: "tiny", Revision: "main", Pooling: "mean", Dimensions: 8, MaxInputLength: 16, MaxClientBatch: 3, Backend: "onnx", Version: "dev",
+		Name: "tiny-bert", Aliases: []string{"text-embedding-3-small"}, State: "ready"}
+	other := gateway.Info{ModelID: "/models/e5", Dimensions: 384, MaxInputLength: 512, Backend: "triton", Name: "e5", State: "loading"}
+	b, err := EncodeInfo(tiny, []gateway.Info{tiny, other})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +139,12 @@ func TestEncodeInfo(t *testing.T) {
 	}
 	if p := got["model_type"].(map[string]any)["embedding"].(map[string]any)["pooling"]; p != "mean" {
 		t.Errorf("EncodeInfo() pooling = %v, want mean", p)
+	}
+	models, _ := json.Marshal(got["models"])
+	want := `[{"aliases":["text-embedding-3-small"],"backend":"onnx","dimensions":8,"max_input_length":16,"model_id":"tiny","name":"tiny-bert","state":"ready"},` +
+		`{"aliases":[],"backend":"triton","dimensions":384,"max_input_length":512,"model_id":"/models/e5","name":"e5","state":"loading"}]`
+	if string(models) != want {
+		t.Errorf("EncodeInfo() models = %s, want %s", models, want)
 	}
 }
 

@@ -56,6 +56,9 @@ func CommonErrorRows(field string) []ErrorRow {
 		{"dimensions float", `{"` + field + `":"a","dimensions":1.5}`, gateway.Validation, "dimensions"},
 		{"dimensions string", `{"` + field + `":"a","dimensions":"4"}`, gateway.Validation, "dimensions"},
 		{"dimensions huge", `{"` + field + `":"a","dimensions":1e40}`, gateway.Validation, "dimensions"},
+		{"model number", `{"` + field + `":"a","model":1}`, gateway.Validation, "model"},
+		{"model list", `{"` + field + `":"a","model":["m"]}`, gateway.Validation, "model"},
+		{"model object", `{"` + field + `":"a","model":{}}`, gateway.Validation, "model"},
 	}
 }
 
