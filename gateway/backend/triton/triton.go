@@ -7,11 +7,11 @@
 // max_batch_size), and the Backend's Embed sends each padded [B,L] batch as
 // one ModelInfer with raw little-endian tensors; Open does both for a
 // single model. Client.Index lists the ready models with their config
-// parameters, for discovery. Responses
-// are decoded straight from gRPC's frames into pooled FP32 buffers (codec.go,
-// pool.go) that each Output's Release returns. gRPC errors become gateway
-// error kinds in errors.go. At Open it also logs, as warnings, what
-// modelrepo finds wrong in the config Triton reports. It imports gateway,
+// parameters, for discovery (index.go). Responses are decoded straight from
+// gRPC's frames into pooled FP32 buffers (codec.go, pool.go) that each
+// Output's Release returns. gRPC errors become gateway error kinds in
+// errors.go. At Open it also logs, as warnings, what modelrepo finds wrong
+// in the config Triton reports. It imports gateway,
 // modelrepo, tritonstubs, grpc, protobuf and x/sync; its stand-in server
 // for tests is tritontest.
 package triton
@@ -30,7 +30,7 @@ import (
 	"github.com/embedgate/embedgate/tritonstubs"
 )
 
-// Defaults for zero Options fields.
+// Defaults for zero Options and ClientOptions fields.
 const (
 	defaultTimeout      = 10 * time.Second
 	defaultReadyTimeout = 60 * time.Second
