@@ -51,6 +51,11 @@ func protocol() map[string]string {
 		"RepositoryIndexRequest":                       "repository_name=1 string, ready=2 bool",
 		"RepositoryIndexResponse":                      "models=1 rep message",
 		"RepositoryIndexResponse.ModelIndex":           "name=1 string, version=2 string, state=3 string, reason=4 string",
+		"ModelRepositoryParameter":                     "bool_param=1 bool, int64_param=2 int64, string_param=3 string, bytes_param=4 bytes",
+		"RepositoryModelLoadRequest":                   "repository_name=1 string, model_name=2 string, parameters=3 map<string,message>",
+		"RepositoryModelLoadResponse":                  "",
+		"RepositoryModelUnloadRequest":                 "repository_name=1 string, model_name=2 string, parameters=3 map<string,message>",
+		"RepositoryModelUnloadResponse":                "",
 
 		// model_config.proto
 		"ModelConfig":                                               "name=1 string, platform=2 string, backend=17 string, runtime=25 string, version_policy=3 message, max_batch_size=4 int32, input=5 rep message, output=6 rep message, optimization=12 message, dynamic_batching=11 message, instance_group=7 rep message, default_model_filename=8 string, cc_model_filenames=9 map<string,string>, metric_tags=10 map<string,string>, parameters=14 map<string,message>, model_warmup=16 rep message, model_transaction_policy=19 message, response_cache=24 message",
@@ -217,7 +222,7 @@ func TestService(t *testing.T) {
 		unary = append(unary, m.MethodName)
 	}
 	sort.Strings(unary)
-	want := "ModelConfig ModelInfer ModelMetadata ModelReady ModelStatistics RepositoryIndex ServerLive ServerMetadata ServerReady"
+	want := "ModelConfig ModelInfer ModelMetadata ModelReady ModelStatistics RepositoryIndex RepositoryModelLoad RepositoryModelUnload ServerLive ServerMetadata ServerReady"
 	if got := strings.Join(unary, " "); got != want {
 		t.Errorf("unary methods = %s, want %s", got, want)
 	}
@@ -234,6 +239,9 @@ func TestService(t *testing.T) {
 		{"ModelStreamInfer", "ModelInferRequest", "ModelStreamInferResponse"},
 		{"ModelConfig", "ModelConfigRequest", "ModelConfigResponse"},
 		{"ModelMetadata", "ModelMetadataRequest", "ModelMetadataResponse"},
+		{"RepositoryIndex", "RepositoryIndexRequest", "RepositoryIndexResponse"},
+		{"RepositoryModelLoad", "RepositoryModelLoadRequest", "RepositoryModelLoadResponse"},
+		{"RepositoryModelUnload", "RepositoryModelUnloadRequest", "RepositoryModelUnloadResponse"},
 	} {
 		md := svc.Methods().ByName(protoreflect.Name(m.method))
 		if md == nil {

@@ -311,3 +311,43 @@ func appendString(b []byte, num protowire.Number, s string) []byte {
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendString(b, s)
 }
+
+// TestRepositoryModelLoadWire: model_name=2, parameters=3 as map entries
+// {key=1, value=2 ModelRepositoryParameter{string_param=3, bytes_param=4}},
+// as Triton reads a load request with a config override.
+func TestRepositoryModelLoadWire(t *testing.T) {
+	req := &tritonstubs.RepositoryModelLoadRequest{
+		ModelName: "e5",
+		Parameters: map[string]*tritonstubs.ModelRepositoryParameter{
+			"config": {ParameterChoice: &tritonstubs.ModelRepositoryParameter_StringParam{StringParam: "{}"}},
+		},
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := decode(t, b)
+	wantString(t, top, 2, "e5")
+	entry := decode(t, one(t, top, 3, protowire.BytesType).b)
+	wantString(t, entry, 1, "config")
+	wantString(t, decode(t, one(t, entry, 2, protowire.BytesType).b), 3, "{}")
+
+	var file []byte
+	file = protowire.AppendTag(file, 4, protowire.BytesType)
+	file = protowire.AppendBytes(file, []byte{0, 1})
+	var entry2 []byte
+	entry2 = appendString(entry2, 1, "file:1/model.onnx")
+	entry2 = protowire.AppendTag(entry2, 2, protowire.BytesType)
+	entry2 = protowire.AppendBytes(entry2, file)
+	var msg []byte
+	msg = appendString(msg, 2, "e5")
+	msg = protowire.AppendTag(msg, 3, protowire.BytesType)
+	msg = protowire.AppendBytes(msg, entry2)
+	var unload tritonstubs.RepositoryModelUnloadRequest
+	if err := proto.Unmarshal(msg, &unload); err != nil {
+		t.Fatal(err)
+	}
+	if got := unload.GetParameters()["file:1/model.onnx"].GetBytesParam(); unload.GetModelName() != "e5" || !bytes.Equal(got, []byte{0, 1}) {
+		t.Errorf("unload request = %v, want model e5 with bytes_param [0 1]", &unload)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -62,15 +61,15 @@ func startRaw(t *testing.T, answer func() []byte) string {
 // size, without Open's readiness checks and model reading.
 func rawBackend(t *testing.T, addr string, hidden int) *Backend {
 	t.Helper()
-	c := newCodec(t)
-	b := &Backend{opts: Options{URL: addr, Model: "m", Timeout: 5 * time.Second, MaxInflight: 2, Conns: 1, MaxInflightBytes: 1 << 30},
-		logger: slog.New(slog.DiscardHandler), slots: make(chan struct{}, 2), budget: semaphore.NewWeighted(1 << 30),
-		pool: newFloatPool(4, 1<<30), codec: c,
-		plan: plan{spec: gateway.ModelSpec{Output: gateway.Hidden, Hidden: hidden, MaxBatch: 64}, output: gateway.TensorLastHiddenState,
-			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}}}
-	if err := b.dial(); err != nil {
+	c, err := Dial(context.Background(), ClientOptions{URL: addr, Timeout: 5 * time.Second, MaxInflight: 2, Conns: 1,
+		MaxInflightBytes: 1 << 30, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
 		t.Fatal(err)
 	}
+	life, stop := context.WithCancel(context.Background())
+	b := &Backend{c: c, model: "m", own: true, life: life, stop: stop,
+		plan: plan{spec: gateway.ModelSpec{Output: gateway.Hidden, Hidden: hidden, MaxBatch: 64}, output: gateway.TensorLastHiddenState,
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}}}
 	t.Cleanup(func() { b.Close() })
 	return b
 }
@@ -109,7 +108,7 @@ func TestEmbedOverGRPC(t *testing.T) {
 				if !errors.As(err, &gerr) || gerr.Kind != gateway.Backend || gerr.Msg != tt.wantMsg {
 					t.Fatalf("Embed() error = %v, want a Backend error %q", err, tt.wantMsg)
 				}
-				if n, _ := b.pool.idle(); n > 1 {
+				if n, _ := b.c.pool.idle(); n > 1 {
 					t.Errorf("pool holds %d buffers after one failed call, want at most 1", n)
 				}
 				return

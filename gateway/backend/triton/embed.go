@@ -25,70 +25,81 @@ func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Out
 	if err := b.plan.validate(batch); err != nil {
 		return nil, err
 	}
-	if b.closed.Load() {
+	if b.isClosed() {
 		return nil, errClosed()
 	}
+	// Close ends the calls of this backend, not the shared connections.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(b.life, cancel)()
+	c := b.c
 	// Errors before the call reach Triton are ErrNotCalled: a batch that
 	// timed out waiting here says nothing about Triton's health.
 	if err := ctx.Err(); err != nil {
-		return nil, classify(ctx, b.logger, batch.ID, fmt.Errorf("%w: %w", gateway.ErrNotCalled, err))
+		return nil, b.fail(ctx, batch.ID, fmt.Errorf("%w: %w", gateway.ErrNotCalled, err))
 	}
 	select {
-	case b.slots <- struct{}{}:
+	case c.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, classify(ctx, b.logger, batch.ID, fmt.Errorf("%w: %w", gateway.ErrNotCalled, ctx.Err()))
+		return nil, b.fail(ctx, batch.ID, fmt.Errorf("%w: %w", gateway.ErrNotCalled, ctx.Err()))
 	}
-	defer func() { <-b.slots }()
+	defer func() { <-c.slots }()
 	// A batch larger than the whole budget waits for all of it, then runs
 	// alone; asking for more than the budget would wait forever.
-	weight := min(b.plan.responseBytes(batch), b.opts.MaxInflightBytes)
-	if err := b.budget.Acquire(ctx, weight); err != nil {
-		return nil, classify(ctx, b.logger, batch.ID, fmt.Errorf("%w: %w", gateway.ErrNotCalled, err))
+	weight := min(b.plan.responseBytes(batch), c.opts.MaxInflightBytes)
+	if err := c.budget.Acquire(ctx, weight); err != nil {
+		return nil, b.fail(ctx, batch.ID, fmt.Errorf("%w: %w", gateway.ErrNotCalled, err))
 	}
-	defer b.budget.Release(weight)
+	defer c.budget.Release(weight)
 
-	req, err := b.plan.request(b.opts.Model, b.opts.Version, batch)
+	req, err := b.plan.request(b.model, b.version, batch)
 	if err != nil {
 		return nil, err
 	}
-	callCtx, cancel := context.WithTimeout(b.outgoing(ctx), b.opts.Timeout)
-	defer cancel()
-	resp := &inferResponse{pool: b.pool}
+	callCtx, cancelCall := context.WithTimeout(c.outgoing(ctx), c.opts.Timeout)
+	defer cancelCall()
+	resp := &inferResponse{pool: c.pool}
 	defer resp.release() // what decode did not take, also after an error
-	i := b.pick()
-	err = b.infer(callCtx, i, req, resp)
+	i := c.pick()
+	err = c.infer(callCtx, i, req, resp)
 	if err != nil && neverSent(err) && callCtx.Err() == nil {
-		b.logger.Debug("triton: call did not reach the server; retrying on another connection", "batch_id", batch.ID, "err", err)
+		c.logger.Debug("triton: call did not reach the server; retrying on another connection", "batch_id", batch.ID, "err", err)
 		resp.release()
-		err = b.infer(callCtx, (i+1)%len(b.conns), req, resp)
+		err = c.infer(callCtx, (i+1)%len(c.conns), req, resp)
 	}
 	if err != nil {
-		if b.closed.Load() {
-			return nil, errClosed()
-		}
-		if resp.err != nil { // Triton answered, but not a ModelInferResponse we can read
+		if resp.err != nil && !b.isClosed() { // Triton answered, but not a ModelInferResponse we can read
 			return nil, &gateway.Error{Kind: gateway.Backend, Msg: "triton: unexpected response",
 				Err: fmt.Errorf("batch %s: %w", batch.ID, resp.err)}
 		}
-		return nil, classify(callCtx, b.logger, batch.ID, err)
+		return nil, b.fail(callCtx, batch.ID, err)
 	}
 	return b.plan.decode(batch, resp)
 }
 
+// fail is the error of a call that did not succeed: the closed error once
+// the backend is closed (Close ended the call), else classify's.
+func (b *Backend) fail(ctx context.Context, batchID string, err error) error {
+	if b.isClosed() {
+		return errClosed()
+	}
+	return classify(ctx, b.c.logger, batchID, err)
+}
+
 // infer is the generated client's ModelInfer with our own response type and
 // codec (see inferCodec).
-func (b *Backend) infer(ctx context.Context, conn int, req *tritonstubs.ModelInferRequest, resp *inferResponse) error {
-	return b.conns[conn].Invoke(ctx, tritonstubs.GRPCInferenceService_ModelInfer_FullMethodName, req, resp,
-		grpc.StaticMethod(), grpc.WaitForReady(false), grpc.ForceCodecV2(b.codec))
+func (c *Client) infer(ctx context.Context, conn int, req *tritonstubs.ModelInferRequest, resp *inferResponse) error {
+	return c.conns[conn].Invoke(ctx, tritonstubs.GRPCInferenceService_ModelInfer_FullMethodName, req, resp,
+		grpc.StaticMethod(), grpc.WaitForReady(false), grpc.ForceCodecV2(c.codec))
 }
 
 // outgoing adds the trace headers for the call in ctx.
-func (b *Backend) outgoing(ctx context.Context) context.Context {
-	if b.opts.Propagate == nil {
+func (c *Client) outgoing(ctx context.Context) context.Context {
+	if c.opts.Propagate == nil {
 		return ctx
 	}
 	var kv []string
-	b.opts.Propagate(ctx, func(k, v string) { kv = append(kv, k, v) })
+	c.opts.Propagate(ctx, func(k, v string) { kv = append(kv, k, v) })
 	if len(kv) == 0 {
 		return ctx
 	}

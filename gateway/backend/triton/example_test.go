@@ -67,3 +67,60 @@ func Example() {
 	// hidden 2, pooled true, int32 true, max batch 32
 	// [210 3 203 2]
 }
+
+func ExampleClient() {
+	// A stand-in Triton serving two models, one of them not loaded yet.
+	srv, err := tritontest.NewMulti(
+		tritontest.WithModel("bge-small", meanOfIDs{}, tritontest.ModelParameters(map[string]string{"hf_model_id": "BAAI/bge-small-en-v1.5"})),
+		tritontest.WithModel("e5-small", meanOfIDs{}, tritontest.ModelUnloaded()))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	defer func() { srv.Close(); <-done }()
+
+	// One client per Triton address; every model opened on it shares its
+	// connections and MaxInflight.
+	ctx := context.Background()
+	c, err := triton.Dial(ctx, triton.ClientOptions{URL: lis.Addr().String(), MaxInflight: 8, ReadyTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	list := func() {
+		models, err := c.Index(ctx)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		for _, m := range models {
+			fmt.Println(m.Name, m.Version, m.Parameters)
+		}
+	}
+	list()
+	if err := srv.Load("e5-small"); err != nil { // as Triton's repository API would
+		fmt.Println(err)
+		return
+	}
+	list()
+	b, err := c.Open(ctx, "e5-small", "")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer b.Close() // the backend only; c stays open
+	fmt.Println(b.Spec().Name, b.Spec().Hidden)
+	// Output:
+	// bge-small 1 map[hf_model_id:BAAI/bge-small-en-v1.5]
+	// bge-small 1 map[hf_model_id:BAAI/bge-small-en-v1.5]
+	// e5-small 1 map[]
+	// e5-small 2
+}

@@ -32,22 +32,15 @@ func (v *service) ServerReady(context.Context, *tritonstubs.ServerReadyRequest) 
 	return &tritonstubs.ServerReadyResponse{Ready: v.fault() != NotReady}, nil
 }
 
-// model resolves name and version as Triton does (version "" = latest).
-func (v *service) model(name, version string) error {
-	if name != v.s.cfg.name {
-		return status.Errorf(codes.NotFound, "Request for unknown model: '%s' is not found", name)
-	}
-	if version != "" && version != "1" {
-		return status.Errorf(codes.NotFound, "Request for unknown model: '%s' version %s is not found", name, version)
-	}
-	return nil
-}
-
+// ModelReady fails, as Triton's does, for a model not loaded (see
+// Server.lookup): its gRPC frontend sends ready=false only with an error
+// status, which clients see as the error alone.
 func (v *service) ModelReady(ctx context.Context, req *tritonstubs.ModelReadyRequest) (*tritonstubs.ModelReadyResponse, error) {
-	if err := v.model(req.GetName(), req.GetVersion()); err != nil {
+	e, err := v.s.lookup(req.GetName(), req.GetVersion())
+	if err != nil {
 		return nil, err
 	}
-	return &tritonstubs.ModelReadyResponse{Ready: v.fault() != NotReady && v.s.model.Health(ctx) == nil}, nil
+	return &tritonstubs.ModelReadyResponse{Ready: v.fault() != NotReady && e.model.Health(ctx) == nil}, nil
 }
 
 func (v *service) ServerMetadata(context.Context, *tritonstubs.ServerMetadataRequest) (*tritonstubs.ServerMetadataResponse, error) {
@@ -56,18 +49,18 @@ func (v *service) ServerMetadata(context.Context, *tritonstubs.ServerMetadataReq
 }
 
 // inputNames are the model's inputs in the order Triton lists them.
-func (v *service) inputNames() []string {
-	if v.s.spec.HasTokenTypeIDs {
+func (e *entry) inputNames() []string {
+	if e.spec.HasTokenTypeIDs {
 		return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
 	}
 	return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask}
 }
 
-func (v *service) output() (name string, dims []int64) {
-	if v.s.spec.Output == gateway.Pooled {
-		return gateway.TensorSentenceEmbedding, []int64{int64(v.s.spec.Hidden)}
+func (e *entry) output() (name string, dims []int64) {
+	if e.spec.Output == gateway.Pooled {
+		return gateway.TensorSentenceEmbedding, []int64{int64(e.spec.Hidden)}
 	}
-	return gateway.TensorLastHiddenState, []int64{-1, int64(v.s.spec.Hidden)}
+	return gateway.TensorLastHiddenState, []int64{-1, int64(e.spec.Hidden)}
 }
 
 func (v *service) inputDType() (wire string, cfg tritonstubs.DataType) {
@@ -82,24 +75,26 @@ func (v *service) inputDType() (wire string, cfg tritonstubs.DataType) {
 func fullShape(dims ...int64) []int64 { return append([]int64{-1}, dims...) }
 
 func (v *service) ModelMetadata(_ context.Context, req *tritonstubs.ModelMetadataRequest) (*tritonstubs.ModelMetadataResponse, error) {
-	if err := v.model(req.GetName(), req.GetVersion()); err != nil {
+	e, err := v.s.lookup(req.GetName(), req.GetVersion())
+	if err != nil {
 		return nil, err
 	}
 	dt, _ := v.inputDType()
-	resp := &tritonstubs.ModelMetadataResponse{Name: v.s.cfg.name, Versions: []string{"1"}, Platform: "onnxruntime_onnx"}
-	for _, name := range v.inputNames() {
+	resp := &tritonstubs.ModelMetadataResponse{Name: e.name, Versions: []string{"1"}, Platform: "onnxruntime_onnx"}
+	for _, name := range e.inputNames() {
 		resp.Inputs = append(resp.Inputs, &tritonstubs.ModelMetadataResponse_TensorMetadata{Name: name, Datatype: dt, Shape: fullShape(-1)})
 	}
-	out, dims := v.output()
+	out, dims := e.output()
 	resp.Outputs = []*tritonstubs.ModelMetadataResponse_TensorMetadata{{Name: out, Datatype: "FP32", Shape: fullShape(dims...)}}
 	return resp, nil
 }
 
 func (v *service) ModelConfig(_ context.Context, req *tritonstubs.ModelConfigRequest) (*tritonstubs.ModelConfigResponse, error) {
-	if err := v.model(req.GetName(), req.GetVersion()); err != nil {
+	e, err := v.s.lookup(req.GetName(), req.GetVersion())
+	if err != nil {
 		return nil, err
 	}
-	mbs := v.s.cfg.maxBatchSize
+	mbs := e.maxBatchSize
 	// With max_batch_size > 0 dims exclude the batch dim; with 0 they are
 	// the full shape.
 	shape := func(dims ...int64) []int64 {
@@ -109,14 +104,20 @@ func (v *service) ModelConfig(_ context.Context, req *tritonstubs.ModelConfigReq
 		return dims
 	}
 	_, dt := v.inputDType()
-	cfg := &tritonstubs.ModelConfig{Name: v.s.cfg.name, Platform: "onnxruntime_onnx", Backend: "onnxruntime",
+	cfg := &tritonstubs.ModelConfig{Name: e.name, Platform: "onnxruntime_onnx", Backend: "onnxruntime",
 		MaxBatchSize: int32(mbs), DefaultModelFilename: "model.onnx",
-		InstanceGroup: []*tritonstubs.ModelInstanceGroup{{Name: v.s.cfg.name + "_0", Kind: tritonstubs.ModelInstanceGroup_KIND_CPU, Count: 1}},
+		InstanceGroup: []*tritonstubs.ModelInstanceGroup{{Name: e.name + "_0", Kind: tritonstubs.ModelInstanceGroup_KIND_CPU, Count: 1}},
 	}
-	for _, name := range v.inputNames() {
+	for k, val := range e.params {
+		if cfg.Parameters == nil {
+			cfg.Parameters = map[string]*tritonstubs.ModelParameter{}
+		}
+		cfg.Parameters[k] = &tritonstubs.ModelParameter{StringValue: val}
+	}
+	for _, name := range e.inputNames() {
 		cfg.Input = append(cfg.Input, &tritonstubs.ModelInput{Name: name, DataType: dt, Dims: shape(-1)})
 	}
-	out, dims := v.output()
+	out, dims := e.output()
 	cfg.Output = []*tritonstubs.ModelOutput{{Name: out, DataType: tritonstubs.DataType_TYPE_FP32, Dims: shape(dims...)}}
 	if mbs > 0 {
 		// The normalized config: preferred_batch_size defaults to [max_batch_size].
@@ -146,7 +147,8 @@ func warmup(inputs []*tritonstubs.ModelInput) *tritonstubs.ModelWarmup {
 func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferRequest) (*tritonstubs.ModelInferResponse, error) {
 	v.s.record(ctx, req)
 	name := req.GetModelName()
-	if err := v.model(name, req.GetModelVersion()); err != nil {
+	e, err := v.s.lookup(name, req.GetModelVersion())
+	if err != nil {
 		return nil, err
 	}
 	id := req.GetId()
@@ -159,11 +161,11 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 	if v.fault() == NotReady {
 		return nil, status.Errorf(codes.NotFound, "Request for unknown model: '%s' has no available versions", name)
 	}
-	batch, err := v.decode(req, fail)
+	batch, err := v.decode(e, req, fail)
 	if err != nil {
 		return nil, err
 	}
-	outName, err := v.requested(req, fail)
+	outName, err := e.requested(req, fail)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +186,7 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	out, err := v.s.model.Embed(ctx, batch)
+	out, err := e.model.Embed(ctx, batch)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
@@ -195,15 +197,15 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 }
 
 // decode checks inputs as Triton does and returns them as a batch.
-func (v *service) decode(req *tritonstubs.ModelInferRequest, fail func(codes.Code, string, ...any) error) (*gateway.Batch, error) {
+func (v *service) decode(e *entry, req *tritonstubs.ModelInferRequest, fail func(codes.Code, string, ...any) error) (*gateway.Batch, error) {
 	dt, _ := v.inputDType()
 	r := &inputReader{model: req.GetModelName(), dtype: dt, raw: req.GetRawInputContents(), fail: fail}
-	if err := r.checkNames(req.GetInputs(), v.inputNames()); err != nil {
+	if err := r.checkNames(req.GetInputs(), e.inputNames()); err != nil {
 		return nil, err
 	}
 	batch := &gateway.Batch{ID: req.GetId()}
 	for i, in := range req.GetInputs() {
-		if err := r.checkShape(in, i == 0, batch, v.s.cfg.maxBatchSize); err != nil {
+		if err := r.checkShape(in, i == 0, batch, e.maxBatchSize); err != nil {
 			return nil, err
 		}
 		vals, err := r.values(in, batch.Rows*batch.Len)
@@ -317,8 +319,8 @@ func (r *inputReader) values(in *tritonstubs.ModelInferRequest_InferInputTensor,
 
 // requested returns the output to send: the one asked for, or the model's
 // only output when none is named (Triton then returns all outputs).
-func (v *service) requested(req *tritonstubs.ModelInferRequest, fail func(codes.Code, string, ...any) error) (string, error) {
-	have, _ := v.output()
+func (e *entry) requested(req *tritonstubs.ModelInferRequest, fail func(codes.Code, string, ...any) error) (string, error) {
+	have, _ := e.output()
 	for _, o := range req.GetOutputs() {
 		if o.GetName() != have {
 			return "", fail(codes.InvalidArgument, "unexpected inference output '%s' for model '%s'", o.GetName(), req.GetModelName())

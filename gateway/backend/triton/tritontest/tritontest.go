@@ -1,22 +1,27 @@
 // Package tritontest provides an in-process stand-in for Triton Inference
 // Server: a loopback gRPC server implementing our GRPCInferenceService
 // (ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata,
-// ModelConfig, ModelInfer) and grpc-go's standard health service, that runs
-// a real model (an onnx.Backend, or any value with Spec, Embed and Health).
+// ModelConfig, ModelInfer, RepositoryIndex, RepositoryModelLoad and
+// RepositoryModelUnload) and grpc-go's standard health service, that runs
+// real models (an onnx.Backend, or any value with Spec, Embed and Health).
+// One server holds a repository of one or more models (WithModel), each
+// with its own hidden size, max_batch_size and config parameters, loaded
+// and unloaded at run time as with Triton's explicit model control.
 // It reports metadata and the normalized config the way Triton does for an
 // onnxruntime_onnx model, validates requests as Triton does (same gRPC codes
 // and messages, "[request id: …]" prefixes), and has fault modes switchable
 // at run time: not ready, queue full, slow, INVALID_ARGUMENT, INTERNAL,
 // INT32 inputs (like a TensorRT engine), and Stop/Restart on one address.
 //
-// Tests use Start; the benchmark harness uses New and Serve. It imports
-// gateway, tritonstubs and grpc.
+// Tests use Start or StartMulti; the benchmark harness uses New and Serve.
+// It imports gateway, tritonstubs and grpc.
 package tritontest
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -77,22 +82,39 @@ func (f Fault) String() string {
 	return fmt.Sprintf("Fault(%d)", int(f))
 }
 
-// Option configures New and Start.
+// Option configures New and Start (and NewMulti and StartMulti).
 type Option func(*config)
 
+// defaultMaxBatchSize is every model's max_batch_size unless set.
+const defaultMaxBatchSize = 32
+
 type config struct {
+	// New's model: its name, max_batch_size and parameters, and whether an
+	// option set them (NewMulti, which has no such model, refuses them).
 	name         string
 	maxBatchSize int
-	int32Inputs  bool
-	noHealth     bool
+	params       map[string]string
+	primarySet   bool
+
+	models      []modelConfig // WithModel's
+	int32Inputs bool
+	noHealth    bool
 }
 
-// WithName sets the model name served (default "embed").
-func WithName(name string) Option { return func(c *config) { c.name = name } }
+// WithName sets the name of New's model (default "embed").
+func WithName(name string) Option { return func(c *config) { c.name, c.primarySet = name, true } }
 
-// WithMaxBatchSize sets the config's max_batch_size (default 32). With 0,
+// WithMaxBatchSize sets New's model's max_batch_size (default 32). With 0,
 // Triton batching is off and the dims carry the batch dim as -1.
-func WithMaxBatchSize(n int) Option { return func(c *config) { c.maxBatchSize = n } }
+func WithMaxBatchSize(n int) Option {
+	return func(c *config) { c.maxBatchSize, c.primarySet = n, true }
+}
+
+// WithParameters sets the string parameters of New's model's config (see
+// ModelParameters).
+func WithParameters(p map[string]string) Option {
+	return func(c *config) { c.params, c.primarySet = maps.Clone(p), true }
+}
 
 // WithInt32Inputs starts in INT32 mode (see Server.SetInt32Inputs).
 func WithInt32Inputs() Option { return func(c *config) { c.int32Inputs = true } }
@@ -104,8 +126,8 @@ func WithoutHealthService() Option { return func(c *config) { c.noHealth = true 
 // Server is one stand-in Triton. Its methods are safe for concurrent use.
 type Server struct {
 	cfg    config
-	model  Model
-	spec   gateway.ModelSpec
+	first  string            // the model Name reports
+	models map[string]*entry // the repository, by name; fixed at New
 	health *health.Server
 
 	fault  atomic.Int32
@@ -129,20 +151,37 @@ type Server struct {
 	done    chan struct{} // closed by Close
 }
 
-// New checks the model and builds a server; Serve runs it.
+// New checks the model and builds a server that serves it (and any added
+// with WithModel); Serve runs it.
 func New(model Model, opts ...Option) (*Server, error) {
-	cfg := config{name: "embed", maxBatchSize: 32}
+	cfg := config{name: "embed", maxBatchSize: defaultMaxBatchSize}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	spec := model.Spec()
-	if spec.Hidden <= 0 {
-		return nil, fmt.Errorf("tritontest: model hidden size %d, want > 0", spec.Hidden)
+	first := modelConfig{name: cfg.name, model: model, maxBatchSize: cfg.maxBatchSize, params: cfg.params}
+	return newServer(cfg, append([]modelConfig{first}, cfg.models...))
+}
+
+// NewMulti builds a server for the models added with WithModel (at least
+// one); Name reports the first. WithName, WithMaxBatchSize and
+// WithParameters, which describe New's model, are errors here.
+func NewMulti(opts ...Option) (*Server, error) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
 	}
-	if cfg.maxBatchSize < 0 || cfg.name == "" {
-		return nil, fmt.Errorf("tritontest: bad options: name %q, max_batch_size %d", cfg.name, cfg.maxBatchSize)
+	if cfg.primarySet {
+		return nil, errors.New("tritontest: NewMulti takes its models from WithModel; WithName, WithMaxBatchSize and WithParameters describe New's model")
 	}
-	s := &Server{cfg: cfg, model: model, spec: spec, health: health.NewServer(),
+	return newServer(cfg, cfg.models)
+}
+
+func newServer(cfg config, models []modelConfig) (*Server, error) {
+	repo, err := repository(models)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, first: models[0].name, models: repo, health: health.NewServer(),
 		restart: make(chan net.Listener), done: make(chan struct{})}
 	s.int32s.Store(cfg.int32Inputs)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -157,6 +196,24 @@ func Start(t testing.TB, model Model, opts ...Option) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, s)
+	return s
+}
+
+// StartMulti is Start for NewMulti: a server for the models added with
+// WithModel.
+func StartMulti(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	s, err := NewMulti(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, s)
+	return s
+}
+
+func start(t testing.TB, s *Server) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("tritontest: listen: %v", err)
@@ -172,7 +229,6 @@ func Start(t testing.TB, model Model, opts ...Option) *Server {
 			t.Errorf("tritontest: serve: %v", err)
 		}
 	})
-	return s
 }
 
 // Serve serves on lis until Close, surviving Stop/Restart cycles; it
@@ -250,8 +306,8 @@ func (s *Server) Addr() string {
 	return s.addr
 }
 
-// Name is the served model's name.
-func (s *Server) Name() string { return s.cfg.name }
+// Name is the name of New's model (NewMulti: the first model added).
+func (s *Server) Name() string { return s.first }
 
 // Stop drops every connection and closes the listener: clients get
 // "connection refused" until Restart. In-flight calls end with an error.
