@@ -159,6 +159,9 @@ type TokenizeRequest struct {
 // Info describes the served model and the pipeline's limits for /info and
 // /v1/models.
 type Info struct {
+	Name             string   // the served name: what a request's model matches
+	Aliases          []string // the model's other names
+	State            string   // "loading", "ready", "unhealthy" or "draining"
 	ModelID          string
 	Revision         string
 	Pooling          string
