@@ -81,6 +81,9 @@ func (e *Engine) Busy(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return gateway.ContextError(err)
 	}
+	if e.active.isDraining() {
+		return e.removing()
+	}
 	if e.gate.InFlight() >= e.gate.Capacity() {
 		return e.refuseConcurrency()
 	}

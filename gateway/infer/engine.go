@@ -72,7 +72,9 @@ type Engine struct {
 	queue   *batcher.Queue[*entry]
 	workers chan struct{} // tokenization slots
 	running atomic.Bool
+	started atomic.Bool // Run has begun serving (after calibration)
 	healthy atomic.Bool // false after a batch found the backend down or stalled
+	active  *tracker    // Embed and Tokenize calls inside, for Quiesce
 	flight  *inflight   // batches handed to the backend, for room
 	batchID atomic.Uint64
 	m       *metrics
@@ -151,6 +153,7 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		queue:   queue,
 		flight:  newInflight(),
 		workers: make(chan struct{}, opts.Workers),
+		active:  newTracker(),
 		m:       m,
 	}, nil
 }
@@ -163,6 +166,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.healthy.Store(true)
 	e.running.Store(true)
+	e.started.Store(true)
 	defer e.running.Store(false)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -301,6 +305,7 @@ func (e *Engine) Info() gateway.Info {
 	return gateway.Info{
 		Name:             e.opts.Name,
 		Aliases:          e.opts.Aliases,
+		State:            e.state(),
 		ModelID:          e.opts.ModelID,
 		Revision:         e.opts.Revision,
 		Pooling:          e.opts.Pooling.String(),
@@ -320,10 +325,13 @@ func (e *Engine) Info() gateway.Info {
 // Health reports whether the backend answers.
 func (e *Engine) Health(ctx context.Context) error { return e.backend.Health(ctx) }
 
-// Ready reports whether the batch loop is running and the backend answered
-// its last batch or probe: a load balancer should send nothing while a
-// stalled backend would only time requests out.
-func (e *Engine) Ready() bool { return e.running.Load() && e.healthy.Load() }
+// Ready reports whether the batch loop is running, the backend answered
+// its last batch or probe and the engine is not being removed (Quiesce):
+// a load balancer should send nothing while a stalled backend would only
+// time requests out.
+func (e *Engine) Ready() bool {
+	return e.running.Load() && e.healthy.Load() && !e.active.isDraining()
+}
 
 // paddedOf is the tokens of items once padded to the longest.
 func paddedOf(items []*entry) int {

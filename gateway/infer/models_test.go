@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -46,17 +47,24 @@ func openTiny(t *testing.T) (*onnx.Backend, *tokenizer.Tokenizer) {
 }
 
 // held runs batches on a real backend, each only once the test lets it
-// go: the test decides when the backend is slow.
+// go (letGo): the test decides when the backend is slow.
 type held struct {
 	Backend
 	arrived  chan struct{} // a token per batch that reached Embed
-	release  chan struct{} // a batch waits for a token; closing it lets all go
-	returned atomic.Int64  // batches the backend answered
+	release  chan struct{} // closed by letGo
+	once     sync.Once
+	ended    <-chan struct{} // the test's end: no batch is held past it
+	returned atomic.Int64    // batches the backend answered
 }
 
-func holding(be Backend) *held {
-	return &held{Backend: be, arrived: make(chan struct{}, 64), release: make(chan struct{})}
+// holding wraps be. A test that fails while a batch is held ends
+// anyway: its end (before any cleanup, Run's included) fails the batch,
+// which would otherwise keep Run from returning.
+func holding(t *testing.T, be Backend) *held {
+	return &held{Backend: be, arrived: make(chan struct{}, 64), release: make(chan struct{}), ended: t.Context().Done()}
 }
+
+func (h *held) letGo() { h.once.Do(func() { close(h.release) }) }
 
 func (h *held) Embed(ctx context.Context, b *gateway.Batch) (*gateway.Output, error) {
 	h.arrived <- struct{}{}
@@ -64,6 +72,8 @@ func (h *held) Embed(ctx context.Context, b *gateway.Batch) (*gateway.Output, er
 	case <-h.release:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-h.ended:
+		return nil, errors.New("the test ended with the batch held")
 	}
 	defer h.returned.Add(1)
 	return h.Backend.Embed(ctx, b)
@@ -298,7 +308,7 @@ func TestSharedGateRefusesAcrossModels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow := holding(be)
+	slow := holding(t, be)
 	a := newModel(t, model("a", gate), slow, tok, discard(), reg)
 	b := newModel(t, model("b", gate), be, tok, discard(), reg)
 	run(t, a)
@@ -327,7 +337,7 @@ func TestSharedGateRefusesAcrossModels(t *testing.T) {
 	if n, _ := value(t, reg, "embedgate_requests_in_flight", ""); n != 1 {
 		t.Errorf("in flight = %v, want 1", n)
 	}
-	close(slow.release)
+	slow.letGo()
 	if err := <-first; err != nil {
 		t.Fatalf("a's request: %v", err)
 	}
