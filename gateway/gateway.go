@@ -165,6 +165,9 @@ type TokenizeRequest struct {
 // /v1/models. ModelID is where the model came from (a hub repo or a
 // directory); Name is what clients call it.
 type Info struct {
+	Name             string   // the served name: what a request's model matches
+	Aliases          []string // the model's other names
+	State            string   // "loading", "ready", "unhealthy" or "draining"
 	ModelID          string
 	Revision         string
 	Pooling          string

@@ -8,7 +8,6 @@ package batcher
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -52,16 +51,17 @@ type Queue[T Item] struct {
 	cancelled prometheus.Counter
 }
 
-// New checks opts and registers the queue's metrics on reg (none when reg
-// is nil); a series already registered is an error.
-func New[T Item](opts Options, reg prometheus.Registerer) (*Queue[T], error) {
+// New checks opts and builds the queue. Its metrics are registered by
+// the caller (Collectors), which can then give them back when the queue
+// goes away.
+func New[T Item](opts Options) (*Queue[T], error) {
 	if opts.MaxTokens < 1 || opts.MaxRows < 1 {
 		return nil, errors.New("batcher: max tokens and max rows must be positive")
 	}
 	if opts.CallTokens <= 0 {
 		opts.CallTokens = 32
 	}
-	q := &Queue[T]{
+	return &Queue[T]{
 		opts:  opts,
 		ready: make(chan struct{}, 1),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -82,16 +82,13 @@ func New[T Item](opts Options, reg prometheus.Registerer) (*Queue[T], error) {
 		cancelled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "embedgate_queue_dropped_total", Help: "Inputs dropped before inference because their request was done.",
 		}),
-	}
-	if reg == nil {
-		return q, nil
-	}
-	for _, c := range []prometheus.Collector{q.queued, q.rows, q.tokens, q.padding, q.cancelled} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("batcher: register metrics: %w", err)
-		}
-	}
-	return q, nil
+	}, nil
+}
+
+// Collectors are the queue's metrics, for the caller to register and,
+// when the queue goes away (a model removed or reloaded), unregister.
+func (q *Queue[T]) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{q.queued, q.rows, q.tokens, q.padding, q.cancelled}
 }
 
 // Push queues items.

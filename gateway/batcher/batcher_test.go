@@ -3,8 +3,6 @@ package batcher
 import (
 	"context"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 type item struct {
@@ -26,7 +24,7 @@ func mk(ctx context.Context, tag, n int) *item {
 
 func newQueue(t *testing.T, opts Options) *Queue[*item] {
 	t.Helper()
-	q, err := New[*item](opts, prometheus.NewRegistry())
+	q, err := New[*item](opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +131,7 @@ func TestPad(t *testing.T) {
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
-	if _, err := New[*item](Options{MaxTokens: 0, MaxRows: 1}, prometheus.NewRegistry()); err == nil {
+	if _, err := New[*item](Options{MaxTokens: 0, MaxRows: 1}); err == nil {
 		t.Error("New with MaxTokens 0 succeeded")
 	}
 }

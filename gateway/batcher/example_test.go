@@ -36,7 +36,7 @@ func ExampleQueue() {
 		MaxTokens: 24, // --max-batch-tokens: rows × longest ≤ 24
 		MaxRows:   4,  // --max-batch-requests
 		PadID:     0,
-	}, nil) // nil: no metrics registered
+	})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -75,7 +75,7 @@ func ExampleQueue() {
 // Pad right-pads each row to the longest with the pad id and attention 0,
 // which is what tells the model (and pooling) which positions are real.
 func ExampleQueue_Pad() {
-	q, err := batcher.New[*input](batcher.Options{MaxTokens: 16, MaxRows: 4, PadID: 0}, nil)
+	q, err := batcher.New[*input](batcher.Options{MaxTokens: 16, MaxRows: 4, PadID: 0})
 	if err != nil {
 		fmt.Println(err)
 		return

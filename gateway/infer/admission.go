@@ -2,9 +2,12 @@ package infer
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/admit"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // queueShare is the part of a request's time left that waiting in the
@@ -15,6 +18,18 @@ import (
 // within it (batcher's waitShare). Half the deadline is still seconds of
 // queued work on any backend, far more than batches need to stay full.
 const queueShare = 0.5
+
+// NewGate makes the admission gate that the engines of several models
+// share (Options.Gate), so --max-concurrent-requests bounds the process,
+// not each model, and registers its metrics on reg (none when reg is
+// nil): once, without a model label, since no model owns it.
+func NewGate(maxConcurrent int, reg prometheus.Registerer) (*admit.Gate, error) {
+	gate := admit.New(maxConcurrent)
+	if err := register(reg, gateCollectors(gate)); err != nil {
+		return nil, fmt.Errorf("infer: gate: %w", err)
+	}
+	return gate, nil
+}
 
 // admit takes a place at the gate or refuses the request at once: 429 when
 // every place is taken or the queue has no time even for the smallest
@@ -66,6 +81,9 @@ func (e *Engine) Busy(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return gateway.ContextError(err)
 	}
+	if e.active.isDraining() {
+		return e.removing()
+	}
 	if e.gate.InFlight() >= e.gate.Capacity() {
 		return e.refuseConcurrency()
 	}
@@ -86,7 +104,7 @@ func (e *Engine) backlogFull(ctx context.Context) error {
 }
 
 func (e *Engine) refuseConcurrency() error {
-	e.m.overloaded.WithLabelValues("concurrency").Inc()
+	e.m.overloaded.WithLabelValues(reasonConcurrency).Inc()
 	return &gateway.Error{Kind: gateway.Overloaded, Msg: "the gateway is at its limit of concurrent requests; retry later", RetryAfter: time.Second}
 }
 
@@ -95,7 +113,7 @@ func (e *Engine) refuseConcurrency() error {
 // refused in the same instant hears about the same wait, and a shorter
 // one brings them all back together to be refused again.
 func (e *Engine) refuseBacklog(retry time.Duration) error {
-	e.m.overloaded.WithLabelValues("backlog").Inc()
+	e.m.overloaded.WithLabelValues(reasonBacklog).Inc()
 	return &gateway.Error{
 		Kind:       gateway.Overloaded,
 		Msg:        "the queue holds more work than this request's deadline leaves time for; retry later",

@@ -15,6 +15,10 @@ import (
 // anything the client should see.
 func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway.EmbedResult, error) {
 	start := time.Now()
+	if err := e.enterCall(); err != nil {
+		return nil, err
+	}
+	defer e.active.leave()
 	if err := e.checkRequest(req); err != nil {
 		return nil, err
 	}

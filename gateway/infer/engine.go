@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,12 +22,16 @@ import (
 
 // Options configure one model's pipeline.
 type Options struct {
+	// Name is the served name (what a request's model matches), Aliases
+	// its other names; both only describe the model (Info, logs).
+	Name              string
+	Aliases           []string
 	ModelID, Revision string
 	BackendName       string
 	Version           string
 	Pooling           pooling.Method
 	MaxInputLength    int // tokens, special tokens included
-	MaxConcurrent     int // requests in the pipeline at once
+	MaxConcurrent     int // requests in the pipeline at once; unused with Gate
 	MaxBatchTokens    int // padded tokens per backend batch
 	MaxBatchRequests  int // rows per backend batch
 	MaxClientBatch    int // inputs per request
@@ -47,6 +52,10 @@ type Options struct {
 	// Tracer makes the tokenize, queue and inference spans, children of
 	// the span in Embed's ctx; nil = none.
 	Tracer trace.Tracer
+	// Gate is the admission gate the engine shares with the process's
+	// other models (see NewGate); nil = a gate of its own, of
+	// MaxConcurrent places, whose metrics the engine registers.
+	Gate *admit.Gate
 }
 
 // Engine is one model's pipeline: tokenizer, admission gate, batch queue,
@@ -63,15 +72,23 @@ type Engine struct {
 	queue   *batcher.Queue[*entry]
 	workers chan struct{} // tokenization slots
 	running atomic.Bool
+	started atomic.Bool // Run has begun serving (after calibration)
 	healthy atomic.Bool // false after a batch found the backend down or stalled
+	active  *tracker    // Embed and Tokenize calls inside, for Quiesce
 	flight  *inflight   // batches handed to the backend, for room
 	batchID atomic.Uint64
 	m       *metrics
+	closing sync.Once
 }
 
 // New checks opts against the model and the backend and registers the
-// pipeline's metrics on reg.
+// pipeline's metrics on reg; Close gives them back. With several models,
+// reg labels them by model (see newMetrics).
 func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
+	if opts.Name != "" {
+		logger = logger.With("model", opts.Name) // which of the models a line is about
+	}
+	opts.Aliases = slices.Clone(opts.Aliases)
 	spec := backend.Spec()
 	var problems []error
 	// The one check of the batch budget against the model: it names the
@@ -107,16 +124,21 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		opts.ProbeInterval = time.Second
 	}
 	padID, _ := tok.PadID()
-	queue, err := batcher.New[*entry](batcher.Options{MaxTokens: opts.MaxBatchTokens, MaxRows: opts.MaxBatchRequests, PadID: padID}, reg)
+	queue, err := batcher.New[*entry](batcher.Options{MaxTokens: opts.MaxBatchTokens, MaxRows: opts.MaxBatchRequests, PadID: padID})
 	if err != nil {
 		problems = append(problems, err)
 	}
 	if err := errors.Join(problems...); err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
-	gate := admit.New(opts.MaxConcurrent)
+	gate := opts.Gate
+	var own *admit.Gate // a gate of its own, whose metrics the engine registers
+	if gate == nil {
+		own = admit.New(opts.MaxConcurrent)
+		gate = own
+	}
 	backlog := admit.NewBacklog(queueShare, 2*opts.MaxBatchTokens*opts.MaxInflight)
-	m, err := newMetrics(reg, gate, backlog)
+	m, err := newMetrics(reg, own, backlog, queue.Collectors())
 	if err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
@@ -131,6 +153,7 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		queue:   queue,
 		flight:  newInflight(),
 		workers: make(chan struct{}, opts.Workers),
+		active:  newTracker(),
 		m:       m,
 	}, nil
 }
@@ -143,6 +166,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.healthy.Store(true)
 	e.running.Store(true)
+	e.started.Store(true)
 	defer e.running.Store(false)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -279,6 +303,9 @@ func checkOutput(out *gateway.Output, b *gateway.Batch, spec gateway.ModelSpec) 
 // Info describes the model and the pipeline.
 func (e *Engine) Info() gateway.Info {
 	return gateway.Info{
+		Name:             e.opts.Name,
+		Aliases:          e.opts.Aliases,
+		State:            e.state(),
 		ModelID:          e.opts.ModelID,
 		Revision:         e.opts.Revision,
 		Pooling:          e.opts.Pooling.String(),
@@ -287,7 +314,7 @@ func (e *Engine) Info() gateway.Info {
 		MaxBatchTokens:   e.opts.MaxBatchTokens,
 		MaxBatchRequests: e.opts.MaxBatchRequests,
 		MaxClientBatch:   e.opts.MaxClientBatch,
-		MaxConcurrent:    e.opts.MaxConcurrent,
+		MaxConcurrent:    e.gate.Capacity(),
 		Backend:          e.opts.BackendName,
 		Version:          e.opts.Version,
 		Prompts:          e.opts.Prompts,
@@ -298,10 +325,13 @@ func (e *Engine) Info() gateway.Info {
 // Health reports whether the backend answers.
 func (e *Engine) Health(ctx context.Context) error { return e.backend.Health(ctx) }
 
-// Ready reports whether the batch loop is running and the backend answered
-// its last batch or probe: a load balancer should send nothing while a
-// stalled backend would only time requests out.
-func (e *Engine) Ready() bool { return e.running.Load() && e.healthy.Load() }
+// Ready reports whether the batch loop is running, the backend answered
+// its last batch or probe and the engine is not being removed (Quiesce):
+// a load balancer should send nothing while a stalled backend would only
+// time requests out.
+func (e *Engine) Ready() bool {
+	return e.running.Load() && e.healthy.Load() && !e.active.isDraining()
+}
 
 // paddedOf is the tokens of items once padded to the longest.
 func paddedOf(items []*entry) int {

@@ -18,6 +18,10 @@ import (
 // length tokens: without the limits, 8 requests of 2 MB each answered
 // 68 MB apiece, past --max-concurrent-requests.
 func (e *Engine) Tokenize(ctx context.Context, req *gateway.TokenizeRequest) ([][]gateway.Token, error) {
+	if err := e.enterCall(); err != nil {
+		return nil, err
+	}
+	defer e.active.leave()
 	if err := req.Validate(e.Limits()); err != nil {
 		return nil, err
 	}
