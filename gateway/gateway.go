@@ -181,9 +181,6 @@ type Info struct {
 	Version          string
 	Prompts          map[string]string
 	DefaultPrompt    string
-	Name             string   // the served name: what a request's model matches
-	Aliases          []string // other names the model answers to
-	State            string   // "ready", "loading", "unhealthy" or "draining"
 }
 
 // Check rejects a batch the pipeline should never build: an empty or

@@ -11,13 +11,10 @@
 package auth
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -135,25 +132,6 @@ func (k *Keys) Reload(path string) error {
 	}
 	k.store(entries)
 	return nil
-}
-
-// Run reloads the set from path each time reload receives (the caller
-// passes a channel given to signal.Notify for SIGHUP), logging the outcome,
-// until ctx is done. A failed reload keeps the old keys and is logged as an
-// error. Run returns nil when ctx ends.
-func (k *Keys) Run(ctx context.Context, reload <-chan os.Signal, path string, logger *slog.Logger) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-reload:
-			if err := k.Reload(path); err != nil {
-				logger.Error("api keys reload failed, keeping the old keys", "path", path, "err", err, "keys", k.Len())
-				continue
-			}
-			logger.Info("api keys reloaded", "path", path, "keys", k.Len())
-		}
-	}
 }
 
 // Len is the number of keys in the set, disabled ones included.

@@ -1,10 +1,6 @@
 package auth
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"os"
 	"reflect"
 	"testing"
 )
@@ -110,7 +106,7 @@ func TestMayUseAndTPMFor(t *testing.T) {
 	}
 }
 
-// TestReloadModels: a SIGHUP reload (Run) replaces the allow-lists and
+// TestReloadModels: a SIGHUP reload replaces the allow-lists and
 // per-model limits with the file's new ones.
 func TestReloadModels(t *testing.T) {
 	dir := t.TempDir()
@@ -119,21 +115,12 @@ func TestReloadModels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	reload := make(chan os.Signal)
-	done := make(chan error, 1)
-	go func() { done <- keys.Run(ctx, reload, path, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-
 	writeFile(t, dir, "keys.yaml", `keys:
   - {name: search, key: sk-search, models: [e5], model_tpm: {e5: 50}}
   - {name: none, key: sk-none}
 `)
-	reload <- os.Interrupt
-	reload <- os.Interrupt // returns once the first reload is done
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run = %v", err)
+	if err := keys.Reload(path); err != nil {
+		t.Fatal(err)
 	}
 	search, err := keys.Match("sk-search")
 	if err != nil {

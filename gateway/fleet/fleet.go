@@ -62,8 +62,9 @@ type Fleet struct {
 
 	table atomic.Pointer[table]
 
-	mu      sync.Mutex // serializes Apply and Close
+	mu      sync.Mutex // serializes Apply, Run's start and Close
 	members map[string]*member
+	running bool // Run has started the engines: Apply starts new ones at once
 	closed  bool
 	// life is every engine's Run context; Close ends it.
 	life     context.Context
@@ -71,12 +72,14 @@ type Fleet struct {
 	retiring sync.WaitGroup
 }
 
-// member is one running pipeline.
+// member is one opened pipeline.
 type member struct {
-	p     *Pipeline
-	model *Model
-	stop  context.CancelFunc // ends the engine's Run
-	done  chan struct{}      // closed when Run has returned
+	p        *Pipeline
+	model    *Model
+	runCtx   context.Context
+	stop     context.CancelFunc // ends the engine's Run
+	launched atomic.Bool        // its Run was started
+	done     chan struct{}      // closed when a started Run has returned
 }
 
 // table is what lookups read.
@@ -135,6 +138,7 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 	for _, e := range entries {
 		old := f.members[e.Name]
 		if old != nil && old.p.Entry.Equal(e) {
+			old.p.Entry.Source = e.Source // Equal leaves it out: it may have moved
 			next[e.Name] = old
 			continue
 		}
@@ -179,21 +183,30 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 	return errors.Join(problems...)
 }
 
-// start opens e's pipeline and runs its engine.
+// start opens e's pipeline, and runs its engine once the fleet runs.
 func (f *Fleet) start(ctx context.Context, e catalog.Entry) (*member, error) {
 	p, err := f.open(ctx, e)
 	if err != nil {
 		return nil, err
 	}
-	runCtx, stop := context.WithCancel(f.life)
-	m := &member{p: p, stop: stop, done: make(chan struct{}),
+	m := &member{p: p, done: make(chan struct{}),
 		model: &Model{Name: e.Name, Aliases: slices.Clone(e.Aliases), Engine: p.Engine}}
+	m.runCtx, m.stop = context.WithCancel(f.life)
+	if f.running {
+		f.launch(m)
+	}
+	f.logger.Info("model opened", "model", e.Name, "aliases", e.Aliases, "source", e.Source, "model_id", e.ModelID)
+	return m, nil
+}
+
+// launch runs m's engine: its batch loop, which first calibrates the
+// backend.
+func (f *Fleet) launch(m *member) {
+	m.launched.Store(true)
 	go func() {
 		defer close(m.done)
-		_ = p.Engine.Run(runCtx)
+		_ = m.p.Engine.Run(m.runCtx)
 	}()
-	f.logger.Info("model serving", "model", e.Name, "aliases", e.Aliases, "source", e.Source, "model_id", e.ModelID)
-	return m, nil
 }
 
 // retire lets m finish the requests it holds, then stops it. The table no
@@ -218,17 +231,29 @@ func (f *Fleet) retire(m *member) {
 // releases its backend and its metrics.
 func (f *Fleet) stop(m *member) {
 	m.stop()
-	<-m.done
+	if m.launched.Load() {
+		<-m.done
+	}
 	if m.p.Close != nil {
 		m.p.Close()
 	}
 	m.p.Engine.Close()
 }
 
-// Run returns once ctx ends, having stopped every model: what they still
-// queue is answered 503. Stop the HTTP server first, so that accepted
-// requests are answered.
+// Run runs every model's engine, and those Apply adds from then on, until
+// ctx ends; then it stops them all: what they still queue is answered
+// 503. Stop the HTTP server first, so that accepted requests are answered.
+// Before Run, models are opened but nothing runs, so a start that fails
+// after Apply leaves nothing running behind.
 func (f *Fleet) Run(ctx context.Context) error {
+	f.mu.Lock()
+	if !f.closed {
+		f.running = true
+		for _, m := range f.members {
+			f.launch(m)
+		}
+	}
+	f.mu.Unlock()
 	<-ctx.Done()
 	f.Close()
 	return nil

@@ -98,9 +98,13 @@ func (r *rig) opens(name string) int {
 	return *n.(*int)
 }
 
+// newFleet makes a running fleet; it stops with the test.
 func newFleet(t *testing.T, r *rig, opts fleet.Options) *fleet.Fleet {
 	f := fleet.New(r.open, slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
-	t.Cleanup(f.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 	return f
 }
 
@@ -251,6 +255,30 @@ func TestRetireFinishesRequests(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Errorf("request in flight on the retired model = %v, want its answer", err)
 		}
+	}
+}
+
+// TestNothingRunsBeforeRun: Apply opens models; only Run runs their
+// engines, so a start that fails after Apply leaves nothing running.
+func TestNothingRunsBeforeRun(t *testing.T) {
+	r := newRig(t)
+	f := fleet.New(r.open, slog.New(slog.DiscardHandler), fleet.Options{})
+	if err := f.Apply(context.Background(), []catalog.Entry{{Name: "a", ModelID: "onnx"}}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := f.Lookup("a")
+	time.Sleep(100 * time.Millisecond) // a started engine would calibrate and turn ready by now
+	if state := m.Engine.Info().State; state != "loading" {
+		t.Fatalf("before Run, state = %q, want loading", state)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(ctx) }()
+	waitFor(t, m.Engine.Ready)
+	cancel()
+	<-done
+	if _, ok := f.Lookup("a"); ok {
+		t.Error("a still served after Run returned")
 	}
 }
 

@@ -84,7 +84,9 @@ func servedOf(m *fleet.Model) (served, bool) {
 
 // errNoModel answers requests while no model is served: at start, before
 // the first one is open, or when none could be.
-var errNoModel = &gateway.Error{Kind: gateway.Unhealthy, Msg: "no model is being served"}
+func errNoModel() error {
+	return &gateway.Error{Kind: gateway.Unhealthy, Msg: "no model is being served"}
+}
 
 // model is the model a request names ("" = the default), if the request's
 // key may use it, and goes on the record for the log line. A model that is
@@ -94,7 +96,7 @@ func (s *Server) model(rec *record, name string) (served, error) {
 	m, ok := s.models.lookup(name)
 	switch {
 	case !ok && name == "":
-		return served{}, errNoModel
+		return served{}, errNoModel()
 	case !ok:
 		return served{}, gateway.UnknownModel(name)
 	case rec.key != nil && !rec.key.MayUse(m.names):
@@ -112,7 +114,7 @@ func (s *Server) model(rec *record, name string) (served, error) {
 func (s *Server) defaultModel() (served, error) {
 	m, ok := s.models.lookup("")
 	if !ok {
-		return served{}, errNoModel
+		return served{}, errNoModel()
 	}
 	return m, nil
 }

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/embedgate/embedgate/gateway/backend/onnx"
 	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"

@@ -68,7 +68,8 @@ func (p *pipelines) open(ctx context.Context, entry catalog.Entry) (*fleet.Pipel
 		return nil, err
 	}
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"model": e.Name}, p.reg)
-	eng, err := infer.New(p.engineOptions(e, model, inflight), model.tok, backend, logger, reg)
+	// The engine names the model in its log lines itself.
+	eng, err := infer.New(p.engineOptions(e, model, inflight), model.tok, backend, p.logger, reg)
 	if err != nil {
 		closeBackend()
 		return nil, err
@@ -181,8 +182,17 @@ func (p *pipelines) engineOptions(e catalog.Entry, model *openedModel, inflight 
 		Workers:           p.cfg.TokenizationWorkers,
 		Prompts:           model.Prompts,
 		DefaultPromptName: firstNonEmpty(e.DefaultPromptName, model.DefaultPromptName),
-		DefaultPrompt:     p.cfg.DefaultPrompt,
+		DefaultPrompt:     p.defaultPrompt(e),
 		Tracer:            p.tracer,
 		Calibrate:         true,
 	}
+}
+
+// defaultPrompt is --default-prompt's text for the one-model flags' entry:
+// a prompt written for one model means nothing to another.
+func (p *pipelines) defaultPrompt(e catalog.Entry) string {
+	if flags, ok := p.cfg.FlagEntry(); ok && flags.Name == e.Name && e.Source == flags.Source {
+		return p.cfg.DefaultPrompt
+	}
+	return ""
 }

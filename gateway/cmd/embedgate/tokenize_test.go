@@ -8,8 +8,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-
-	"github.com/embedgate/embedgate/gateway/config"
 )
 
 func minilmPath() string {
@@ -66,8 +64,7 @@ func TestHubRevision(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := &config.Config{ModelID: tt.modelID, Revision: tt.revision}
-			if got := hubRevision(cfg, tt.dir); got != tt.want {
+			if got := hubRevision(tt.modelID, tt.revision, tt.dir); got != tt.want {
 				t.Errorf("hubRevision(%q, %q) = %q, want %q", tt.modelID, tt.dir, got, tt.want)
 			}
 		})
