@@ -143,6 +143,11 @@ func goroutines() map[string]string {
 			continue // the caller's own
 		}
 		id, _, _ := strings.Cut(strings.TrimPrefix(g, "goroutine "), " ")
+		if _, frames, _ := strings.Cut(g, "\n"); strings.HasPrefix(frames, "runtime.goexit1(") {
+			// Its function has returned; only the runtime's exit is left
+			// (prometheus' Unregister of a wrapped collector starts one).
+			continue
+		}
 		out[id] = g
 	}
 	return out

@@ -237,6 +237,17 @@ func TestBothBackends(t *testing.T) {
 	if err != nil || len(raw) != 16*4 || math.IsNaN(float64(math.Float32frombits(binary.LittleEndian.Uint32(raw)))) {
 		t.Errorf("base64 embedding of e5: %d bytes, err %v", len(raw), err)
 	}
+	// A model whose backend is down fails alone.
+	srv.SetFault(tritontest.NotReady)
+	if _, r := g.dims(t, "remote"); r.status != 503 {
+		t.Errorf("remote with Triton not ready = %d %s, want 503", r.status, r.body)
+	}
+	if n, r := g.dims(t, "local"); n != 32 {
+		t.Errorf("local while Triton is not ready = %d %s, want 200", r.status, r.body)
+	}
+	srv.SetFault(tritontest.NoFault)
+	waitFor(t, func() bool { n, _ := g.dims(t, "remote"); return n == 16 }, "remote back once Triton is ready")
+
 	r = g.post(t, "/v1/embeddings", `{"input":"a","model":"gpt-4"}`)
 	want := "{\"error\":{\"message\":\"The model `gpt-4` does not exist or you do not have access to it.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"model_not_found\"}}"
 	if r.status != 404 || strings.TrimSpace(string(r.body)) != want {
