@@ -164,7 +164,9 @@ func (r *redisTier) lookup(ctx context.Context, dim int, keys []Key) (vecs [][]f
 	r.m.lookup.Observe(time.Since(start).Seconds())
 	cancel()
 	if err != nil {
-		if ctx.Err() == nil { // the caller's own deadline says nothing about Redis
+		// The caller's own deadline, or a Close racing this lookup, say
+		// nothing about Redis.
+		if ctx.Err() == nil && !errors.Is(err, redis.ErrClosed) {
 			r.m.errors.Inc()
 			r.outage.MarkDown(err)
 		}

@@ -454,3 +454,24 @@ func TestRedisMetricsRegistered(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisCallerCancelIsNotAnOutage: a lookup cut short by the caller's
+// own context is a miss that says nothing about Redis.
+func TestRedisCallerCancelIsNotAnOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	store(t, srv, []Key{key(1)}, [][]float32{vec(1, 4)})
+	f := newRedisCache(t, testOptions(srv, 0), true)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 2 * breakerFailures {
+		if _, st := f.c.Get(ctx, "m", 4, []Key{key(1)}); st != (Stats{Misses: 1}) {
+			t.Fatalf("lookup %d with a canceled context: %+v, want a miss", i, st)
+		}
+	}
+	if n := testenv.Metric(t, f.reg, "embedgate_cache_redis_errors_total"); n != 0 {
+		t.Errorf("errors_total = %v, want 0", n)
+	}
+	if _, st := f.c.Get(context.Background(), "m", 4, []Key{key(1)}); st != (Stats{Redis: 1}) {
+		t.Errorf("then with a live context: %+v, want a Redis hit (breaker closed)", st)
+	}
+}
