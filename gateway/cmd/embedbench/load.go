@@ -32,6 +32,10 @@ type levelOptions struct {
 	// they wait what its retry-after-ms (or Retry-After) says first, as
 	// OpenAI's SDKs do.
 	RetryAt0 bool
+	// Midway, if set, runs once half way through the window (Warmup +
+	// Window/2 after the start), e.g. to kill Redis; what it returns
+	// describes what it did, for the report.
+	Midway func() string
 }
 
 // Level is what one load level measured (see runLevel for which requests
@@ -48,8 +52,13 @@ type Level struct {
 	Status    map[int]int // 0 = transport error (no HTTP status)
 	Max429    time.Duration
 	Max200    time.Duration
-	Overhead  quantiles // e2e minus the gateway's own inference time (Timings runs)
-	Errors    []string  // distinct transport errors, at most a few
+	Overhead  quantiles      // e2e minus the gateway's own inference time (Timings runs)
+	Errors    []string       // distinct transport errors, at most a few
+	Cache     map[string]int // x-embedgate-cache of the 200s counted in Status ("" = absent: no cache)
+	// Event says what Midway did and when; AfterEvent are the latencies of
+	// the requests sent after it was due.
+	Event      string
+	AfterEvent quantiles
 	// ProfileErr says why the requested CPU profile could not be saved; a
 	// missing profile does not spoil the measurements.
 	ProfileErr string
@@ -116,7 +125,7 @@ func takeSnapshot(ctx context.Context, g *child) snapshot {
 // so counting what completes inside a window would count a handful of
 // requests. Latencies and statuses cover requests sent after Warmup (0 by
 // default: at 256 clients each client sends only one or two requests).
-func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Level, error) {
+func runLevel(ctx context.Context, g *child, mix workload, opts levelOptions) (*Level, error) {
 	var transport http.RoundTripper = &http.Transport{MaxIdleConnsPerHost: opts.Clients, MaxConnsPerHost: opts.Clients}
 	if !opts.RetryAt0 {
 		transport = backoff{next: transport, until: time.Now().Add(opts.Warmup + opts.Window)}
@@ -189,9 +198,11 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 
 	stopOnCancel := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stopOnCancel()
+	midAt := begin.Add(opts.Warmup + opts.Window/2)
+	event := scheduleMidway(begin, midAt, opts.Midway)
 
-	lv := &Level{Name: opts.Name, Clients: opts.Clients, Window: opts.Window, Status: map[int]int{}}
-	var lat, over []time.Duration
+	lv := &Level{Name: opts.Name, Clients: opts.Clients, Window: opts.Window, Status: map[int]int{}, Cache: map[string]int{}}
+	var lat, over, after []time.Duration
 	var reqs, embs, toks float64
 	last := begin
 	errSeen := map[string]bool{}
@@ -214,9 +225,13 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 		}
 		lv.Status[int(res.Code)]++
 		lat = append(lat, res.Latency)
+		if opts.Midway != nil && !res.Timestamp.Before(midAt) {
+			after = append(after, res.Latency)
+		}
 		switch res.Code {
 		case 200:
 			lv.Max200 = max(lv.Max200, res.Latency)
+			lv.Cache[res.Headers.Get(cacheHeader)]++
 			if opts.Timings {
 				if inf, ok := inferenceTiming(res.Body); ok {
 					over = append(over, res.Latency-inf)
@@ -234,6 +249,7 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 	perr := <-profiled
 	stopSampling()
 	<-sampled
+	lv.Event = event()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -244,7 +260,7 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 	lv.Makespan = last.Sub(begin)
 	span := lv.Makespan.Seconds()
 	lv.Requests, lv.Embedding, lv.Tokens = reqs/span, embs/span, toks/span
-	lv.Latency, lv.Overhead = quantilesOf(lat), quantilesOf(over)
+	lv.Latency, lv.Overhead, lv.AfterEvent = quantilesOf(lat), quantilesOf(over), quantilesOf(after)
 	lv.RSSMax = rssMax
 
 	// CPU over the same makespan: the end snapshot comes a few ms after
@@ -277,6 +293,29 @@ func runLevel(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Leve
 		lv.ProfileErr = perr.Error()
 	}
 	return lv, nil
+}
+
+// scheduleMidway runs fn at the time at, unless the returned function is
+// called first; that function returns what fn said and when it ran (after
+// begin), or "" if it never ran. It waits for a running fn to finish.
+func scheduleMidway(begin, at time.Time, fn func() string) (result func() string) {
+	if fn == nil {
+		return func() string { return "" }
+	}
+	var said string
+	ran := make(chan struct{})
+	t := time.AfterFunc(time.Until(at), func() {
+		defer close(ran)
+		ranAt := time.Since(begin)
+		said = fmt.Sprintf("%s at %s", fn(), fmtDur(ranAt))
+	})
+	return func() string {
+		if t.Stop() {
+			return ""
+		}
+		<-ran
+		return said
+	}
 }
 
 // steadyRate estimates the real tokens per second the backend ran between

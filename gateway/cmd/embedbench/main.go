@@ -5,7 +5,10 @@
 // Runtime on ideal batches measured in the same run. It does the same with
 // --backend triton against the in-process Triton stand-in, measures the
 // gateway's own overhead and memory against an instant backend, and plays
-// a 10× overload. The report (Markdown) goes to stdout, progress to stderr.
+// a 10× overload. With the cache on (memory and a redis-server it starts),
+// it plays a workload whose inputs all repeat, one where half are new, and
+// one where Redis is killed mid-run, each against the same workload with the
+// cache off; every other run has the cache off. The report (Markdown) goes to stdout, progress to stderr.
 //
 //	embedbench -ort-lib .cache/ort/1.30.0/libonnxruntime.so.1 [-quick]
 package main
@@ -19,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -55,11 +59,14 @@ type options struct {
 	seed                                  uint64
 	overloadMax, overloadClients          int
 	memoryClients                         int
+	cacheClients, cachePool               int
+	cacheBackends                         []string
+	redisServer                           string
 	env                                   map[string]string // extra gateway environment
 }
 
 // runNames lists the parts of a run, in the order they run.
-const runNames = "raw,onnx,triton,overhead,memory,overload"
+const runNames = "raw,onnx,triton,overhead,memory,overload,cache"
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
@@ -80,6 +87,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.overloadMax, "overload-max", 8, "MAX_CONCURRENT_REQUESTS for the overload run")
 	fs.IntVar(&o.overloadClients, "overload-clients", 80, "clients in the overload run (10× the admitted requests)")
 	fs.IntVar(&o.memoryClients, "memory-clients", 256, "clients in the memory run")
+	fs.IntVar(&o.cacheClients, "cache-clients", ratioClients, "clients in the cache runs")
+	fs.IntVar(&o.cachePool, "cache-pool", 64, "requests in the cache runs' pool of repeated inputs (warmed once; -quick: at most 32)")
+	cacheBackends := fs.String("cache-backends", "onnx", "backends of the cache runs, any of onnx,triton")
+	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "the redis-server binary for the cache runs' Redis tier")
 	o.env = map[string]string{}
 	fs.Func("env", "extra `KEY=VALUE` for every gateway (repeatable), e.g. GOMEMLIMIT=120MiB or MAX_BATCH_TOKENS=8192", func(v string) error {
 		k, val, ok := strings.Cut(v, "=")
@@ -97,6 +108,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.quick {
 		o.window, o.raw = 5*time.Second, time.Second
+		o.cachePool = min(o.cachePool, 32)
+	}
+	if o.cacheClients < 1 || o.cachePool < 1 {
+		return nil, fmt.Errorf("-cache-clients and -cache-pool must be at least 1, got %d and %d", o.cacheClients, o.cachePool)
+	}
+	for _, f := range strings.Split(*cacheBackends, ",") {
+		f = strings.TrimSpace(f)
+		if f != "onnx" && f != "triton" {
+			return nil, fmt.Errorf("-cache-backends: unknown %q (want onnx or triton)", f)
+		}
+		o.cacheBackends = append(o.cacheBackends, f)
 	}
 	for _, f := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -112,6 +134,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("-run: unknown %q (want some of %s)", f, runNames)
 		}
 		o.runs[f] = true
+	}
+	if o.runs["cache"] {
+		// Found now, not after the other runs' minutes.
+		path, err := exec.LookPath(o.redisServer)
+		if err != nil {
+			return nil, fmt.Errorf("the cache runs need redis-server (Debian's redis-server package, or -redis-server; or leave cache out of -run): %w", err)
+		}
+		o.redisServer = path
 	}
 	return o, nil
 }
@@ -181,7 +211,10 @@ func newBench(o *options, stderr io.Writer) (*bench, error) {
 	if o.gateway, err = filepath.Abs(o.gateway); err != nil {
 		return nil, err
 	}
-	b.envGW = map[string]string{"MODEL_ID": b.dir, "ORT_LIB": lib}
+	// The cache is off unless a cache run turns it on: the mix repeats
+	// across levels, and the figures of the other runs stay comparable
+	// with those from before the cache.
+	b.envGW = map[string]string{"MODEL_ID": b.dir, "ORT_LIB": lib, "CACHE": "false"}
 	// One session serves the raw baseline and the Triton stand-in: ONNX
 	// Runtime's environment is process-wide and best loaded once.
 	b.ort, err = onnx.Open(onnx.Options{LibraryPath: lib, ModelPath: filepath.Join(b.dir, "onnx", "model.onnx"),
@@ -291,6 +324,13 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 			return rep, err
 		}
 	}
+	if o.runs["cache"] {
+		for _, backend := range o.cacheBackends {
+			if err := b.cacheRuns(ctx, rep, backend); err != nil {
+				return rep, err
+			}
+		}
+	}
 	return rep, nil
 }
 
@@ -373,7 +413,7 @@ func (b *bench) instant(ctx context.Context, rep *Report) error {
 	return nil
 }
 
-func (b *bench) level(ctx context.Context, g *child, mix *Mix, opts levelOptions) (*Level, error) {
+func (b *bench) level(ctx context.Context, g *child, mix workload, opts levelOptions) (*Level, error) {
 	b.log.Info("level", "run", opts.Name, "clients", opts.Clients, "for", opts.Warmup+opts.Window)
 	l, err := runLevel(ctx, g, mix, opts)
 	if l != nil && l.ProfileErr != "" {
@@ -381,7 +421,7 @@ func (b *bench) level(ctx context.Context, g *child, mix *Mix, opts levelOptions
 	}
 	if l != nil {
 		b.log.Info("level done", "run", opts.Name, "clients", opts.Clients, "req/s", fmt.Sprintf("%.1f", l.Requests),
-			"tokens/s", int(l.Tokens), "p50", l.Latency.P50, "statuses", fmtStatus(l.Status))
+			"tokens/s", int(l.Tokens), "p50", l.Latency.P50, "p99", l.Latency.P99, "statuses", fmtStatus(l.Status), "cache", fmtCache(l.Cache))
 	}
 	return l, err
 }

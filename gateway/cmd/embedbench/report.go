@@ -28,7 +28,11 @@ type Report struct {
 	// retry-after, then with clients that retry at once.
 	Overload    []*Level
 	OverloadMax int // MAX_CONCURRENT_REQUESTS of the overload runs
-	Notes       []string
+	// Cache holds the cache workloads (issue 13), each with its uncached
+	// baseline; CachePool is the number of requests they repeat.
+	Cache     []*CacheRun
+	CachePool int
+	Notes     []string
 }
 
 // target is one line of BRIEF §12 as this run measured it.
@@ -107,6 +111,34 @@ func (r *Report) targets() []target {
 		}
 		ts = append(ts, t)
 	}
+	return append(ts, r.cacheTargets()...)
+}
+
+// cacheTargets are issue 13's figures, judged on the onnx backend.
+func (r *Report) cacheTargets() []target {
+	var ts []target
+	for _, c := range r.Cache {
+		if c.Backend != "onnx" {
+			continue
+		}
+		switch c.Workload {
+		case workRepeat:
+			t := target{name: "cache, onnx, " + workRepeat + ": tokens/s ÷ the same workload with the cache off", want: "≥ 10"}
+			if ratio, ok := c.cacheRatio(); ok {
+				t.got = fmt.Sprintf("%.1f (%.0f / %.0f tokens/s); x-embedgate-cache %s", ratio, c.Cached.Tokens, c.Uncached.Tokens, fmtCache(c.Cached.Cache))
+				t.met, t.known = ratio >= 10 && !c.noCacheHeader(), true
+			}
+			ts = append(ts, t)
+		case workKill:
+			t := target{name: "cache, onnx, " + workKill + ": statuses; latency p99 ÷ the cache off", want: "only 200; ≤ 2"}
+			if ratio, ok := c.p99Ratio(); ok {
+				l := c.Cached
+				t.got = fmt.Sprintf("%s; %.2f (%s / %s)", fmtStatus(l.Status), ratio, fmtDur(l.Latency.P99), fmtDur(c.Uncached.Latency.P99))
+				t.met, t.known = len(l.Status) == 1 && l.Status[200] > 0 && ratio <= 2 && l.Event != "" && !c.noCacheHeader(), true
+			}
+			ts = append(ts, t)
+		}
+	}
 	return ts
 }
 
@@ -181,6 +213,7 @@ func (r *Report) Write(w io.Writer) error {
 		}
 		p.f("\n")
 	}
+	r.writeCache(p)
 	p.f("## Targets (BRIEF §12)\n\n| target | want | measured | |\n|---|---|---|---|\n")
 	for _, t := range r.targets() {
 		mark := "not measured"
@@ -199,6 +232,63 @@ func (r *Report) Write(w io.Writer) error {
 		}
 	}
 	return p.err
+}
+
+// writeCache renders the cache runs: a summary against the cache-off
+// baselines, then every level in full.
+func (r *Report) writeCache(p *printer) {
+	if len(r.Cache) == 0 {
+		return
+	}
+	p.f("## Cache (issue 13)\n\n")
+	p.f("- pool: %d requests of the mix, sent once to warm the cache (then once more to check: x-embedgate-cache of that pass below); "+
+		"%s: the pool round robin; %s: pool request k with the inputs at positions j where j+k is even replaced by never-sent inputs of the same kind and length; "+
+		"each cached run has its own fresh redis-server; the baselines are the same workload, same clients, with CACHE=false; "+
+		"the Redis-kill run has no memory tier, so every lookup goes to Redis until it dies\n\n", r.CachePool, workRepeat, workHalfNew)
+	p.f("| workload | backend | cache | clients | tok/s | cache off tok/s | ÷ cache off | p99 | cache off p99 | ÷ cache off | statuses | x-embedgate-cache (200s) |\n")
+	p.f("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+	var levels []*Level
+	seen := map[*Level]bool{}
+	for _, c := range r.Cache {
+		for _, l := range []*Level{c.Uncached, c.Cached} {
+			if l != nil && !seen[l] {
+				seen[l] = true
+				levels = append(levels, l)
+			}
+		}
+		if c.Cached == nil {
+			continue
+		}
+		l, u := c.Cached, c.Uncached
+		ratio, p99 := "–", "–"
+		if x, ok := c.cacheRatio(); ok {
+			ratio = fmt.Sprintf("%.1f", x)
+		}
+		if x, ok := c.p99Ratio(); ok {
+			p99 = fmt.Sprintf("%.2f", x)
+		}
+		var uTok float64
+		var uP99 time.Duration
+		if u != nil {
+			uTok, uP99 = u.Tokens, u.Latency.P99
+		}
+		p.f("| %s | %s | %s | %d | %.0f | %.0f | %s | %s | %s | %s | %s | %s |\n", c.Workload, c.Backend, c.Setup, l.Clients,
+			l.Tokens, uTok, ratio, fmtDur(l.Latency.P99), fmtDur(uP99), p99, fmtStatus(l.Status), fmtCache(l.Cache))
+	}
+	p.f("\n")
+	for _, c := range r.Cache {
+		if c.Warm != nil && c.Workload != workHalfNew { // half new shares all repeat's warm-up
+			p.f("- %s, %s: warm-up check %s\n", c.Backend, c.Setup, fmtCache(c.Warm))
+		}
+		if l := c.Cached; l != nil && l.Event != "" {
+			p.f("- %s: %s; requests sent after it was due: p50 %s, p99 %s (n=%d)\n", l.Name, l.Event, fmtDur(l.AfterEvent.P50), fmtDur(l.AfterEvent.P99), l.AfterEvent.N)
+		}
+		if c.noCacheHeader() {
+			p.f("- %s: **no x-embedgate-cache header in any answer**: this gateway has no cache (issue 13's flags), the run measured none\n", c)
+		}
+	}
+	p.f("\n")
+	writeLevels(p, levels, nil, 0)
 }
 
 func writeLevels(p *printer, levels []*Level, raw *Raw, rawPerCPU float64) {
@@ -237,6 +327,30 @@ func fmtStatus(m map[int]int) string {
 	}
 	if len(parts) == 0 {
 		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// fmtCache lists x-embedgate-cache counts: hit, partial, miss, then any
+// other value, "none" for answers without the header.
+func fmtCache(m map[string]int) string {
+	var parts []string
+	for _, v := range []string{"hit", "partial", "miss"} {
+		if n, ok := m[v]; ok {
+			parts = append(parts, fmt.Sprintf("%s: %d", v, n))
+		}
+	}
+	for _, v := range slices.Sorted(maps.Keys(m)) {
+		switch v {
+		case "hit", "partial", "miss":
+		case "":
+			parts = append(parts, fmt.Sprintf("none: %d", m[v]))
+		default:
+			parts = append(parts, fmt.Sprintf("%q: %d", v, m[v]))
+		}
+	}
+	if len(parts) == 0 {
+		return "–"
 	}
 	return strings.Join(parts, ", ")
 }
