@@ -44,6 +44,15 @@ type EmbedRequest struct {
 	// tokenization and before admission, so a token rate limit can refuse
 	// the request before it costs inference. An error ends the request.
 	Charge func(ctx context.Context, tokens int) error
+
+	// CacheScope isolates cache entries: "" = shared by every client,
+	// else the name of the API key whose entries these are (the server
+	// sets it as --cache-scope says).
+	CacheScope string
+	// NoCacheLookup skips the cache lookup but stores the fresh vectors
+	// (Cache-Control: no-cache); NoCacheStore skips both (no-store).
+	NoCacheLookup bool
+	NoCacheStore  bool
 }
 
 // Limits are what codecs validate requests against.
@@ -74,6 +83,7 @@ type EmbedResult struct {
 	Embeddings [][]float32
 	Usage      Usage
 	Timings    Timings
+	Cached     int // inputs served from the cache
 }
 
 // DType is the element type of the model's token inputs.
@@ -103,6 +113,10 @@ type ModelSpec struct {
 	Hidden          int // embedding size H
 	MaxBatch        int // rows per call; 0 = no limit from the backend
 	VocabSize       int // 0 = unknown
+	// Version is the model version the backend serves (Triton's;
+	// "" for onnx): the cache keys on it, so a new version never gets
+	// the vectors of the old one.
+	Version string
 }
 
 // Batch is one padded [Rows, Len] call to a backend. Slices are row-major,

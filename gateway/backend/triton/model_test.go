@@ -260,3 +260,22 @@ func TestResponseBytes(t *testing.T) {
 		}
 	}
 }
+
+// The served version is the one asked for, else the highest ready one,
+// compared as numbers (Triton's versions are integers).
+func TestServedVersion(t *testing.T) {
+	for _, tt := range []struct {
+		asked string
+		ready []string
+		want  string
+	}{
+		{"", nil, ""},
+		{"", []string{"1"}, "1"},
+		{"", []string{"2", "10", "9"}, "10"},
+		{"3", []string{"2", "10"}, "3"},
+	} {
+		if got := servedVersion(tt.asked, tt.ready); got != tt.want {
+			t.Errorf("servedVersion(%q, %q) = %q, want %q", tt.asked, tt.ready, got, tt.want)
+		}
+	}
+}

@@ -155,6 +155,7 @@ func (b *Backend) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("triton: %w", err)
 	}
+	p.spec.Version = servedVersion(b.version, meta.GetVersions())
 	b.plan = p
 	inputs := make([]string, len(p.inputs))
 	for i, in := range p.inputs {
@@ -169,6 +170,22 @@ func (b *Backend) start(ctx context.Context) error {
 		"max_batch_size", p.spec.MaxBatch, "conns", c.opts.Conns, "max_inflight", c.opts.MaxInflight,
 		"max_inflight_bytes", c.opts.MaxInflightBytes, "waited", time.Since(began))
 	return nil
+}
+
+// servedVersion is the version of the model that calls go to: the one
+// asked for, else the highest of the ready versions Triton lists (what it
+// runs for a call that names none).
+func servedVersion(asked string, ready []string) string {
+	if asked != "" {
+		return asked
+	}
+	served := ""
+	for _, v := range ready {
+		if served == "" || newerVersion(v, served) {
+			served = v
+		}
+	}
+	return served
 }
 
 // waitReady polls server then model readiness until both hold or

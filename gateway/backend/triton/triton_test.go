@@ -50,6 +50,7 @@ func TestConformance(t *testing.T) {
 			srv := tritontest.Start(t, openONNX(t, tt.model...), tt.server...)
 			b := openTriton(t, options(t, srv))
 			tt.want.Name = srv.Name()
+			tt.want.Version = "1" // the stand-in's one version
 			if got := b.Spec(); got != tt.want {
 				t.Errorf("Spec() = %+v, want %+v", got, tt.want)
 			}
