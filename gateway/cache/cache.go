@@ -6,8 +6,16 @@
 package cache
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Key names one cached vector.
@@ -42,4 +50,136 @@ func NewKey(identity, scope string, ids, typeIDs []int32) Key {
 	var k Key
 	h.Sum(k[:0])
 	return k
+}
+
+// Options configure a Cache. Zero durations take the defaults.
+type Options struct {
+	// MemoryBytes bounds the memory tier (--cache-memory-mb << 20); 0 = no
+	// memory tier.
+	MemoryBytes int64
+	// RedisURL is the Redis tier's redis:// or rediss:// URL; "" = no
+	// Redis tier.
+	RedisURL string
+	// TTL is how long a Redis entry lives (--cache-ttl, default 7 days).
+	TTL time.Duration
+	// Timeout bounds one Redis lookup, connecting included (--cache-timeout,
+	// default 20ms): a slower lookup is a miss.
+	Timeout time.Duration
+	// ProbeInterval is how often, while Redis is down, one call tries it
+	// again (default 500ms); the others skip Redis at once.
+	ProbeInterval time.Duration
+}
+
+const (
+	defaultTTL           = 7 * 24 * time.Hour
+	defaultTimeout       = 20 * time.Millisecond
+	defaultProbeInterval = 500 * time.Millisecond
+)
+
+// withDefaults fills the zero durations and refuses what cannot work.
+func (o Options) withDefaults() (Options, error) {
+	switch {
+	case o.MemoryBytes < 0:
+		return o, fmt.Errorf("cache: memory bound %d bytes is negative", o.MemoryBytes)
+	case o.TTL < 0 || (o.TTL > 0 && o.TTL < time.Second):
+		return o, fmt.Errorf("cache: ttl %v is below a second", o.TTL)
+	case o.Timeout < 0:
+		return o, fmt.Errorf("cache: timeout %v is negative", o.Timeout)
+	case o.ProbeInterval < 0:
+		return o, fmt.Errorf("cache: probe interval %v is negative", o.ProbeInterval)
+	}
+	if o.TTL == 0 {
+		o.TTL = defaultTTL
+	}
+	if o.Timeout == 0 {
+		o.Timeout = defaultTimeout
+	}
+	if o.ProbeInterval == 0 {
+		o.ProbeInterval = defaultProbeInterval
+	}
+	return o, nil
+}
+
+// Stats counts where Get found each key.
+type Stats struct {
+	Memory, Redis, Misses int
+}
+
+// Cache is the two tiers. It is safe for concurrent use.
+type Cache struct {
+	mem    *memory // nil: no memory tier
+	logger *slog.Logger
+	m      *metrics
+	close  sync.Once
+}
+
+// New returns a cache with the tiers opts ask for, its metrics registered
+// on reg (nil: not registered). It does not connect to Redis: the first
+// lookup or write does, and an unreachable Redis is then an outage like
+// any other.
+func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if opts.RedisURL != "" {
+		return nil, errors.New("cache: the redis tier is not built yet")
+	}
+	c := &Cache{logger: logger}
+	if opts.MemoryBytes > 0 {
+		c.mem = newMemory(opts.MemoryBytes)
+	}
+	if c.m, err = newMetrics(reg, c.mem); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Get looks keys up, memory first, then Redis for the rest (bounded by
+// Timeout; an error, a timeout or an open breaker is a miss). dim is the
+// model's vector length: a value of another length is a miss and is
+// deleted. vecs[i] nil is a miss. Redis hits are put in the memory tier.
+// The vectors returned are the cache's own: callers copy before changing
+// them. model labels the metrics.
+func (c *Cache) Get(ctx context.Context, model string, dim int, keys []Key) (vecs [][]float32, st Stats) {
+	vecs = make([][]float32, len(keys))
+	// No vector has length <= 0: with such a dim every entry would look
+	// wrong and be deleted, so a caller's mistake is only misses.
+	if dim > 0 && c.mem != nil {
+		st.Memory = c.mem.get(dim, keys, vecs)
+	}
+	st.Misses = len(keys) - st.Memory - st.Redis
+	c.m.count(model, st)
+	return vecs, st
+}
+
+// Put stores vecs under keys: copies of them, in memory at once and to
+// Redis in the background; it never blocks the caller. Empty vectors are
+// not stored; keys and vecs of different lengths store nothing.
+func (c *Cache) Put(model string, keys []Key, vecs [][]float32) {
+	if len(keys) != len(vecs) {
+		c.logger.Error("cache: put with unequal numbers of keys and vectors, nothing stored",
+			"model", model, "keys", len(keys), "vectors", len(vecs))
+		return
+	}
+	ks := make([]Key, 0, len(keys))
+	own := make([][]float32, 0, len(keys))
+	costs := make([]int64, 0, len(keys))
+	for i, v := range vecs {
+		if len(v) == 0 {
+			continue
+		}
+		cp, cost := ownCopy(v)
+		ks, own, costs = append(ks, keys[i]), append(own, cp), append(costs, cost)
+	}
+	if c.mem != nil {
+		c.mem.put(ks, own, costs)
+	}
+}
+
+// Close gives back the metrics. Get and Put still work after it, on the
+// memory tier.
+func (c *Cache) Close() error {
+	c.close.Do(c.m.unregister)
+	return nil
 }

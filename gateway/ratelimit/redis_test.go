@@ -32,37 +32,6 @@ func newTestRedis(t *testing.T, url string, opts RedisOptions) redisFixture {
 	return redisFixture{lim: lim, logs: logs, reg: reg}
 }
 
-// metric returns the value of the series name{labels}, or -1.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue series
-				}
-			}
-			if g := m.GetGauge(); g != nil {
-				return g.GetValue()
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return -1
-}
-
 func TestRedisSharedAcrossInstances(t *testing.T) {
 	srv := redistest.Start(t)
 	a := newTestRedis(t, srv.URL(), RedisOptions{}).lim
@@ -183,17 +152,17 @@ func TestRedisDown(t *testing.T) {
 			if n := strings.Count(f.logs.String(), "unreachable"); n != 1 {
 				t.Errorf("logged the outage %d times, want once:\n%s", n, f.logs)
 			}
-			if up := metric(t, f.reg, "embedgate_ratelimit_redis_up"); up != 0 {
+			if up := testenv.Metric(t, f.reg, "embedgate_ratelimit_redis_up"); up != 0 {
 				t.Errorf("redis_up = %v while down, want 0", up)
 			}
-			if n := metric(t, f.reg, "embedgate_ratelimit_redis_state_changes_total", "state", "down"); n != 1 {
+			if n := testenv.Metric(t, f.reg, "embedgate_ratelimit_redis_state_changes_total", "state", "down"); n != 1 {
 				t.Errorf("state_changes{down} = %v, want 1", n)
 			}
 			decision := "allowed"
 			if failClosed {
 				decision = "refused"
 			}
-			if n := metric(t, f.reg, "embedgate_ratelimit_redis_unavailable_decisions_total", "decision", decision); n < 20 {
+			if n := testenv.Metric(t, f.reg, "embedgate_ratelimit_redis_unavailable_decisions_total", "decision", decision); n < 20 {
 				t.Errorf("unavailable_decisions{%s} = %v, want >= 20", decision, n)
 			}
 
@@ -209,7 +178,7 @@ func TestRedisDown(t *testing.T) {
 			if n := strings.Count(f.logs.String(), "reachable again"); n != 1 {
 				t.Errorf("logged the recovery %d times, want once:\n%s", n, f.logs)
 			}
-			if up := metric(t, f.reg, "embedgate_ratelimit_redis_up"); up != 1 {
+			if up := testenv.Metric(t, f.reg, "embedgate_ratelimit_redis_up"); up != 1 {
 				t.Errorf("redis_up = %v after recovery, want 1", up)
 			}
 		})
@@ -299,7 +268,7 @@ func TestRedisMetricsRegistered(t *testing.T) {
 		"embedgate_ratelimit_redis_up", "embedgate_ratelimit_redis_errors_total",
 		"embedgate_ratelimit_redis_state_changes_total", "embedgate_ratelimit_redis_unavailable_decisions_total",
 	} {
-		if metric(t, f.reg, name) < 0 {
+		if testenv.Metric(t, f.reg, name) < 0 {
 			t.Errorf("%s not exported before any traffic", name)
 		}
 	}
