@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -107,29 +106,55 @@ type Stats struct {
 
 // Cache is the two tiers. It is safe for concurrent use.
 type Cache struct {
-	mem    *memory // nil: no memory tier
-	logger *slog.Logger
-	m      *metrics
-	close  sync.Once
+	mem      *memory    // nil: no memory tier
+	redis    *redisTier // nil: no Redis tier
+	logger   *slog.Logger
+	m        *metrics
+	close    sync.Once
+	closeErr error
 }
 
 // New returns a cache with the tiers opts ask for, its metrics registered
-// on reg (nil: not registered). It does not connect to Redis: the first
-// lookup or write does, and an unreachable Redis is then an outage like
-// any other.
+// on reg (nil: not registered), logging to logger (nil: nowhere). It does
+// not connect to Redis: the first lookup or write does, and an unreachable
+// Redis is then an outage like any other.
 func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
+	c, err := newCache(opts, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	if c.redis != nil {
+		c.redis.start()
+	}
+	return c, nil
+}
+
+// newCache is New without starting the Redis writer.
+func newCache(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if opts.RedisURL != "" {
-		return nil, errors.New("cache: the redis tier is not built yet")
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cache{logger: logger}
 	if opts.MemoryBytes > 0 {
 		c.mem = newMemory(opts.MemoryBytes)
 	}
-	if c.m, err = newMetrics(reg, c.mem); err != nil {
+	if opts.RedisURL != "" {
+		if c.redis, err = newRedisTier(opts, logger); err != nil {
+			return nil, err
+		}
+	}
+	var extra []prometheus.Collector
+	if c.redis != nil {
+		extra = c.redis.collectors()
+	}
+	if c.m, err = newMetrics(reg, c.mem, extra); err != nil {
+		if c.redis != nil {
+			_ = c.redis.client.Close()
+		}
 		return nil, err
 	}
 	return c, nil
@@ -148,9 +173,41 @@ func (c *Cache) Get(ctx context.Context, model string, dim int, keys []Key) (vec
 	if dim > 0 && c.mem != nil {
 		st.Memory = c.mem.get(dim, keys, vecs)
 	}
+	if dim > 0 && c.redis != nil && st.Memory < len(keys) {
+		st.Redis = c.getRedis(ctx, dim, keys, vecs)
+	}
 	st.Misses = len(keys) - st.Memory - st.Redis
 	c.m.count(model, st)
 	return vecs, st
+}
+
+// getRedis looks up in Redis the keys vecs has no vector for, fills
+// vecs with the hits and puts them in the memory tier.
+func (c *Cache) getRedis(ctx context.Context, dim int, keys []Key, vecs [][]float32) (found int) {
+	idx := make([]int, 0, len(keys))
+	missing := make([]Key, 0, len(keys))
+	for i, v := range vecs {
+		if v == nil {
+			idx, missing = append(idx, i), append(missing, keys[i])
+		}
+	}
+	got, costs, found := c.redis.lookup(ctx, dim, missing)
+	if found == 0 {
+		return 0
+	}
+	hitKeys := make([]Key, 0, found)
+	hits := make([][]float32, 0, found)
+	hitCosts := make([]int64, 0, found)
+	for j, v := range got {
+		if v != nil {
+			vecs[idx[j]] = v
+			hitKeys, hits, hitCosts = append(hitKeys, missing[j]), append(hits, v), append(hitCosts, costs[j])
+		}
+	}
+	if c.mem != nil {
+		c.mem.put(hitKeys, hits, hitCosts)
+	}
+	return found
 }
 
 // Put stores vecs under keys: copies of them, in memory at once and to
@@ -160,6 +217,9 @@ func (c *Cache) Put(model string, keys []Key, vecs [][]float32) {
 	if len(keys) != len(vecs) {
 		c.logger.Error("cache: put with unequal numbers of keys and vectors, nothing stored",
 			"model", model, "keys", len(keys), "vectors", len(vecs))
+		return
+	}
+	if c.mem == nil && c.redis == nil {
 		return
 	}
 	ks := make([]Key, 0, len(keys))
@@ -175,11 +235,24 @@ func (c *Cache) Put(model string, keys []Key, vecs [][]float32) {
 	if c.mem != nil {
 		c.mem.put(ks, own, costs)
 	}
+	if c.redis != nil {
+		ws := make([]write, len(ks))
+		for i := range ks {
+			ws[i] = write{key: ks[i], vec: own[i]}
+		}
+		c.redis.enqueue(ws)
+	}
 }
 
-// Close gives back the metrics. Get and Put still work after it, on the
-// memory tier.
+// Close drains the pending Redis writes (for a second at most), closes the
+// Redis client and gives back the metrics. Get and Put still work after
+// it, on the memory tier alone.
 func (c *Cache) Close() error {
-	c.close.Do(c.m.unregister)
-	return nil
+	c.close.Do(func() {
+		if c.redis != nil {
+			c.closeErr = c.redis.close()
+		}
+		c.m.unregister()
+	})
+	return c.closeErr
 }

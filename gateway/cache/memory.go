@@ -2,6 +2,7 @@ package cache
 
 import (
 	"container/list"
+	"slices"
 	"sync"
 )
 
@@ -35,13 +36,21 @@ func newMemory(maxBytes int64) *memory {
 	return &memory{max: maxBytes, items: make(map[Key]*list.Element)}
 }
 
-// ownCopy copies v into an array of its own. The cost counts the array as
-// the allocator sizes it: append rounds the capacity up to the allocator's
-// size class, so cap tells the real size. The copy is clipped so that a
+// alloc returns a vector of length n in an array of its own, and what it
+// costs the memory tier. The cost counts the array as the allocator sizes
+// it: growing a slice rounds its capacity up to the allocator's size
+// class, so cap tells the real size. The vector is clipped so that a
 // caller appending to a vector it got never writes into the spare room.
+func alloc(n int) (vec []float32, cost int64) {
+	v := slices.Grow([]float32(nil), n)
+	return v[:n:n], 4*int64(cap(v)) + entryOverhead
+}
+
+// ownCopy is alloc and copy.
 func ownCopy(v []float32) (vec []float32, cost int64) {
-	c := append([]float32(nil), v...)
-	return c[:len(c):len(c)], 4*int64(cap(c)) + entryOverhead
+	vec, cost = alloc(len(v))
+	copy(vec, v)
+	return vec, cost
 }
 
 // get fills vecs[i] for the keys found with a vector of length dim, and

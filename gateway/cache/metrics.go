@@ -14,7 +14,9 @@ type metrics struct {
 	misses *prometheus.CounterVec // model
 }
 
-func newMetrics(reg prometheus.Registerer, mem *memory) (*metrics, error) {
+// newMetrics makes the cache's series and registers them with extra (the
+// Redis tier's).
+func newMetrics(reg prometheus.Registerer, mem *memory, extra []prometheus.Collector) (*metrics, error) {
 	m := &metrics{
 		reg: reg,
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -49,6 +51,7 @@ func newMetrics(reg prometheus.Registerer, mem *memory) (*metrics, error) {
 			Help: "Vectors the memory tier of the embedding cache holds.",
 		}, size(false)),
 	}
+	cs = append(cs, extra...)
 	if err := m.register(cs); err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@
 // SDK and TEI client already backs off on 429 as Retry-After says. The
 // message names the cause, and the embedgate_ratelimit_redis_* metrics show it.
 //
-// ratelimit imports nothing else of ours.
+// ratelimit imports nothing else of ours but redisconn.
 package ratelimit
 
 import (
