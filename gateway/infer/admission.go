@@ -68,6 +68,9 @@ func (e *Engine) enqueueable(ctx context.Context, tokens int) error {
 	if err := ctx.Err(); err != nil {
 		return gateway.ContextError(err) // too late is a 504, not a reason to retry
 	}
+	if tokens == 0 {
+		return nil // nothing queues (every input was cached): the backlog has no say
+	}
 	if ok, retry := e.backlog.TryAdd(tokens, timeLeft(ctx)); !ok {
 		return e.refuseBacklog(retry)
 	}

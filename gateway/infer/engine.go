@@ -56,6 +56,14 @@ type Options struct {
 	// other models (see NewGate); nil = a gate of its own, of
 	// MaxConcurrent places, whose metrics the engine registers.
 	Gate *admit.Gate
+	// Cache holds pooled vectors per input, shared with the other models
+	// (its keys name the model); nil = none.
+	Cache Cache
+	// Identity names the model in the cache's keys: its name, the hub
+	// commit or the local files' digest, and the backend (the caller
+	// knows them); the engine adds the backend's model version and the
+	// pooling. Required with Cache.
+	Identity string
 }
 
 // Engine is one model's pipeline: tokenizer, admission gate, batch queue,
@@ -66,6 +74,7 @@ type Engine struct {
 	backend Backend
 	spec    gateway.ModelSpec
 	logger  *slog.Logger
+	cacheID string // the model's identity in cache keys (cacheIdentity)
 
 	gate    *admit.Gate
 	backlog *admit.Backlog
@@ -114,6 +123,10 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 			problems = append(problems, fmt.Errorf("default prompt name %q is not one of the model's prompts (%s)", opts.DefaultPromptName, promptNames(opts.Prompts)))
 		}
 	}
+	if opts.Cache != nil && opts.Identity == "" {
+		// Without it, two models would share each other's vectors.
+		problems = append(problems, errors.New("a cache needs the model's identity (Options.Identity)"))
+	}
 	opts.MaxConcurrent = max(opts.MaxConcurrent, 1)
 	opts.MaxInflight = max(opts.MaxInflight, 1)
 	opts.Workers = max(opts.Workers, 1)
@@ -148,6 +161,7 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		backend: backend,
 		spec:    spec,
 		logger:  logger,
+		cacheID: cacheIdentity(opts, spec),
 		gate:    gate,
 		backlog: backlog,
 		queue:   queue,

@@ -55,6 +55,13 @@ func (p *pending) queueWait() time.Duration {
 	return p.queue
 }
 
+// cached answers input i with v from the cache, wait after tokenization:
+// for the queue's timings and span, it left the queue then.
+func (p *pending) cached(i int, v []float32, wait time.Duration) {
+	p.started(wait)
+	p.set(i, v)
+}
+
 func (p *pending) set(i int, v []float32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
