@@ -93,13 +93,13 @@ func TestCacheRequestAndHeader(t *testing.T) {
 			s := newCatalogServer(t, oneModel(cachingFake(tt.cached, &got)), keys, nil, func(o *Options) {
 				o.Cache, o.CachePerKey = tt.cacheOn, tt.perKey
 			})
+			var auth []string
+			if tt.key != "" {
+				auth = []string{"Authorization", "Bearer " + tt.key}
+			}
 			for _, r := range routes {
 				got = nil
-				hdr := []string{"Cache-Control", tt.control}
-				if tt.key != "" {
-					hdr = append(hdr, "Authorization", "Bearer "+tt.key)
-				}
-				resp, body := s.post(t, r.path, r.body, hdr...)
+				resp, body := s.post(t, r.path, r.body, append([]string{"Cache-Control", tt.control}, auth...)...)
 				if resp.StatusCode != 200 || got == nil {
 					t.Fatalf("POST %s = %d %s", r.path, resp.StatusCode, body)
 				}
@@ -118,7 +118,14 @@ func TestCacheRequestAndHeader(t *testing.T) {
 					}
 				}
 			}
-			for _, l := range logLines(t, s.logs) {
+			if resp, body := s.post(t, "/tokenize", `{"inputs":"a"}`, auth...); resp.StatusCode != 200 {
+				t.Fatalf("tokenize: %d %s", resp.StatusCode, body)
+			}
+			lines := logLines(t, s.logs)
+			if tokenize := lines[len(lines)-1]; tokenize["cached"] != nil {
+				t.Errorf("tokenize log line %v has cached", tokenize)
+			}
+			for _, l := range lines[:len(lines)-1] {
 				cached, ok := l["cached"]
 				if ok != tt.cacheOn || (ok && cached != float64(tt.cached)) {
 					t.Errorf("log line %v: cached = %v (present %v), want %d when the cache is on (%v)", l, cached, ok, tt.cached, tt.cacheOn)

@@ -38,7 +38,8 @@ type record struct {
 	model   string // the served name of the request's model, once routed
 	inputs  int
 	tokens  int
-	cached  int // inputs the embedding cache served
+	cached  int  // inputs the embedding cache served
+	embeds  bool // an embedding request answered: the log line says cached
 	timings gateway.Timings
 	err     error
 	span    trace.Span // the API route's request span; nil elsewhere
@@ -151,7 +152,7 @@ func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 			slog.Duration("queue", rec.timings.Queue),
 			slog.Duration("inference", rec.timings.Inference),
 		)
-		if s.opts.Cache {
+		if s.opts.Cache && rec.embeds {
 			attrs = append(attrs, slog.Int("cached", rec.cached))
 		}
 	}
@@ -255,7 +256,7 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		rec.tokens, rec.timings, rec.cached = res.Usage.PromptTokens, res.Timings, res.Cached
+		rec.tokens, rec.timings, rec.cached, rec.embeds = res.Usage.PromptTokens, res.Timings, res.Cached, true
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
 		out, err := codec.AppendEmbed((*bp)[:0], res, req, m.name())

@@ -5,11 +5,69 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/embedgate/embedgate/gateway/cache"
 	"github.com/embedgate/embedgate/gateway/catalog"
+	"github.com/embedgate/embedgate/gateway/config"
+	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/redisconn"
 )
+
+// openCache opens the embedding cache the flags describe, which every
+// model's engine shares (each keys its entries with its own identity),
+// and returns it with its Close, to run once the fleet is closed: it
+// drains the writes the engines queued. The cache is nil when off: an
+// infer.Cache holding a nil *cache.Cache would not be.
+func openCache(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (infer.Cache, func(), error) {
+	if !cfg.Cache {
+		return nil, func() {}, nil
+	}
+	if !cfg.CacheOn() {
+		logger.Warn("no embedding cache: --cache-memory-mb is 0 and there is no Redis (--cache-redis-url, --redis-url, --cache-redis)")
+		return nil, func() {}, nil
+	}
+	redisURL := cfg.CacheRedisAddr()
+	if redisURL != "" {
+		redisconn.LogThrough(logger) // go-redis has one logger per process; the limiter sets the same
+	}
+	c, err := cache.New(cache.Options{
+		MemoryBytes: int64(cfg.CacheMemoryMB) << 20,
+		RedisURL:    redisURL,
+		TTL:         cfg.CacheTTL,
+		Timeout:     cfg.CacheTimeout,
+	}, logger, reg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cache: %w", err)
+	}
+	// Never the URL: it may hold a password.
+	logger.Info("embedding cache on", "memory_mb", cfg.CacheMemoryMB, "redis", redisURL != "", "scope", cfg.CacheScope,
+		"ttl", cfg.CacheTTL, "timeout", cfg.CacheTimeout)
+	return c, func() {
+		if err := c.Close(); err != nil {
+			logger.Warn("embedding cache not closed cleanly", "err", err)
+		}
+	}, nil
+}
+
+// cacheIdentity is e's identity in the cache's keys; "" without a cache.
+func (p *pipelines) cacheIdentity(e catalog.Entry, model *openedModel) (string, error) {
+	if p.cache == nil {
+		return "", nil
+	}
+	weights := ""
+	if e.Backend == "onnx" {
+		var err error
+		if weights, err = model.onnxPath(e, p.cfg.DType); err != nil {
+			return "", err
+		}
+	}
+	return cacheIdentity(e, model.dir, weights)
+}
 
 // cacheIdentity names what decides e's vectors, for the cache's keys:
 // "<name>|<files>|<backend>". files is the hub commit of a snapshot, else a
