@@ -81,6 +81,15 @@ type Config struct {
 	RateLimitTPM      int // 0 = no token limit
 	RateLimitFailOpen bool
 
+	// Embedding cache: see CacheOn, CacheRedisAddr and CachePerKey.
+	Cache         bool          // false = no cache at all
+	CacheMemoryMB int           // the memory tier's bound in MiB; 0 = no memory tier
+	CacheRedisURL string        // the Redis tier's URL; "" = RedisURL
+	CacheRedis    bool          // false = no Redis tier, even with a URL
+	CacheTTL      time.Duration // of a Redis entry
+	CacheScope    string        // "key" or "shared"; Parse turns "" into key with API keys, else shared
+	CacheTimeout  time.Duration // bound of one Redis lookup; slower is a miss
+
 	// Observability
 	JSONOutput      bool
 	OTLPEndpoint    string
@@ -130,6 +139,13 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.RateLimitBurst, "rate-limit-burst", 50, "request burst per key")
 	fs.IntVar(&c.RateLimitTPM, "rate-limit-tpm", 0, "tokens per minute per key (0 = no limit)")
 	fs.BoolVar(&c.RateLimitFailOpen, "rate-limit-fail-open", true, "admit requests while Redis is unreachable")
+	fs.BoolVar(&c.Cache, "cache", true, "cache embeddings per input (false = no cache at all)")
+	fs.IntVar(&c.CacheMemoryMB, "cache-memory-mb", 256, "MiB of embeddings the in-process cache holds (0 = no memory tier)")
+	fs.StringVar(&c.CacheRedisURL, "cache-redis-url", "", "Redis the cache shares across replicas (default: --redis-url)")
+	fs.BoolVar(&c.CacheRedis, "cache-redis", true, "use the Redis tier of the cache (false = keep Redis for rate limits only)")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", 7*24*time.Hour, "lifetime of a cache entry in Redis")
+	fs.StringVar(&c.CacheScope, "cache-scope", "", "key (entries per API key: no tenant learns what another embedded) or shared (default: key with --api-key or --api-keys-file, else shared)")
+	fs.DurationVar(&c.CacheTimeout, "cache-timeout", 20*time.Millisecond, "bound of one Redis cache lookup; a slower one is a miss")
 	fs.BoolVar(&c.JSONOutput, "json-output", false, "JSON logs")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "OTLP gRPC endpoint for traces (default: no traces)")
 	fs.StringVar(&c.OTLPServiceName, "otlp-service-name", "s3-embedding.server", "service name in traces")
@@ -220,6 +236,14 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Config
 	if c.IntraOpThreads == 0 {
 		c.IntraOpThreads = runtime.NumCPU()
 	}
+	// A shared cache lets one tenant learn, by timing, whether another
+	// embedded a text: with keys, entries are per key unless asked.
+	if c.CacheScope == "" {
+		c.CacheScope = ScopeShared
+		if c.APIKey != "" || c.APIKeysFile != "" {
+			c.CacheScope = ScopeKey
+		}
+	}
 	return c, nil
 }
 
@@ -292,6 +316,34 @@ func (c *Config) FlagEntry() (e catalog.Entry, ok bool) {
 	return e, true
 }
 
+// The values of --cache-scope.
+const (
+	ScopeKey    = "key"    // entries per API key
+	ScopeShared = "shared" // one set of entries for every client
+)
+
+// CacheRedisAddr is the URL of the cache's Redis tier: --cache-redis-url,
+// else --redis-url; "" when the cache, or its Redis tier, is off.
+func (c *Config) CacheRedisAddr() string {
+	if !c.Cache || !c.CacheRedis {
+		return ""
+	}
+	if c.CacheRedisURL != "" {
+		return c.CacheRedisURL
+	}
+	return c.RedisURL
+}
+
+// CacheOn reports whether the cache runs: --cache, with a memory tier or a
+// Redis tier to keep entries in.
+func (c *Config) CacheOn() bool {
+	return c.Cache && (c.CacheMemoryMB > 0 || c.CacheRedisAddr() != "")
+}
+
+// CachePerKey reports whether a request with an API key hits only the
+// entries of its own key (--cache-scope key).
+func (c *Config) CachePerKey() bool { return c.CacheScope == ScopeKey }
+
 // Validate returns every problem of c at once, joined, one message each.
 func (c *Config) Validate() error {
 	var p problems
@@ -299,7 +351,30 @@ func (c *Config) Validate() error {
 	c.checkModel(&p)
 	c.checkPipeline(&p)
 	c.checkServer(&p)
+	c.checkCache(&p)
 	return errors.Join(p...)
+}
+
+// maxCacheMemoryMB bounds --cache-memory-mb (1 TiB), far above any host,
+// so that the byte count cannot overflow.
+const maxCacheMemoryMB = 1 << 20
+
+// checkCache checks the cache's flags, only when the cache is on: with
+// --cache=false they mean nothing.
+func (c *Config) checkCache(p *problems) {
+	if !c.Cache {
+		return
+	}
+	p.atLeast("cache-memory-mb", c.CacheMemoryMB, 0)
+	if c.CacheMemoryMB > maxCacheMemoryMB {
+		p.add("--cache-memory-mb must be at most %d, got %d", maxCacheMemoryMB, c.CacheMemoryMB)
+	}
+	p.oneOf("cache-scope", c.CacheScope, []string{ScopeKey, ScopeShared}, false)
+	p.positive("cache-timeout", c.CacheTimeout)
+	// Redis expires keys in whole seconds: less than one would be none.
+	if c.CacheTTL < time.Second {
+		p.add("--cache-ttl must be at least 1s, got %s", c.CacheTTL)
+	}
 }
 
 func (c *Config) checkCatalog(p *problems) {

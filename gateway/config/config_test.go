@@ -33,6 +33,8 @@ func TestParseDefaults(t *testing.T) {
 		ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 75 * time.Second, MaxConnections: 10000,
 		RateLimitRPS: 80, RateLimitBurst: 50, RateLimitFailOpen: true,
 		OTLPServiceName: "s3-embedding.server",
+		Cache:           true, CacheMemoryMB: 256, CacheRedis: true, CacheTTL: 7 * 24 * time.Hour, CacheScope: "shared",
+		CacheTimeout: 20 * time.Millisecond,
 	}
 	if *c != want {
 		t.Errorf("Parse(nil) = %+v, want %+v", *c, want)
@@ -99,6 +101,20 @@ func TestParsePrecedence(t *testing.T) {
 			func(c *Config) bool { return c.ModelID == "BAAI/bge-small-en-v1.5" }, "ModelID given"},
 		{"model id env with discovery", []string{"--triton-discover"}, map[string]string{"MODEL_ID": "BAAI/bge-small-en-v1.5"},
 			func(c *Config) bool { return c.ModelID == "BAAI/bge-small-en-v1.5" }, "ModelID given"},
+		{"cache defaults to shared without keys", nil, nil,
+			func(c *Config) bool { return c.CacheScope == ScopeShared && !c.CachePerKey() }, "CacheScope shared"},
+		{"cache per key with a key", nil, map[string]string{"API_KEY": "sk"},
+			func(c *Config) bool { return c.CacheScope == ScopeKey && c.CachePerKey() }, "CacheScope key"},
+		{"cache per key with a keys file", []string{"--api-keys-file", "k.yaml"}, nil,
+			func(c *Config) bool { return c.CacheScope == ScopeKey }, "CacheScope key"},
+		{"cache shared by choice", []string{"--cache-scope", "shared"}, map[string]string{"API_KEY": "sk"},
+			func(c *Config) bool { return c.CacheScope == ScopeShared }, "CacheScope shared"},
+		{"cache flags from env", nil, map[string]string{"CACHE": "false", "CACHE_MEMORY_MB": "0", "CACHE_REDIS_URL": "redis://c:6379",
+			"CACHE_REDIS": "0", "CACHE_TTL": "1h", "CACHE_TIMEOUT": "5ms", "CACHE_SCOPE": "key"},
+			func(c *Config) bool {
+				return !c.Cache && c.CacheMemoryMB == 0 && c.CacheRedisURL == "redis://c:6379" && !c.CacheRedis &&
+					c.CacheTTL == time.Hour && c.CacheTimeout == 5*time.Millisecond && c.CacheScope == ScopeKey
+			}, "cache settings from env"},
 		{"HF_TOKEN is not a flag", nil, map[string]string{"HF_TOKEN": "secret"}, func(c *Config) bool { return c.APIKey == "" }, "no key"},
 	}
 	for _, tt := range tests {
@@ -178,7 +194,9 @@ func TestHelp(t *testing.T) {
 			for _, w := range []string{"--model-id", "MODEL_ID", "./Qwen3-Embedding-0.6B", "--ort-lib", "ORT_LIB", "--shutdown-grace", "30s", "s3-embedding.server",
 				"--read-timeout", "READ_TIMEOUT", "--write-timeout", "WRITE_TIMEOUT", "--idle-timeout", "1m15s", "--max-connections", "10000",
 				"--models-file", "MODELS_FILE", "--triton-discover ", "TRITON_DISCOVER ", "--triton-discover-interval", "TRITON_DISCOVER_INTERVAL",
-				"--served-model-name", "SERVED_MODEL_NAME", "--default-model", "DEFAULT_MODEL", "hf_model_id"} {
+				"--served-model-name", "SERVED_MODEL_NAME", "--default-model", "DEFAULT_MODEL", "hf_model_id",
+				"--cache ", "CACHE ", "--cache-memory-mb", "256", "--cache-redis-url", "--cache-redis ", "--cache-ttl", "168h0m0s",
+				"--cache-scope", "CACHE_SCOPE", "--cache-timeout", "20ms"} {
 				if !strings.Contains(help, w) {
 					t.Errorf("help lacks %q", w)
 				}
@@ -269,6 +287,16 @@ func TestValidate(t *testing.T) {
 		{"burst", func(c *Config) { c.RateLimitBurst = 0 }, []string{"--rate-limit-burst must be at least 1, got 0"}},
 		{"tpm", func(c *Config) { c.RateLimitTPM = -1 }, []string{"--rate-limit-tpm must be at least 0, got -1"}},
 		{"two default prompts", func(c *Config) { c.DefaultPromptName, c.DefaultPrompt = "query", "q: " }, []string{"--default-prompt-name and --default-prompt are both set"}},
+		{"cache memory 0", func(c *Config) { c.CacheMemoryMB = 0 }, nil},
+		{"cache memory negative", func(c *Config) { c.CacheMemoryMB = -1 }, []string{"--cache-memory-mb must be at least 0, got -1"}},
+		{"cache memory huge", func(c *Config) { c.CacheMemoryMB = 1<<20 + 1 }, []string{"--cache-memory-mb must be at most 1048576, got 1048577"}},
+		{"cache scope", func(c *Config) { c.CacheScope = "tenant" }, []string{`--cache-scope "tenant" is not one of key, shared`}},
+		{"cache scope empty", func(c *Config) { c.CacheScope = "" }, []string{`--cache-scope "" is not one of key, shared`}},
+		{"cache timeout", func(c *Config) { c.CacheTimeout = 0 }, []string{"--cache-timeout must be a positive duration, got 0s"}},
+		{"cache ttl", func(c *Config) { c.CacheTTL = 500 * time.Millisecond }, []string{"--cache-ttl must be at least 1s, got 500ms"}},
+		{"cache off ignores its flags", func(c *Config) {
+			c.Cache, c.CacheMemoryMB, c.CacheScope, c.CacheTimeout, c.CacheTTL = false, -1, "x", 0, 0
+		}, nil},
 		{"all problems at once", func(c *Config) {
 			c.Backend, c.MaxBatchRequests, c.PayloadLimit, c.Port = "x", 0, 0, -1
 		}, []string{"--backend", "--max-batch-requests", "--payload-limit", "--port -1"}},
@@ -295,6 +323,38 @@ func TestValidate(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("Validate() = %q, want it to contain %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+func TestCacheTiers(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		redis string
+		on    bool
+	}{
+		{"defaults: memory only", nil, "", true},
+		{"rate limit redis is the cache's", map[string]string{"REDIS_URL": "redis://r:6379"}, "redis://r:6379", true},
+		{"own cache redis wins", map[string]string{"REDIS_URL": "redis://r:6379", "CACHE_REDIS_URL": "redis://c:6379"}, "redis://c:6379", true},
+		{"cache redis without limiter redis", map[string]string{"CACHE_REDIS_URL": "redis://c:6379"}, "redis://c:6379", true},
+		{"redis for limits only", map[string]string{"REDIS_URL": "redis://r:6379", "CACHE_REDIS": "false"}, "", true},
+		{"redis only", map[string]string{"REDIS_URL": "redis://r:6379", "CACHE_MEMORY_MB": "0"}, "redis://r:6379", true},
+		{"no tier", map[string]string{"CACHE_MEMORY_MB": "0"}, "", false},
+		{"cache off", map[string]string{"REDIS_URL": "redis://r:6379", "CACHE": "false"}, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(nil, envOf(tt.env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.CacheRedisAddr(); got != tt.redis {
+				t.Errorf("CacheRedisAddr() = %q, want %q", got, tt.redis)
+			}
+			if got := c.CacheOn(); got != tt.on {
+				t.Errorf("CacheOn() = %v, want %v", got, tt.on)
 			}
 		})
 	}

@@ -37,6 +37,8 @@ func (Codec) DecodeEmbed(body []byte, lim gateway.Limits) (*gateway.EmbedRequest
 
 // AppendEmbed appends the native response for res to dst:
 // {"data":[{"embedding":[..],"index":i}],"usage":{..},"timings":{..}}.
+// timings holds each stage's duration and "cached", the inputs the
+// embedding cache served.
 func (Codec) AppendEmbed(dst []byte, res *gateway.EmbedResult, _ *gateway.EmbedRequest, _ string) ([]byte, error) {
 	var err error
 	dst = append(dst, `{"data":[`...)
@@ -60,6 +62,8 @@ func (Codec) AppendEmbed(dst []byte, res *gateway.EmbedResult, _ *gateway.EmbedR
 	dst = appendDuration(dst, res.Timings.Queue)
 	dst = append(dst, `,"inference":`...)
 	dst = appendDuration(dst, res.Timings.Inference)
+	dst = append(dst, `,"cached":`...)
+	dst = appendInt(dst, res.Cached)
 	return append(dst, `}}`...), nil
 }
 

@@ -124,13 +124,14 @@ func TestAppendEmbed(t *testing.T) {
 		Embeddings: [][]float32{{0.5, -1, 1e-7}, {0, 3.25, 100}},
 		Usage:      gateway.Usage{PromptTokens: 7, Characters: 12},
 		Timings:    gateway.Timings{Tokenization: 120 * time.Microsecond, Queue: 2 * time.Millisecond, Inference: 35 * time.Millisecond},
+		Cached:     1,
 	}
 	got, err := Codec{}.AppendEmbed(nil, res, nil, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `{"data":[{"embedding":[0.5,-1,1e-07],"index":0},{"embedding":[0,3.25,100],"index":1}],` +
-		`"usage":{"prompt_tokens":7,"total_tokens":7},"timings":{"tokenization":"120µs","queue":"2ms","inference":"35ms"}}`
+		`"usage":{"prompt_tokens":7,"total_tokens":7},"timings":{"tokenization":"120µs","queue":"2ms","inference":"35ms","cached":1}}`
 	if string(got) != want {
 		t.Errorf("AppendEmbed = %s, want %s", got, want)
 	}

@@ -38,6 +38,8 @@ type record struct {
 	model   string // the served name of the request's model, once routed
 	inputs  int
 	tokens  int
+	cached  int  // inputs the embedding cache served
+	embeds  bool // an embedding request answered: the log line says cached
 	timings gateway.Timings
 	err     error
 	span    trace.Span // the API route's request span; nil elsewhere
@@ -134,7 +136,7 @@ func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 	if !s.logger.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 12)
+	attrs := make([]slog.Attr, 0, 14)
 	attrs = append(attrs,
 		slog.String("id", rec.id),
 		slog.String("method", gateway.Clip(c.Method())),
@@ -150,6 +152,9 @@ func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 			slog.Duration("queue", rec.timings.Queue),
 			slog.Duration("inference", rec.timings.Inference),
 		)
+		if s.opts.Cache && rec.embeds {
+			attrs = append(attrs, slog.Int("cached", rec.cached))
+		}
 	}
 	if rec.model != "" {
 		attrs = append(attrs, slog.String("model", rec.model))
@@ -233,6 +238,7 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		}
 		rec := recordOf(c)
 		rec.inputs = len(req.Inputs)
+		s.cacheRequest(c, rec, req)
 		m, err := s.model(rec, req.Model)
 		if err != nil {
 			return err
@@ -250,7 +256,7 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		rec.tokens, rec.timings = res.Usage.PromptTokens, res.Timings
+		rec.tokens, rec.timings, rec.cached, rec.embeds = res.Usage.PromptTokens, res.Timings, res.Cached, true
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
 		out, err := codec.AppendEmbed((*bp)[:0], res, req, m.name())
@@ -259,6 +265,9 @@ func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 			return err
 		}
 		setTimingHeaders(c, res, time.Since(start))
+		if v := s.cacheStatus(req, res); v != "" {
+			c.Set(headerCache, v)
+		}
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		c.Response().SetBody(out)
 		return nil

@@ -55,6 +55,13 @@ type Options struct {
 	// TrustProxyHeaders charges requests without a key to the last
 	// X-Forwarded-For address instead of the peer's (--trust-proxy-headers).
 	TrustProxyHeaders bool
+	// Cache says the embedding cache is on (--cache, with a tier to keep
+	// entries in): embedding responses say in x-embedgate-cache how it
+	// served them, and request log lines count the inputs it served.
+	Cache bool
+	// CachePerKey scopes cache entries per API key (--cache-scope key): a
+	// request with a key hits only what requests with that key stored.
+	CachePerKey bool
 }
 
 // Codec is one embedding API's shape: native, TEI or OpenAI.

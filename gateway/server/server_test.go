@@ -143,13 +143,17 @@ func oneModel(eng engine) *fakeCatalog {
 	return &fakeCatalog{models: []served{{names: []string{"fake-model"}, eng: eng}}, lenient: true}
 }
 
-// newCatalogServer serves cat's models, as newTestServer does one.
-func newCatalogServer(t *testing.T, cat catalog, keys *auth.Keys, lim Limiter) *testServer {
+// newCatalogServer serves cat's models, as newTestServer does one; tune,
+// if any, changes the test Options.
+func newCatalogServer(t *testing.T, cat catalog, keys *auth.Keys, lim Limiter, tune ...func(*Options)) *testServer {
 	t.Helper()
 	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
-	s, err := newServer(Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second, RateLimit: testLimit},
-		slog.New(slog.NewJSONHandler(logs, nil)), cat, reg, keys, lim)
+	opts := Options{BodyLimit: testBodyLimit, RequestTimeout: 2 * time.Second, RateLimit: testLimit}
+	for _, f := range tune {
+		f(&opts)
+	}
+	s, err := newServer(opts, slog.New(slog.NewJSONHandler(logs, nil)), cat, reg, keys, lim)
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}

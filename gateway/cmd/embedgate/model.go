@@ -111,9 +111,8 @@ func hubRevision(modelID, revision, dir string) string {
 	if filepath.Clean(dir) == filepath.Clean(modelID) {
 		return ""
 	}
-	// The hub cache keeps each snapshot under snapshots/<commit>.
-	if parent := filepath.Base(filepath.Dir(dir)); parent == "snapshots" {
-		return filepath.Base(dir)
+	if commit, ok := snapshotCommit(dir); ok {
+		return commit
 	}
 	return revision
 }

@@ -237,9 +237,10 @@ func TestBothBackends(t *testing.T) {
 	if err != nil || len(raw) != 16*4 || math.IsNaN(float64(math.Float32frombits(binary.LittleEndian.Uint32(raw)))) {
 		t.Errorf("base64 embedding of e5: %d bytes, err %v", len(raw), err)
 	}
-	// A model whose backend is down fails alone.
+	// A model whose backend is down fails alone (no-store: a vector the
+	// cache holds would be served without the backend).
 	srv.SetFault(tritontest.NotReady)
-	if _, r := g.dims(t, "remote"); r.status != 503 {
+	if _, r := g.dims(t, "remote", "Cache-Control", "no-store"); r.status != 503 {
 		t.Errorf("remote with Triton not ready = %d %s, want 503", r.status, r.body)
 	}
 	if n, r := g.dims(t, "local"); n != 32 {

@@ -33,6 +33,7 @@ type pipelines struct {
 	tracer    trace.Tracer
 	propagate func(ctx context.Context, set func(key, value string))
 	gate      *admit.Gate
+	cache     infer.Cache // nil = no cache
 
 	mu      sync.Mutex
 	clients map[string]*triton.Client // by address
@@ -68,8 +69,13 @@ func (p *pipelines) open(ctx context.Context, entry catalog.Entry) (*fleet.Pipel
 		return nil, err
 	}
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"model": e.Name}, p.reg)
+	opts, err := p.engineOptions(e, model, inflight)
+	if err != nil {
+		closeBackend()
+		return nil, err
+	}
 	// The engine names the model in its log lines itself.
-	eng, err := infer.New(p.engineOptions(e, model, inflight), model.tok, backend, p.logger, reg)
+	eng, err := infer.New(opts, model.tok, backend, p.logger, reg)
 	if err != nil {
 		closeBackend()
 		return nil, err
@@ -156,11 +162,15 @@ func (p *pipelines) close() {
 	}
 }
 
-func (p *pipelines) engineOptions(e catalog.Entry, model *openedModel, inflight int) infer.Options {
+func (p *pipelines) engineOptions(e catalog.Entry, model *openedModel, inflight int) (infer.Options, error) {
 	callTimeout := time.Duration(0) // an in-process backend has none
 	if e.Backend == "triton" {
 		// Triton's own queue counts against the call's deadline.
 		callTimeout = p.cfg.TritonTimeout
+	}
+	identity, err := p.cacheIdentity(e, model)
+	if err != nil {
+		return infer.Options{}, err
 	}
 	return infer.Options{
 		Name:              e.Name,
@@ -185,7 +195,9 @@ func (p *pipelines) engineOptions(e catalog.Entry, model *openedModel, inflight 
 		DefaultPrompt:     p.defaultPrompt(e),
 		Tracer:            p.tracer,
 		Calibrate:         true,
-	}
+		Cache:             p.cache,
+		Identity:          identity,
+	}, nil
 }
 
 // defaultPrompt is --default-prompt's text for the one-model flags' entry:

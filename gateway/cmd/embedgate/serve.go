@@ -54,8 +54,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	embeddings, closeCache, err := openCache(cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer closeCache() // after the fleet's Close, deferred below: the engines' last writes drain
 	pipes := &pipelines{cfg: cfg, getenv: getenv, stderr: stderr, logger: logger, reg: reg,
-		tracer: tracer, propagate: tracing.InjectFunc(prop), gate: gate}
+		tracer: tracer, propagate: tracing.InjectFunc(prop), gate: gate, cache: embeddings}
 	defer pipes.close() // after the fleet's Close: the models use the Triton clients
 	models := fleet.New(pipes.open, logger, fleet.Options{Lenient: cfg.OneModel(), RetireTimeout: cfg.RequestTimeout})
 	defer models.Close()
@@ -84,6 +89,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Tracer: tracer, Propagator: prop, Pprof: pprofPublic, MetricsElsewhere: cfg.MetricsPort != 0,
 		RateLimit:         ratelimit.Limit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, TPM: cfg.RateLimitTPM},
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
+		Cache:             embeddings != nil, CachePerKey: cfg.CachePerKey(),
 	}, logger, models, reg, keys, limiter)
 	if err != nil {
 		return err

@@ -63,7 +63,9 @@ func TestTritonFaults(t *testing.T) {
 	env := tritonEnv(t, srv)
 	env["REQUEST_TIMEOUT"] = "400ms"
 	g := startGateway(t, env)
-	embed := func() response { return g.post(t, "/embed", `{"inputs":"hello"}`) }
+	// no-store: every request must reach the backend, which a cached
+	// vector would spare it.
+	embed := func() response { return g.post(t, "/embed", `{"inputs":"hello"}`, "Cache-Control", "no-store") }
 	tests := []struct {
 		name      string
 		fault     tritontest.Fault
