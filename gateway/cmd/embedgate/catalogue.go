@@ -125,11 +125,29 @@ func (c *catalogue) entries() ([]catalog.Entry, string, error) {
 	for _, err := range dropped {
 		c.logger.Warn("model left out of the catalogue", "err", err)
 	}
-	def := catalog.Default(entries, c.cfg.DefaultModel)
+	def := c.defaultOf(entries)
 	if err := catalog.Check(entries, def); err != nil {
 		return nil, "", err
 	}
 	return entries, def, nil
+}
+
+// defaultOf is the default model for Apply: --default-model, else the
+// first entry. Discovered models have no order of their own (Triton lists
+// them by name), so when they come first (no models file) the default is
+// the one serving now while Triton still lists it, else "": the fleet's
+// first by name of those that opened. A model loaded later must not take
+// the requests that name none, and one that does not open must not keep
+// the others from serving.
+func (c *catalogue) defaultOf(entries []catalog.Entry) string {
+	def := catalog.Default(entries, c.cfg.DefaultModel)
+	if c.cfg.DefaultModel != "" || len(c.file) > 0 || len(c.found) == 0 || c.fleet == nil {
+		return def
+	}
+	if cur, ok := c.fleet.Default(); ok && slices.ContainsFunc(entries, func(e catalog.Entry) bool { return e.Name == cur.Name }) {
+		return cur.Name
+	}
+	return ""
 }
 
 // apply makes the merged sources the fleet's models.
