@@ -178,7 +178,7 @@ func TestHelp(t *testing.T) {
 			for _, w := range []string{"--model-id", "MODEL_ID", "./Qwen3-Embedding-0.6B", "--ort-lib", "ORT_LIB", "--shutdown-grace", "30s", "s3-embedding.server",
 				"--read-timeout", "READ_TIMEOUT", "--write-timeout", "WRITE_TIMEOUT", "--idle-timeout", "1m15s", "--max-connections", "10000",
 				"--models-file", "MODELS_FILE", "--triton-discover ", "TRITON_DISCOVER ", "--triton-discover-interval", "TRITON_DISCOVER_INTERVAL",
-				"--served-model-name", "SERVED_MODEL_NAME", "--default-model", "DEFAULT_MODEL", "hf_model_id"} {
+				"--served-model-name", "SERVED_MODEL_NAME", "--default-model", "DEFAULT_MODEL", "hf_model_id", "embedgate models [flags]"} {
 				if !strings.Contains(help, w) {
 					t.Errorf("help lacks %q", w)
 				}
