@@ -249,7 +249,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Config
 
 // printUsage lists every flag with its env var, default and description.
 func printUsage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: embedgate [flags]\n       embedgate tokenize [flags] ...\n\n")
+	fmt.Fprintf(w, "Usage: embedgate [flags]\n       embedgate models [flags]      print the models the flags would serve, and check them\n       embedgate tokenize [flags] ...\n\n")
 	fmt.Fprintf(w, "Every flag can also be set by its environment variable; a flag wins over\nits env var, which wins over the default. Bools take true/false/1/0,\ndurations Go syntax (500ms, 30s, 1m).\n\nModels: --model-id serves one, named --served-model-name. --models-file\nand --triton-discover serve many; a request picks one with its model\nfield, and --default-model serves requests that name none.\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "FLAG\tENV\tDEFAULT\tDESCRIPTION\n")

@@ -194,7 +194,7 @@ func TestHelp(t *testing.T) {
 			for _, w := range []string{"--model-id", "MODEL_ID", "./Qwen3-Embedding-0.6B", "--ort-lib", "ORT_LIB", "--shutdown-grace", "30s", "s3-embedding.server",
 				"--read-timeout", "READ_TIMEOUT", "--write-timeout", "WRITE_TIMEOUT", "--idle-timeout", "1m15s", "--max-connections", "10000",
 				"--models-file", "MODELS_FILE", "--triton-discover ", "TRITON_DISCOVER ", "--triton-discover-interval", "TRITON_DISCOVER_INTERVAL",
-				"--served-model-name", "SERVED_MODEL_NAME", "--default-model", "DEFAULT_MODEL", "hf_model_id",
+				"--served-model-name", "SERVED_MODEL_NAME", "--default-model", "DEFAULT_MODEL", "hf_model_id", "embedgate models [flags]",
 				"--cache ", "CACHE ", "--cache-memory-mb", "256", "--cache-redis-url", "--cache-redis ", "--cache-ttl", "168h0m0s",
 				"--cache-scope", "CACHE_SCOPE", "--cache-timeout", "20ms"} {
 				if !strings.Contains(help, w) {

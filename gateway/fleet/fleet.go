@@ -135,6 +135,13 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 	next := make(map[string]*member, len(entries))
 	var retire []*member
 	var problems []error
+	// The default first: a new default that does not open leaves nothing
+	// to apply (see newTable), and must fail Apply before a changed model
+	// has given up its metrics for a replacement that would be stopped.
+	isDefault := func(e catalog.Entry) bool { return defaultName != "" && slices.Contains(e.Names(), defaultName) }
+	if i := slices.IndexFunc(entries, isDefault); i > 0 {
+		entries = slices.Concat(entries[i:i+1], entries[:i], entries[i+1:])
+	}
 	for _, e := range entries {
 		old := f.members[e.Name]
 		if old != nil && old.p.Entry.Equal(e) {
@@ -150,6 +157,9 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 		m, err := f.start(ctx, e)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("model %q (%s): %w", e.Name, e.Source, err))
+			if old == nil && isDefault(e) {
+				return errors.Join(append(problems, fmt.Errorf("fleet: the default model %q is not served", defaultName))...)
+			}
 			if old != nil {
 				next[e.Name] = old // still serving, if without its metrics
 			}

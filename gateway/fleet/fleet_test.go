@@ -225,6 +225,50 @@ func TestApplyWithoutDefault(t *testing.T) {
 	}
 }
 
+// TestApplyWithoutDefaultKeepsMetrics: a catalogue not applied because
+// its new default does not open leaves the running models as they were,
+// their metrics included.
+func TestApplyWithoutDefaultKeepsMetrics(t *testing.T) {
+	r := newRig(t)
+	f := newFleet(t, r, fleet.Options{})
+	ctx := context.Background()
+	if err := f.Apply(ctx, []catalog.Entry{{Name: "a", ModelID: "onnx"}}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	err := f.Apply(ctx, []catalog.Entry{{Name: "a", ModelID: "onnx", Aliases: []string{"ada"}}, {Name: "c", ModelID: "broken"}}, "c")
+	if err == nil {
+		t.Fatal("Apply with a default that does not open: want an error")
+	}
+	if _, ok := f.Lookup("ada"); ok {
+		t.Error("a's new alias served from a catalogue that was not applied")
+	}
+	if !hasSeries(t, r.reg, "embedgate_queue_tokens", "a") {
+		t.Error(`a still serves, but embedgate_queue_tokens{model="a"} is gone`)
+	}
+}
+
+// hasSeries says whether reg has a series of the metric name for model.
+func hasSeries(t *testing.T, reg *prometheus.Registry, name, model string) bool {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range families {
+		if fam.GetName() != name {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "model" && l.GetValue() == model {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // TestRetireFinishesRequests: a model removed while a request waits for
 // its batch answers it; the other model serves on.
 func TestRetireFinishesRequests(t *testing.T) {

@@ -28,10 +28,11 @@ type catalogue struct {
 	file    []catalog.Entry
 	found   []catalog.Entry
 	skipped map[string]string // discovered models left out, and why: logged once per change
+	said    map[string]string // what was last logged, by topic (see news)
 }
 
 func newCatalogue(cfg *config.Config, logger *slog.Logger, f *fleet.Fleet, pipes *pipelines) *catalogue {
-	return &catalogue{cfg: cfg, logger: logger, fleet: f, pipes: pipes, skipped: map[string]string{}}
+	return &catalogue{cfg: cfg, logger: logger, fleet: f, pipes: pipes, skipped: map[string]string{}, said: map[string]string{}}
 }
 
 // start reads every source and opens what they list. Any problem fails
@@ -61,6 +62,7 @@ func (c *catalogue) start(ctx context.Context) error {
 			return err
 		}
 	}
+	c.news("apply", err.Error()) // the first discovery need not say it again
 	c.logger.Error("discovered models not served", "err", err)
 	return nil
 }
@@ -122,27 +124,72 @@ func (c *catalogue) entries() ([]catalog.Entry, string, error) {
 		sources = append(sources, []catalog.Entry{e})
 	}
 	entries, dropped := catalog.Merge(sources...)
-	for _, err := range dropped {
-		c.logger.Warn("model left out of the catalogue", "err", err)
+	msgs := make([]string, len(dropped))
+	for i, err := range dropped {
+		msgs[i] = err.Error()
 	}
-	def := catalog.Default(entries, c.cfg.DefaultModel)
+	if c.news("dropped", strings.Join(msgs, "\n")) {
+		for _, err := range dropped {
+			c.logger.Warn("model left out of the catalogue", "err", err)
+		}
+	}
+	def := c.defaultOf(entries)
 	if err := catalog.Check(entries, def); err != nil {
 		return nil, "", err
 	}
 	return entries, def, nil
 }
 
+// defaultOf is the default model for Apply: --default-model, else the
+// first entry. Discovered models have no order of their own (Triton lists
+// them by name), so when they come first (no models file) the default is
+// the one serving now while Triton still lists it, else "": the fleet's
+// first by name of those that opened. A model loaded later must not take
+// the requests that name none, and one that does not open must not keep
+// the others from serving.
+func (c *catalogue) defaultOf(entries []catalog.Entry) string {
+	def := catalog.Default(entries, c.cfg.DefaultModel)
+	if c.cfg.DefaultModel != "" || len(c.file) > 0 || len(c.found) == 0 || c.fleet == nil {
+		return def
+	}
+	if cur, ok := c.fleet.Default(); ok && slices.ContainsFunc(entries, func(e catalog.Entry) bool { return e.Name == cur.Name }) {
+		return cur.Name
+	}
+	return ""
+}
+
 // apply makes the merged sources the fleet's models.
 func (c *catalogue) apply(ctx context.Context, why string) {
 	entries, def, err := c.entries()
 	if err != nil {
-		c.logger.Error("catalogue not applied: the models served stay as they were", "why", why, "err", err)
+		if c.news("check", err.Error()) {
+			c.logger.Error("catalogue not applied: the models served stay as they were", "why", why, "err", err)
+		}
 		return
 	}
+	c.news("check", "")
+	problem := ""
 	if err := c.fleet.Apply(ctx, entries, def); err != nil {
-		c.logger.Error("catalogue applied in part", "why", why, "err", err)
+		problem = err.Error()
 	}
-	c.logger.Info("catalogue", "why", why, "models", modelNames(c.fleet.List()))
+	if c.news("apply", problem) {
+		c.logger.Error("catalogue applied in part", "why", why, "err", problem)
+	}
+	if models := modelNames(c.fleet.List()); c.news("models", models) {
+		c.logger.Info("catalogue", "why", why, "models", models)
+	}
+}
+
+// news reports whether msg differs from what was last logged under topic,
+// and remembers it. Discovery applies the catalogue every interval: a
+// problem that lasts (a model that does not open, a name taken twice) is
+// logged when it starts or changes, not at every poll; it is still
+// retried at every poll. "" (no problem) is remembered too, so a problem
+// that comes back is logged again. A SIGHUP forgets it all (see reload).
+func (c *catalogue) news(topic, msg string) bool {
+	last, seen := c.said[topic]
+	c.said[topic] = msg
+	return msg != "" && (!seen || last != msg)
 }
 
 // watch reloads until ctx ends: on SIGHUP the API keys file and the models
@@ -187,6 +234,7 @@ func (c *catalogue) reload(ctx context.Context, keys *auth.Keys) {
 			c.logger.Error("SIGHUP: models file not reloaded, the models served stay as they were", "err", err)
 			return
 		}
+		clear(c.said) // the operator asked: say everything again
 		c.apply(ctx, "SIGHUP")
 		reloaded = true
 	}
