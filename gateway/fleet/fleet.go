@@ -132,12 +132,39 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 	if f.closed {
 		return errors.New("fleet: closed")
 	}
-	next := make(map[string]*member, len(entries))
-	var retire []*member
-	var problems []error
+	next, retire, problems, err := f.openAll(ctx, entries, defaultName)
+	if err == nil {
+		err = f.awaitServing(ctx, next)
+	}
+	var t *table
+	if err == nil {
+		t, err = newTable(next, defaultName)
+	}
+	if err != nil {
+		// Nothing changes: stop what was opened for nothing.
+		for name, m := range next {
+			if f.members[name] != m {
+				f.stop(m)
+			}
+		}
+		return errors.Join(append(problems, err)...)
+	}
+	f.members = next
+	f.table.Store(t)
+	for _, m := range retire {
+		f.retire(m)
+	}
+	return errors.Join(problems...)
+}
+
+// openAll opens what entries add or change, keeps what they leave equal,
+// and lists what is to retire. A model that fails to open is a problem;
+// a new default that fails is the error that stops Apply.
+func (f *Fleet) openAll(ctx context.Context, entries []catalog.Entry, defaultName string) (next map[string]*member, retire []*member, problems []error, err error) {
+	next = make(map[string]*member, len(entries))
 	// The default first: a new default that does not open leaves nothing
-	// to apply (see newTable), and must fail Apply before a changed model
-	// has given up its metrics for a replacement that would be stopped.
+	// to apply, and must fail Apply before a changed model has given up
+	// its metrics for a replacement that would be stopped.
 	isDefault := func(e catalog.Entry) bool { return defaultName != "" && slices.Contains(e.Names(), defaultName) }
 	if i := slices.IndexFunc(entries, isDefault); i > 0 {
 		entries = slices.Concat(entries[i:i+1], entries[:i], entries[i+1:])
@@ -158,7 +185,7 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 		if err != nil {
 			problems = append(problems, fmt.Errorf("model %q (%s): %w", e.Name, e.Source, err))
 			if old == nil && isDefault(e) {
-				return errors.Join(append(problems, fmt.Errorf("fleet: the default model %q is not served", defaultName))...)
+				return next, nil, problems, fmt.Errorf("fleet: the default model %q is not served", defaultName)
 			}
 			if old != nil {
 				next[e.Name] = old // still serving, if without its metrics
@@ -175,22 +202,25 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 			retire = append(retire, old)
 		}
 	}
-	t, err := newTable(next, defaultName)
-	if err != nil {
-		// Nothing changes: stop what was opened for nothing.
-		for name, m := range next {
-			if f.members[name] != m {
-				f.stop(m)
-			}
+	return next, retire, problems, nil
+}
+
+// awaitServing waits until every engine next adds to a running fleet has
+// calibrated its backend: swapped in before, a replacement would make its
+// first requests wait for it and /ready flap (the calibration is bounded,
+// see infer).
+func (f *Fleet) awaitServing(ctx context.Context, next map[string]*member) error {
+	for name, m := range next {
+		if f.members[name] == m || !m.launched.Load() {
+			continue
 		}
-		return errors.Join(append(problems, err)...)
+		select {
+		case <-m.p.Engine.Serving():
+		case <-ctx.Done():
+			return fmt.Errorf("fleet: model %q did not start serving: %w", name, ctx.Err())
+		}
 	}
-	f.members = next
-	f.table.Store(t)
-	for _, m := range retire {
-		f.retire(m)
-	}
-	return errors.Join(problems...)
+	return nil
 }
 
 // start opens e's pipeline, and runs its engine once the fleet runs.
@@ -224,6 +254,9 @@ func (f *Fleet) launch(m *member) {
 // can still arrive; Quiesce refuses them or waits for them.
 func (f *Fleet) retire(m *member) {
 	f.retiring.Add(1)
+	// Its metrics go at once: the same name may come back before it has
+	// finished, and its replacement registers them anew.
+	m.p.Engine.Close()
 	go func() {
 		defer f.retiring.Done()
 		ctx, cancel := context.WithTimeout(f.life, f.opts.RetireTimeout)

@@ -352,3 +352,39 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestReaddWhileRetiring: a model removed while it still answers a request
+// can come back at once, and a replacement is ready when Apply returns.
+func TestReaddWhileRetiring(t *testing.T) {
+	r := newRig(t)
+	r.slow(500 * time.Millisecond)
+	f := newFleet(t, r, fleet.Options{})
+	ctx := context.Background()
+	both := []catalog.Entry{{Name: "a", ModelID: "onnx"}, {Name: "b", ModelID: "slow"}}
+	if err := f.Apply(ctx, both, "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { m, _ := f.Lookup("b"); return m.Engine.Ready() })
+	old, _ := f.Lookup("b")
+	answered := make(chan error, 1)
+	go func() {
+		_, err := old.Engine.Embed(ctx, &gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "slow"}}})
+		answered <- err
+	}()
+	waitFor(t, func() bool { return r.gate.InFlight() == 1 })
+	if err := f.Apply(ctx, both[:1], "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Apply(ctx, both, "a"); err != nil {
+		t.Fatalf("b back while the old b still answers: %v", err)
+	}
+	if m, _ := f.Lookup("b"); !m.Engine.Ready() {
+		t.Error("the new b is not ready when Apply returns")
+	}
+	if err := <-answered; err != nil {
+		t.Errorf("the request on the retired b: %v", err)
+	}
+	if err := embed(t, f, "b"); err != nil {
+		t.Errorf("the new b: %v", err)
+	}
+}

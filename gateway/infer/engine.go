@@ -82,6 +82,8 @@ type Engine struct {
 	workers chan struct{} // tokenization slots
 	running atomic.Bool
 	started atomic.Bool // Run has begun serving (after calibration)
+	serving chan struct{}
+	serve   sync.Once   // closes serving
 	healthy atomic.Bool // false after a batch found the backend down or stalled
 	active  *tracker    // Embed and Tokenize calls inside, for Quiesce
 	flight  *inflight   // batches handed to the backend, for room
@@ -168,9 +170,14 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		flight:  newInflight(),
 		workers: make(chan struct{}, opts.Workers),
 		active:  newTracker(),
+		serving: make(chan struct{}),
 		m:       m,
 	}, nil
 }
+
+// Serving is closed once Run has calibrated the backend and begun
+// serving: a model swapped in for another should not be before.
+func (e *Engine) Serving() <-chan struct{} { return e.serving }
 
 // Run drives the batch loop until ctx is done, then waits for the batches in
 // flight. Inputs still queued then are answered Unhealthy, so no request hangs.
@@ -181,6 +188,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.healthy.Store(true)
 	e.running.Store(true)
 	e.started.Store(true)
+	e.serve.Do(func() { close(e.serving) })
 	defer e.running.Store(false)
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -344,8 +344,8 @@ func TestClientConformance(t *testing.T) {
 		model string
 		want  gateway.ModelSpec
 	}{
-		{"hidden", gateway.ModelSpec{Name: "hidden", HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32, MaxBatch: 32}},
-		{"pooled", gateway.ModelSpec{Name: "pooled", Output: gateway.Pooled, Hidden: 32}},
+		{"hidden", gateway.ModelSpec{Name: "hidden", HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32, MaxBatch: 32, Version: "1"}},
+		{"pooled", gateway.ModelSpec{Name: "pooled", Output: gateway.Pooled, Hidden: 32, Version: "1"}},
 	} {
 		t.Run(tt.model, func(t *testing.T) {
 			t.Parallel()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -46,8 +48,8 @@ func runModels(ctx context.Context, args []string, getenv func(string) string, s
 	if err := cat.discover(ctx); err != nil {
 		return err
 	}
-	for name, why := range cat.skipped {
-		fmt.Fprintf(stderr, "triton model %s not served: %s\n", name, why)
+	for _, name := range slices.Sorted(maps.Keys(cat.skipped)) {
+		fmt.Fprintf(stderr, "triton model %s not served: %s\n", name, cat.skipped[name])
 	}
 	entries, def, err := cat.entries()
 	if err != nil {
