@@ -172,7 +172,7 @@ func (r *redisTier) lookup(ctx context.Context, dim int, keys []Key) (vecs [][]f
 		}
 		return nil, nil, 0
 	}
-	r.outage.MarkUp()
+	r.outage.MarkUp(start)
 	vecs, costs = make([][]float32, len(keys)), make([]int64, len(keys))
 	for i, v := range vals {
 		s, ok := v.(string) // nil: no such key
@@ -258,6 +258,7 @@ func (r *redisTier) flush(ctx context.Context, batch []write) {
 		r.m.dropped.WithLabelValues(dropDown).Add(float64(len(batch)))
 		return
 	}
+	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, r.writeTimeout)
 	defer cancel()
 	pipe := r.client.Pipeline()
@@ -276,7 +277,7 @@ func (r *redisTier) flush(ctx context.Context, batch []write) {
 	var reply redis.Error
 	switch {
 	case err == nil:
-		r.outage.MarkUp()
+		r.outage.MarkUp(start)
 	case ctx.Err() != nil: // Close ran out of time: not Redis' fault
 		r.m.dropped.WithLabelValues(dropClosing).Add(float64(len(batch)))
 	case errors.As(err, &reply):

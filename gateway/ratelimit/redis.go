@@ -131,6 +131,7 @@ func (r *Redis) allow(ctx context.Context, key string, lim redis_rate.Limit, rt 
 	if r.outage.Skip() {
 		return r.policy(), nil
 	}
+	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	res, err := r.gcra.AllowN(cctx, key, lim, cost)
 	cancel()
@@ -144,7 +145,7 @@ func (r *Redis) allow(ctx context.Context, key string, lim redis_rate.Limit, rt 
 		r.outage.MarkDown(err)
 		return r.policy(), nil
 	}
-	r.outage.MarkUp()
+	r.outage.MarkUp(start)
 	// Remaining from the reset time, not redis_rate's: it reports 0 on a
 	// refusal (a smaller charge may still fit, and clients size retries
 	// from the header) and truncates float error (3.9999 → 3).

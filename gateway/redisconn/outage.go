@@ -96,14 +96,17 @@ func (o *Outage) MarkDown(err error) {
 	o.logger.Warn(o.opts.DownMessage, "addr", o.opts.Addr, "err", err)
 }
 
-// MarkUp records a call that Redis answered.
-func (o *Outage) MarkUp() {
+// MarkUp records a call, begun at start, that Redis answered. A call
+// begun before Redis was marked down says nothing of it now: one already
+// on the wire when Redis died can still succeed, and would turn it up
+// again only for the next call to turn it down.
+func (o *Outage) MarkUp(start time.Time) {
 	// Loads first: on the hot path Redis is up, and a store per call
 	// would bounce the cache line between cores.
 	if o.failures.Load() != 0 {
 		o.failures.Store(0)
 	}
-	if !o.down.Load() || !o.down.CompareAndSwap(true, false) {
+	if !o.down.Load() || start.UnixNano() < o.downSince.Load() || !o.down.CompareAndSwap(true, false) {
 		return
 	}
 	o.up.Set(1)

@@ -92,7 +92,7 @@ func TestOutageLogsOnce(t *testing.T) {
 		t.Error("after failures: not down")
 	}
 	for range 5 {
-		f.o.MarkUp()
+		f.o.MarkUp(time.Now())
 	}
 	logs := f.logs.String()
 	if strings.Count(logs, "thing down") != 1 || strings.Count(logs, "thing back") != 1 {
@@ -117,7 +117,7 @@ func TestOutageFailuresInARow(t *testing.T) {
 	err := errors.New("timeout")
 	f.o.MarkDown(err)
 	f.o.MarkDown(err)
-	f.o.MarkUp()
+	f.o.MarkUp(time.Now())
 	f.o.MarkDown(err)
 	f.o.MarkDown(err)
 	if f.o.Down() {
@@ -147,5 +147,25 @@ func TestOutageOneProbePerInterval(t *testing.T) {
 	}
 	if probes != 1 {
 		t.Errorf("%d of 10 calls probed once the interval passed, want 1", probes)
+	}
+}
+
+// A call that began before Redis went down and succeeds late says nothing
+// of Redis now: it must not turn it up (a flap of two more log lines).
+func TestOutageIgnoresCallsFromBefore(t *testing.T) {
+	f := newTestOutage(t, 1, time.Hour)
+	begun := time.Now()
+	time.Sleep(time.Millisecond) // the clock must move past begun
+	f.o.MarkDown(errors.New("connection refused"))
+	f.o.MarkUp(begun)
+	if !f.o.Down() {
+		t.Fatal("a call begun before the outage turned Redis up")
+	}
+	f.o.MarkUp(time.Now())
+	if f.o.Down() {
+		t.Fatal("a call begun after the outage did not turn Redis up")
+	}
+	if logs := f.logs.String(); strings.Count(logs, "thing back") != 1 {
+		t.Errorf("want one up line:\n%s", logs)
 	}
 }
