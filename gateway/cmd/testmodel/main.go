@@ -57,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	kind := "model"
 	if *labels > 0 {
-		kind = fmt.Sprintf("reranker (%d labels)", *labels)
+		kind = fmt.Sprintf("reranker (num_labels %d)", *labels)
 	}
 	fmt.Fprintf(stdout, "wrote %s %s to %s in %v\n", sz, kind, *out, time.Since(start).Round(time.Millisecond))
 	return nil

@@ -41,7 +41,7 @@ func TestRunReranker(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "modules.json")); err == nil {
 		t.Error("a reranker has modules.json")
 	}
-	if !strings.Contains(stdout.String(), "wrote tiny reranker (2 labels)") {
+	if !strings.Contains(stdout.String(), "wrote tiny reranker (num_labels 2)") {
 		t.Errorf("stdout = %q, want a summary naming the reranker", stdout.String())
 	}
 }
