@@ -18,8 +18,13 @@ build:
 run: build
 	bin/embedgate --model-id $(MODEL_ID)
 
+# The generated test models (package testmodel): an embedding model and a
+# one-label cross-encoder. `make run MODEL_ID=.cache/models/tiny-reranker`
+# serves the second as a reranker.
+MODELS_DIR ?= .cache/models
 testmodel:
-	$(GO) run ./gateway/cmd/testmodel -out .cache/models/tiny-bert
+	$(GO) run ./gateway/cmd/testmodel -out $(MODELS_DIR)/tiny-bert
+	$(GO) run ./gateway/cmd/testmodel -out $(MODELS_DIR)/tiny-reranker -num-labels 1
 
 # make test runs every test once, in one of two tiers. The race detector
 # (about 10 times slower) runs on everything but the tokenizer tests below:

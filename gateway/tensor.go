@@ -12,4 +12,6 @@ const (
 	TensorLastHiddenState = "last_hidden_state"
 	// TensorSentenceEmbedding is the Pooled output, [B, H].
 	TensorSentenceEmbedding = "sentence_embedding"
+	// TensorLogits is a cross-encoder's output, [B, num_labels].
+	TensorLogits = "logits"
 )

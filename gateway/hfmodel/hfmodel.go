@@ -1,7 +1,7 @@
 // Package hfmodel reads a local Hugging Face model directory (config.json,
-// tokenizer.json and the sentence-transformers files) into a Model: max
-// input length, pooling, normalization, prompts and the ONNX file for a
-// dtype. Resolve turns a --model-id into such a directory, downloading hub
+// tokenizer.json and the sentence-transformers files) into a Model: its
+// task (embed or rerank), max input length, pooling, normalization, prompts
+// and the ONNX file for a dtype. Resolve turns a --model-id into such a directory, downloading hub
 // ids through package hub. It imports the standard library and hub.
 package hfmodel
 
@@ -12,13 +12,29 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+)
+
+// The tasks a model directory can serve.
+const (
+	TaskEmbed  = "embed"  // an encoder whose token states or pooled output are embeddings
+	TaskRerank = "rerank" // a cross-encoder: one (query, document) pair in, logits out
 )
 
 // Model is what embedgate needs to know about a model directory.
 type Model struct {
-	Dir                   string
-	ModelType             string // config.json model_type ("bert", "qwen3", …)
+	Dir       string
+	ModelType string // config.json model_type ("bert", "qwen3", …)
+	// Task is TaskRerank when config.json's architectures name a
+	// sequence-classification head (…ForSequenceClassification, as
+	// transformers saves a cross-encoder), else TaskEmbed. TEI decides the
+	// same way.
+	Task string
+	// NumLabels is a rerank model's number of logits per pair: the size of
+	// config.json's id2label, else its num_labels, else 2, transformers'
+	// default (id2label wins over num_labels there too). 0 for TaskEmbed.
+	NumLabels             int
 	HiddenSize            int
 	VocabSize             int
 	MaxPositionEmbeddings int
@@ -54,36 +70,31 @@ func Open(dir string) (*Model, error) {
 	}
 
 	var cfg struct {
-		ModelType             string `json:"model_type"`
-		HiddenSize            int    `json:"hidden_size"`
-		DModel                int    `json:"d_model"`
-		NEmbd                 int    `json:"n_embd"`
-		VocabSize             int    `json:"vocab_size"`
-		MaxPositionEmbeddings int    `json:"max_position_embeddings"`
-		NPositions            int    `json:"n_positions"`
-		PadTokenID            *int   `json:"pad_token_id"`
+		Architectures         []string          `json:"architectures"`
+		NumLabels             *int              `json:"num_labels"`
+		ID2Label              map[string]string `json:"id2label"`
+		ModelType             string            `json:"model_type"`
+		HiddenSize            int               `json:"hidden_size"`
+		DModel                int               `json:"d_model"`
+		NEmbd                 int               `json:"n_embd"`
+		VocabSize             int               `json:"vocab_size"`
+		MaxPositionEmbeddings int               `json:"max_position_embeddings"`
+		NPositions            int               `json:"n_positions"`
+		PadTokenID            *int              `json:"pad_token_id"`
 	}
 	if err := readJSON(dir, configFile, true, &cfg); err != nil {
 		return nil, err
 	}
 	m.ModelType = cfg.ModelType
+	var err error
+	if m.Task, m.NumLabels, err = task(cfg.Architectures, cfg.ID2Label, cfg.NumLabels); err != nil {
+		return nil, fmt.Errorf("hfmodel: %s: %s: %w", dir, configFile, err)
+	}
 	m.HiddenSize = firstPositive(cfg.HiddenSize, cfg.DModel, cfg.NEmbd)
 	m.VocabSize = cfg.VocabSize
 	m.MaxPositionEmbeddings = firstPositive(cfg.MaxPositionEmbeddings, cfg.NPositions)
 
-	// RoBERTa-style models number positions from pad_token_id+1, so 514
-	// positions hold 512 tokens (TEI does the same).
-	maxPos := m.MaxPositionEmbeddings
-	switch cfg.ModelType {
-	case "roberta", "xlm-roberta", "camembert":
-		pad := 1
-		if cfg.PadTokenID != nil {
-			pad = *cfg.PadTokenID
-		}
-		if maxPos > pad+1 {
-			maxPos -= pad + 1
-		}
-	}
+	maxPos := tokenPositions(cfg.ModelType, m.MaxPositionEmbeddings, cfg.PadTokenID)
 
 	var sbert struct {
 		MaxSeqLength int `json:"max_seq_length"`
@@ -123,6 +134,40 @@ func Open(dir string) (*Model, error) {
 		}
 	}
 	return m, nil
+}
+
+// task reads config.json's architectures, id2label and num_labels (nil
+// when absent) into Model.Task and Model.NumLabels.
+func task(architectures []string, id2label map[string]string, numLabels *int) (string, int, error) {
+	if !slices.ContainsFunc(architectures, func(a string) bool { return strings.HasSuffix(a, "ForSequenceClassification") }) {
+		return TaskEmbed, 0, nil
+	}
+	switch {
+	case len(id2label) > 0:
+		return TaskRerank, len(id2label), nil
+	case numLabels == nil:
+		return TaskRerank, 2, nil
+	case *numLabels < 1:
+		return "", 0, fmt.Errorf("num_labels %d, want at least 1 for a %s model", *numLabels, strings.Join(architectures, ", "))
+	}
+	return TaskRerank, *numLabels, nil
+}
+
+// tokenPositions is how many tokens maxPos position embeddings hold.
+// RoBERTa-style models number positions from pad_token_id+1, so 514
+// positions hold 512 tokens (TEI does the same).
+func tokenPositions(modelType string, maxPos int, padTokenID *int) int {
+	switch modelType {
+	case "roberta", "xlm-roberta", "camembert":
+		pad := 1
+		if padTokenID != nil {
+			pad = *padTokenID
+		}
+		if maxPos > pad+1 {
+			maxPos -= pad + 1
+		}
+	}
+	return maxPos
 }
 
 // readModules finds the Pooling module's directory (1_Pooling unless

@@ -1,6 +1,7 @@
 package hfmodel
 
 import (
+	"cmp"
 	"maps"
 	"os"
 	"path/filepath"
@@ -54,6 +55,22 @@ func qwenFiles() map[string]string {
 	}
 }
 
+// rerankerFiles is shaped like bge-reranker-base (a transformers
+// cross-encoder: no sentence-transformers files), with labels (JSON
+// members) added to its config.json.
+func rerankerFiles(labels string) map[string]string {
+	if labels != "" {
+		labels = "," + labels
+	}
+	return map[string]string{
+		"config.json": `{"architectures":["XLMRobertaForSequenceClassification"],"model_type":"xlm-roberta","hidden_size":768,` +
+			`"vocab_size":250002,"max_position_embeddings":514,"pad_token_id":1` + labels + `}`,
+		"tokenizer.json":        `{"version":"1.0"}`,
+		"tokenizer_config.json": `{"model_max_length":512}`,
+		"onnx/model.onnx":       "graph",
+	}
+}
+
 // with returns files with changes applied; an empty content deletes.
 func with(files map[string]string, changes map[string]string) map[string]string {
 	out := maps.Clone(files)
@@ -99,6 +116,17 @@ func TestOpen(t *testing.T) {
 			Prompts: map[string]string{"query": "q: ", "passage": "p: "}, DefaultPromptName: "passage"}},
 		{"gpt-style names", map[string]string{"config.json": `{"model_type":"gpt2","n_embd":768,"vocab_size":50257,"n_positions":1024}`, "tokenizer.json": "{}"},
 			Model{ModelType: "gpt2", HiddenSize: 768, VocabSize: 50257, MaxPositionEmbeddings: 1024, MaxInputLength: 1024}},
+		{"reranker", rerankerFiles(`"id2label":{"0":"LABEL_0"},"label2id":{"LABEL_0":0}`),
+			Model{ModelType: "xlm-roberta", Task: TaskRerank, NumLabels: 1, HiddenSize: 768, VocabSize: 250002, MaxPositionEmbeddings: 514, MaxInputLength: 512}},
+		{"reranker with num_labels only", rerankerFiles(`"num_labels":1`),
+			Model{ModelType: "xlm-roberta", Task: TaskRerank, NumLabels: 1, HiddenSize: 768, VocabSize: 250002, MaxPositionEmbeddings: 514, MaxInputLength: 512}},
+		{"id2label wins over num_labels", rerankerFiles(`"num_labels":1,"id2label":{"0":"no","1":"yes"}`),
+			Model{ModelType: "xlm-roberta", Task: TaskRerank, NumLabels: 2, HiddenSize: 768, VocabSize: 250002, MaxPositionEmbeddings: 514, MaxInputLength: 512}},
+		{"reranker without labels: transformers' default 2", rerankerFiles(""),
+			Model{ModelType: "xlm-roberta", Task: TaskRerank, NumLabels: 2, HiddenSize: 768, VocabSize: 250002, MaxPositionEmbeddings: 514, MaxInputLength: 512}},
+		{"labels of an embedding model mean nothing", with(bertFiles(), map[string]string{
+			"config.json": `{"architectures":["BertModel"],"model_type":"bert","hidden_size":384,"vocab_size":30522,"max_position_embeddings":512,"id2label":{"0":"LABEL_0"}}`,
+		}), Model{ModelType: "bert", HiddenSize: 384, VocabSize: 30522, MaxPositionEmbeddings: 512, MaxInputLength: 256, Pooling: "mean", Normalize: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,7 +143,7 @@ func TestOpen(t *testing.T) {
 			if got.ModelType != tt.want.ModelType || got.HiddenSize != tt.want.HiddenSize || got.VocabSize != tt.want.VocabSize ||
 				got.MaxPositionEmbeddings != tt.want.MaxPositionEmbeddings || got.MaxInputLength != tt.want.MaxInputLength ||
 				got.Pooling != tt.want.Pooling || got.Normalize != tt.want.Normalize || got.DefaultPromptName != tt.want.DefaultPromptName ||
-				!maps.Equal(got.Prompts, tt.want.Prompts) {
+				!maps.Equal(got.Prompts, tt.want.Prompts) || got.Task != cmp.Or(tt.want.Task, TaskEmbed) || got.NumLabels != tt.want.NumLabels {
 				t.Errorf("Open() = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -134,6 +162,7 @@ func TestOpenErrors(t *testing.T) {
 		{"bad pooling config", with(bertFiles(), map[string]string{"1_Pooling/config.json": "[1"}), "parse 1_Pooling/config.json"},
 		{"bad modules.json", with(bertFiles(), map[string]string{"modules.json": "{}"}), "parse modules.json"},
 		{"no max length", map[string]string{"config.json": `{"model_type":"x","hidden_size":8}`, "tokenizer.json": "{}"}, "no max input length"},
+		{"reranker with no labels", rerankerFiles(`"num_labels":0`), "num_labels 0, want at least 1 for a XLMRobertaForSequenceClassification model"},
 		{"unknown default prompt", with(qwenFiles(), map[string]string{"config_sentence_transformers.json": `{"prompts":{"query":"q"},"default_prompt_name":"doc"}`}),
 			`default_prompt_name "doc" is not one of its prompts`},
 	}

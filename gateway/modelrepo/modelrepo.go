@@ -1,7 +1,7 @@
 // Package modelrepo reads Triton model configurations (config.pbtxt, text
 // format) into tritonstubs.ModelConfig and checks one against what the
 // gateway sends and reads: token inputs of [B, L] INT64/INT32, one FP32
-// embedding output, batching, a bounded queue, warmup and TensorRT profiles.
+// output (embeddings, or a cross-encoder's logits), batching, a bounded queue, warmup and TensorRT profiles.
 // Tests run it over model_repository/; the Triton backend runs it at Open
 // on the config Triton reports and logs each problem. It imports gateway
 // (the tensor names), tritonstubs and the protobuf module.
@@ -54,8 +54,9 @@ func Check(cfg *tritonstubs.ModelConfig, inputs, outputs []string) error {
 // so that a caller can report them one by one. inputs are the tensors the
 // gateway can fill; the config's inputs must be a subset, and must include
 // input_ids and attention_mask (without the mask, padding would change the
-// embeddings of every batched row). outputs are the embedding outputs the
-// gateway can pool; every declared output must be one.
+// embeddings of every batched row). outputs are the outputs the gateway
+// can read for the model's task (the embedding outputs it pools, or a
+// reranker's logits); every declared output must be one.
 func Problems(cfg *tritonstubs.ModelConfig, inputs, outputs []string) []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -97,23 +98,27 @@ func Problems(cfg *tritonstubs.ModelConfig, inputs, outputs []string) []error {
 	return errs
 }
 
-// checkOutput: FP32, and the shape its name promises: [L, H] token states
-// or a pooled [H], with H known.
+// checkOutput: FP32, and the shape its name promises: [L, H] token states,
+// a pooled [H] or [num_labels] logits, with H or num_labels known.
 func checkOutput(out *tritonstubs.ModelOutput, outputs []string, bad func(string, ...any)) {
 	name, dims := out.GetName(), out.GetDims()
 	if !slices.Contains(outputs, name) {
-		bad("output %q is not one the gateway pools (%s)", name, strings.Join(outputs, ", "))
+		bad("output %q is not one the gateway reads (%s)", name, strings.Join(outputs, ", "))
 	}
 	if out.GetDataType() != tritonstubs.DataType_TYPE_FP32 {
 		bad("output %q is %s, want TYPE_FP32", name, out.GetDataType())
 	}
-	want := map[string]int{gateway.TensorLastHiddenState: 2, gateway.TensorSentenceEmbedding: 1}[name]
+	want := map[string]int{gateway.TensorLastHiddenState: 2, gateway.TensorSentenceEmbedding: 1, gateway.TensorLogits: 1}[name]
 	if want != 0 && len(dims) != want {
 		bad("output %q dims %v: want %d dims after the batch dim", name, dims, want)
 		return
 	}
 	if len(dims) == 0 || dims[len(dims)-1] <= 0 {
-		bad("output %q dims %v: the last dim must be the hidden size", name, dims)
+		last := "the hidden size"
+		if name == gateway.TensorLogits {
+			last = "the number of labels"
+		}
+		bad("output %q dims %v: the last dim must be %s", name, dims, last)
 	}
 }
 

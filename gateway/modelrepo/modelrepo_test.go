@@ -20,11 +20,15 @@ import (
 // gateway does not send it (see qwen3-embedding-0.6b/config.pbtxt).
 const positionIDs = "position_ids"
 
-// check runs modelrepo.Check with what the gateway can send and pool
-// (BRIEF §2, §8).
+// check runs modelrepo.Check with what the gateway can send and read
+// (BRIEF §2, §8) for the config's task parameter: the embedding outputs,
+// or logits for a reranker.
 func check(cfg *tritonstubs.ModelConfig) error {
 	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, positionIDs}
 	outputs := []string{gateway.TensorLastHiddenState, gateway.TensorSentenceEmbedding}
+	if cfg.GetParameters()["task"].GetStringValue() == "rerank" {
+		outputs = []string{gateway.TensorLogits}
+	}
 	return modelrepo.Check(cfg, inputs, outputs)
 }
 
@@ -46,15 +50,17 @@ func TestShippedConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Hidden sizes of the models we ship configs for; a new config needs a
-	// row here, which makes its author check the output dims.
-	hidden := map[string]int64{
+	// Hidden sizes of the models we ship configs for (a reranker's: its
+	// number of labels); a new config needs a row here, which makes its
+	// author check the output dims.
+	lastDim := map[string]int64{
 		"bge-small-en-v1.5":     384,
 		"bge-small-en-v1.5-trt": 384,
 		"qwen3-embedding-0.6b":  1024,
+		"bge-reranker-base":     1,
 	}
-	if len(paths) < len(hidden) {
-		t.Fatalf("found %d configs (%v), want at least %d", len(paths), paths, len(hidden))
+	if len(paths) < len(lastDim) {
+		t.Fatalf("found %d configs (%v), want at least %d", len(paths), paths, len(lastDim))
 	}
 	minBatch := defaultMaxBatchRequests(t)
 	for _, path := range paths {
@@ -73,13 +79,13 @@ func TestShippedConfigs(t *testing.T) {
 			if got := int(cfg.GetMaxBatchSize()); got < minBatch {
 				t.Errorf("max_batch_size = %d, want >= the gateway's default --max-batch-requests %d", got, minBatch)
 			}
-			h, ok := hidden[dir]
+			h, ok := lastDim[dir]
 			if !ok {
-				t.Fatalf("no hidden size listed for %s in this test", dir)
+				t.Fatalf("no hidden size (or number of labels) listed for %s in this test", dir)
 			}
 			for _, out := range cfg.GetOutput() {
 				if d := out.GetDims(); len(d) == 0 || d[len(d)-1] != h {
-					t.Errorf("output %q dims = %v, want hidden size %d last", out.GetName(), d, h)
+					t.Errorf("output %q dims = %v, want %d last", out.GetName(), d, h)
 				}
 			}
 			// Triton needs a version directory; 1/ is committed with a .gitkeep.
@@ -107,6 +113,11 @@ model_warmup [ {
   inputs { key: "attention_mask" value: { data_type: TYPE_INT64 dims: [ 16 ] zero_data: true } }
 } ]
 `
+
+// reranker is base as a cross-encoder: task rerank, one logit per row.
+var reranker = strings.Replace(base, `output [ { name: "last_hidden_state" data_type: TYPE_FP32 dims: [ -1, 8 ] } ]`,
+	`output [ { name: "logits" data_type: TYPE_FP32 dims: [ 1 ] } ]
+parameters { key: "task" value: { string_value: "rerank" } }`, 1)
 
 const trt = `
 optimization { execution_accelerators { gpu_execution_accelerator [ {
@@ -151,8 +162,19 @@ func TestCheck(t *testing.T) {
 			wantErr: `input "input_ids" dims [-1 -1]`},
 		{name: "fp16 output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].DataType = tritonstubs.DataType_TYPE_FP16 },
 			wantErr: "is TYPE_FP16, want TYPE_FP32"},
-		{name: "unknown output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].Name = "logits" },
-			wantErr: `output "logits" is not one the gateway pools`},
+		{name: "unknown output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].Name = "pooler_output" },
+			wantErr: `output "pooler_output" is not one the gateway reads`},
+		{name: "logits of an embedding model", text: base, edit: func(c *tritonstubs.ModelConfig) {
+			c.Output = []*tritonstubs.ModelOutput{{Name: "logits", DataType: tritonstubs.DataType_TYPE_FP32, Dims: []int64{1}}}
+		}, wantErr: `output "logits" is not one the gateway reads (last_hidden_state, sentence_embedding)`},
+		{name: "reranker", text: reranker},
+		{name: "reranker with token states", text: reranker, edit: func(c *tritonstubs.ModelConfig) {
+			c.Output[0].Name = "last_hidden_state"
+		}, wantErr: `output "last_hidden_state" is not one the gateway reads (logits)`},
+		{name: "reranker logits of wrong rank", text: reranker, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].Dims = []int64{-1, 1} },
+			wantErr: `output "logits" dims [-1 1]: want 1 dims after the batch dim`},
+		{name: "reranker logits without labels", text: reranker, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].Dims = []int64{-1} },
+			wantErr: "the last dim must be the number of labels"},
 		{name: "token states of wrong rank", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].Dims = []int64{8} },
 			wantErr: "want 2 dims"},
 		{name: "no dynamic batching", text: base, edit: func(c *tritonstubs.ModelConfig) { c.SchedulingChoice = nil },

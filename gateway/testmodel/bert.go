@@ -41,13 +41,19 @@ func (b *builder) init(t onnxproto.Tensor) string {
 	return t.Name
 }
 
-// weight adds a seeded N(mean, 0.02) float initialiser.
+// weight adds a seeded N(mean, 0.02) float initialiser: BERT's
+// initializer_range.
 func (b *builder) weight(name string, mean float64, dims ...int64) string {
+	return b.weightStd(name, mean, 0.02, dims...)
+}
+
+// weightStd adds a seeded N(mean, std) float initialiser.
+func (b *builder) weightStd(name string, mean, std float64, dims ...int64) string {
 	n := int64(1)
 	for _, d := range dims {
 		n *= d
 	}
-	return b.init(onnxproto.FloatTensor(name, dims, b.rng.fill(int(n), mean, 0.02)))
+	return b.init(onnxproto.FloatTensor(name, dims, b.rng.fill(int(n), mean, std)))
 }
 
 // scalar adds a float constant of shape [] named after its use.
@@ -92,6 +98,10 @@ func build(cfg Config) ([]byte, error) {
 	x := b.embeddings(a, cfg.NoTokenTypeIDs)
 	maskF, add, one := b.attentionMask()
 	x = b.encoder(a, x, add, one)
+	if cfg.NumLabels > 0 {
+		b.classifier(x, H, int64(cfg.NumLabels))
+		return encodeModel(&b.g, "embedgate-testmodel"), nil
+	}
 	b.g.outputs = []onnxproto.ValueInfo{{Name: gateway.TensorLastHiddenState, Elem: onnxproto.DTFloat,
 		Dims: []onnxproto.Dim{{Param: "batch_size"}, {Param: "sequence_length"}, {Value: H}}}}
 	if cfg.Pooled {
@@ -218,4 +228,33 @@ func (b *builder) meanPooled(x, maskF string, H int64) {
 	b.opTo(gateway.TensorSentenceEmbedding, "Div", []string{mean, norm})
 	b.g.outputs = append(b.g.outputs, onnxproto.ValueInfo{Name: gateway.TensorSentenceEmbedding, Elem: onnxproto.DTFloat,
 		Dims: []onnxproto.Dim{{Param: "batch_size"}, {Value: H}}})
+}
+
+// Standard deviations of the classification head's weights. Wider than
+// BERT's 0.02, so that the pooler's tanh works outside its linear range and
+// logits are a few units, as a trained reranker's are. The random encoder's
+// [CLS] state varies little from one input to the next, so the logits of
+// different pairs differ by about 1e-3 to 1e-2: far above float32 rounding,
+// which is what tests that compare or sort scores need.
+const (
+	poolerStd     = 0.2
+	classifierStd = 1.0
+)
+
+// classifier adds BertForSequenceClassification's head on the encoder's
+// output x: the pooler (dense + tanh on the [CLS] row), then the classifier
+// dense to labels, the graph's one output, logits [B, labels]. Dropout is
+// the identity at inference, so it has no node. Its weights are drawn after
+// the encoder's, so a cross-encoder shares every encoder weight with the
+// embedding model of its seed.
+func (b *builder) classifier(x string, H, labels int64) {
+	cls := b.op("Gather", []string{x, b.init(onnxproto.Int64Tensor("/cls_index", nil, []int64{0}))}, onnxproto.IntAttr("axis", 1))
+	pw := b.weightStd("pooler.dense.weight", 0, poolerStd, H, H)
+	pb := b.weightStd("pooler.dense.bias", 0, poolerStd, H)
+	pooled := b.op("Tanh", []string{b.op("Add", []string{b.op("MatMul", []string{cls, pw}), pb})})
+	w := b.weightStd("classifier.weight", 0, classifierStd, H, labels)
+	bias := b.weightStd("classifier.bias", 0, classifierStd, labels)
+	b.opTo(gateway.TensorLogits, "Add", []string{b.op("MatMul", []string{pooled, w}), bias})
+	b.g.outputs = []onnxproto.ValueInfo{{Name: gateway.TensorLogits, Elem: onnxproto.DTFloat,
+		Dims: []onnxproto.Dim{{Param: "batch_size"}, {Value: labels}}}}
 }

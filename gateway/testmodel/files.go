@@ -1,11 +1,21 @@
 package testmodel
 
+import "strconv"
+
 // jsonFiles returns the JSON side files of a sentence-transformers repo, by
-// path. Structs (not maps) keep the key order fixed.
+// path, or of a transformers cross-encoder repo, which has none of the
+// sentence-transformers files (no pooling: its head scores the pair).
+// Structs (not maps) keep the key order fixed.
 func jsonFiles(cfg Config) map[string]any {
 	a := cfg.arch()
+	if cfg.NumLabels > 0 {
+		return map[string]any{
+			"config.json":           bertConfig(a, cfg.NumLabels),
+			"tokenizer_config.json": tokenizerConfig(cfg.MaxSeqLength),
+		}
+	}
 	return map[string]any{
-		"config.json":                       bertConfig(a),
+		"config.json":                       bertConfig(a, 0),
 		"tokenizer_config.json":             tokenizerConfig(cfg.MaxSeqLength),
 		"1_Pooling/config.json":             poolingConfig(a.Hidden, cfg.Pooling),
 		"modules.json":                      modules(),
@@ -14,8 +24,11 @@ func jsonFiles(cfg Config) map[string]any {
 	}
 }
 
-// bertConfig is config.json: the transformers BertConfig of a.
-func bertConfig(a Arch) any {
+// bertConfig is config.json: the transformers BertConfig of a, for a
+// BertModel, or with labels > 0 for a BertForSequenceClassification with
+// that many labels. transformers takes the label count from id2label (and
+// num_labels, which agrees), as TEI does.
+func bertConfig(a Arch, labels int) any {
 	type bertConfig struct {
 		Architectures             []string `json:"architectures"`
 		ModelType                 string   `json:"model_type"`
@@ -34,14 +47,30 @@ func bertConfig(a Arch) any {
 		PadTokenID                int      `json:"pad_token_id"`
 		PositionEmbeddingType     string   `json:"position_embedding_type"`
 		TorchDtype                string   `json:"torch_dtype"`
+		// A classifier's labels; absent from a BertModel's config.
+		NumLabels int               `json:"num_labels,omitempty"`
+		ID2Label  map[string]string `json:"id2label,omitempty"`
+		Label2ID  map[string]int    `json:"label2id,omitempty"`
+	}
+	arch := "BertModel"
+	var id2label map[string]string
+	var label2id map[string]int
+	if labels > 0 {
+		arch = "BertForSequenceClassification"
+		id2label, label2id = map[string]string{}, map[string]int{}
+		for i := range labels {
+			name := "LABEL_" + strconv.Itoa(i)
+			id2label[strconv.Itoa(i)], label2id[name] = name, i
+		}
 	}
 	return bertConfig{
-		Architectures: []string{"BertModel"}, ModelType: "bert",
+		Architectures: []string{arch}, ModelType: "bert",
 		VocabSize: a.Vocab, HiddenSize: a.Hidden, NumHiddenLayers: a.Layers,
 		NumAttentionHeads: a.Heads, IntermediateSize: a.Intermediate, HiddenAct: "gelu",
 		HiddenDropoutProb: 0.1, AttentionProbsDropoutProb: 0.1, MaxPositionEmbeddings: a.MaxPos,
 		TypeVocabSize: 2, InitializerRange: 0.02, LayerNormEps: 1e-12,
 		PositionEmbeddingType: "absolute", TorchDtype: "float32",
+		NumLabels: labels, ID2Label: id2label, Label2ID: label2id,
 	}
 }
 

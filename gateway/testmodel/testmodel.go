@@ -5,6 +5,11 @@
 // sentence-transformers configs. Tests and benchmarks use it so that they
 // need no download; the numbers it produces mean nothing.
 //
+// With NumLabels it writes a cross-encoder instead, laid out like a
+// transformers BertForSequenceClassification repository with an optimum
+// text-classification export: the same encoder, then BERT's pooler and
+// classifier, whose only output is logits [B, NumLabels].
+//
 // The ONNX file is encoded with protowire (no generated ONNX types) and is
 // byte-for-byte deterministic for a given Config.
 package testmodel
@@ -12,6 +17,7 @@ package testmodel
 import (
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,7 +88,14 @@ type Config struct {
 	// tokenizer family. nil = MiniLM's.
 	Tokenizer []byte
 	Vocab     int
+	// NumLabels > 0 makes a cross-encoder (a reranker) with that many
+	// labels instead of an embedding model; 0 = an embedding model.
+	NumLabels int
 }
+
+// MaxLabels bounds Config.NumLabels: rerankers have one or two labels, and
+// a few more cover a classifier.
+const MaxLabels = 16
 
 // arch is the architecture cfg builds: its size's, with the overrides.
 func (c Config) arch() Arch {
@@ -123,6 +136,11 @@ func WithTokenizer(data []byte, vocab int) Option {
 	return func(c *Config) { c.Tokenizer, c.Vocab = data, vocab }
 }
 
+// WithNumLabels makes the model a cross-encoder with n labels (see
+// Config.NumLabels): 1 for a reranker that outputs one logit per pair, 2
+// for one scored by the softmax of its last label.
+func WithNumLabels(n int) Option { return func(c *Config) { c.NumLabels = n } }
+
 // WithSize sets the architecture.
 func WithSize(s Size) Option { return func(c *Config) { c.Size = s } }
 
@@ -156,6 +174,12 @@ func (c Config) normalized() (Config, error) {
 	}
 	if c.Tokenizer != nil && c.Vocab < 1 {
 		return c, fmt.Errorf("testmodel: a tokenizer needs its vocabulary size, got %d", c.Vocab)
+	}
+	if c.NumLabels < 0 || c.NumLabels > MaxLabels {
+		return c, fmt.Errorf("testmodel: num_labels %d outside 0..%d (0 is an embedding model)", c.NumLabels, MaxLabels)
+	}
+	if c.NumLabels > 0 && c.Pooled {
+		return c, errors.New("testmodel: a cross-encoder (num_labels > 0) has no sentence_embedding output")
 	}
 	return c, nil
 }

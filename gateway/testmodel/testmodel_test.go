@@ -5,11 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/embedgate/embedgate/gateway/hfmodel"
 	"github.com/embedgate/embedgate/gateway/testmodel"
 )
 
@@ -19,6 +25,9 @@ import (
 const (
 	tinySHA256       = "f7df52a0292f8383410add26139663339dd8956dd00a858e8d585bbb49efc01f"
 	tinyPooledSHA256 = "37363ea5ab3276ea8d960c8e9ee72c92876e7e4de7628807de2f8fd468a827c6"
+	// The tiny reranker (one label, seed 0); reranker_test.go checks its
+	// logits against a hand computation.
+	tinyRerankerSHA256 = "4113294bb494f95ec6bebda1c45ec618fda6f40a6c4e54b6cbab620e8bb6ba4f"
 )
 
 func sha(t *testing.T, path string) string {
@@ -39,6 +48,7 @@ func TestWriteDeterministic(t *testing.T) {
 	}{
 		{"Tiny", testmodel.Config{}, tinySHA256},
 		{"TinyPooled", testmodel.NewConfig(testmodel.WithPooled()), tinyPooledSHA256},
+		{"TinyReranker", testmodel.NewConfig(testmodel.WithNumLabels(1)), tinyRerankerSHA256},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -143,6 +153,93 @@ func TestWriteFiles(t *testing.T) {
 	}
 }
 
+// TestWriteReranker checks the files of a cross-encoder repository: a
+// transformers BertForSequenceClassification config that hfmodel reads as
+// a reranker, the MiniLM tokenizer, and none of the sentence-transformers
+// files of an embedding model.
+func TestWriteReranker(t *testing.T) {
+	for _, labels := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%dLabels", labels), func(t *testing.T) {
+			dir := t.TempDir()
+			if err := testmodel.Write(dir, testmodel.NewConfig(testmodel.WithNumLabels(labels), testmodel.WithMaxSeqLength(128))); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{"onnx/model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json"} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("missing %s: %v", f, err)
+				}
+			}
+			for _, f := range []string{"1_Pooling", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"} {
+				if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("%s: want no such file in a cross-encoder repository, got err %v", f, err)
+				}
+			}
+			var conf struct {
+				Architectures []string          `json:"architectures"`
+				ModelType     string            `json:"model_type"`
+				NumLabels     int               `json:"num_labels"`
+				ID2Label      map[string]string `json:"id2label"`
+				Label2ID      map[string]int    `json:"label2id"`
+			}
+			readJSON(t, filepath.Join(dir, "config.json"), &conf)
+			if !slices.Equal(conf.Architectures, []string{"BertForSequenceClassification"}) || conf.ModelType != "bert" || conf.NumLabels != labels {
+				t.Errorf("config.json = %+v, want a bert BertForSequenceClassification with %d labels", conf, labels)
+			}
+			if len(conf.ID2Label) != labels || len(conf.Label2ID) != labels {
+				t.Errorf("id2label %v, label2id %v: want %d labels each", conf.ID2Label, conf.Label2ID, labels)
+			}
+			for id, name := range conf.ID2Label {
+				if strconv.Itoa(conf.Label2ID[name]) != id {
+					t.Errorf("id2label[%s] = %s, but label2id[%s] = %d", id, name, name, conf.Label2ID[name])
+				}
+			}
+
+			m, err := hfmodel.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Task != hfmodel.TaskRerank || m.NumLabels != labels || m.MaxInputLength != 512 || m.Pooling != "" {
+				t.Errorf("hfmodel.Open = task %q, %d labels, max input %d, pooling %q; want rerank, %d, 512, none",
+					m.Task, m.NumLabels, m.MaxInputLength, m.Pooling, labels)
+			}
+		})
+	}
+}
+
+// TestRerankerSharesEncoder: a reranker's encoder weights are those of the
+// embedding model of its seed (the head's are drawn after them), which is
+// what lets reranker_test.go check its logits against the embedding model's
+// golden hidden states.
+func TestRerankerSharesEncoder(t *testing.T) {
+	dir := t.TempDir()
+	inits := func(name string, cfg testmodel.Config) map[string][]float32 {
+		path := filepath.Join(dir, name)
+		if err := testmodel.Write(path, cfg); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(path, "onnx", "model.onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return floatInits(t, b)
+	}
+	emb := inits("emb", testmodel.Config{})
+	rr := inits("rr", testmodel.NewConfig(testmodel.WithNumLabels(1)))
+	if len(emb) < 10 {
+		t.Fatalf("embedding model has %d float initialisers", len(emb))
+	}
+	for name, w := range emb {
+		if !slices.Equal(rr[name], w) {
+			t.Errorf("initialiser %s differs between the embedding model and the reranker", name)
+		}
+	}
+	for _, name := range []string{"pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"} {
+		if rr[name] == nil {
+			t.Errorf("reranker has no %s", name)
+		}
+	}
+}
+
 func TestWriteErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -151,6 +248,9 @@ func TestWriteErrors(t *testing.T) {
 		{"UnknownPooling", testmodel.NewConfig(testmodel.WithPooling("max"))},
 		{"MaxSeqTooLong", testmodel.NewConfig(testmodel.WithMaxSeqLength(513))},
 		{"NegativeMaxSeq", testmodel.NewConfig(testmodel.WithMaxSeqLength(-1))},
+		{"NegativeLabels", testmodel.NewConfig(testmodel.WithNumLabels(-1))},
+		{"TooManyLabels", testmodel.NewConfig(testmodel.WithNumLabels(testmodel.MaxLabels + 1))},
+		{"PooledReranker", testmodel.NewConfig(testmodel.WithNumLabels(1), testmodel.WithPooled())},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := testmodel.Write(t.TempDir(), tt.cfg); err == nil {

@@ -1,8 +1,10 @@
-// Command testmodel writes a generated BERT-architecture embedding model
-// (package testmodel) into a directory, for `make testmodel` and for manual
-// runs of the gateway without a download:
+// Command testmodel writes a generated BERT-architecture embedding model,
+// or with -num-labels a cross-encoder (a reranker), (package testmodel)
+// into a directory, for `make testmodel` and for manual runs of the gateway
+// without a download:
 //
 //	go run ./gateway/cmd/testmodel -out DIR [-size tiny|minilm] [-pooled] [-seed N]
+//	go run ./gateway/cmd/testmodel -out DIR -num-labels 1
 package main
 
 import (
@@ -34,6 +36,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 0, "weight seed")
 	pooling := fs.String("pooling", "mean", "1_Pooling mode: mean, cls or lasttoken")
 	maxSeq := fs.Int("max-seq-length", 512, "sentence_bert_config.json max_seq_length")
+	labels := fs.Int("num-labels", 0, "write a cross-encoder (BertForSequenceClassification, output logits) with this many labels; 0 = an embedding model")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -47,11 +50,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := testmodel.Config{Size: sz, Seed: *seed, Pooled: *pooled, NoTokenTypeIDs: *noTypes, Pooling: *pooling, MaxSeqLength: *maxSeq}
+	cfg := testmodel.Config{Size: sz, Seed: *seed, Pooled: *pooled, NoTokenTypeIDs: *noTypes, Pooling: *pooling, MaxSeqLength: *maxSeq, NumLabels: *labels}
 	start := time.Now()
 	if err := testmodel.Write(*out, cfg); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s model to %s in %v\n", sz, *out, time.Since(start).Round(time.Millisecond))
+	kind := "model"
+	if *labels > 0 {
+		kind = fmt.Sprintf("reranker (num_labels %d)", *labels)
+	}
+	fmt.Fprintf(stdout, "wrote %s %s to %s in %v\n", sz, kind, *out, time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -25,6 +25,27 @@ func TestRun(t *testing.T) {
 	}
 }
 
+func TestRunReranker(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"testmodel", "-out", dir, "-num-labels", "2"}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v (stderr %q)", err, stderr.String())
+	}
+	conf, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), `"BertForSequenceClassification"`) || !strings.Contains(string(conf), `"num_labels": 2`) {
+		t.Errorf("config.json = %s, want a BertForSequenceClassification with 2 labels", conf)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "modules.json")); err == nil {
+		t.Error("a reranker has modules.json")
+	}
+	if !strings.Contains(stdout.String(), "wrote tiny reranker (num_labels 2)") {
+		t.Errorf("stdout = %q, want a summary naming the reranker", stdout.String())
+	}
+}
+
 func TestRunErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -34,6 +55,7 @@ func TestRunErrors(t *testing.T) {
 		{"BadSize", []string{"-out", "x", "-size", "huge"}},
 		{"BadFlag", []string{"-nope"}},
 		{"ExtraArgs", []string{"-out", "x", "extra"}},
+		{"PooledReranker", []string{"-out", "x", "-num-labels", "1", "-pooled"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer

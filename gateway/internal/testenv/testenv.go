@@ -72,6 +72,14 @@ func TinyModel(t testing.TB, opts ...testmodel.Option) string {
 	return model(t, testmodel.NewConfig(opts...))
 }
 
+// TinyReranker returns the directory of a generated tiny cross-encoder:
+// one label (output logits [B, 1]) unless opts say otherwise
+// (testmodel.WithNumLabels(2)). Its encoder is TinyModel's of the same seed.
+func TinyReranker(t testing.TB, opts ...testmodel.Option) string {
+	t.Helper()
+	return model(t, testmodel.NewConfig(append([]testmodel.Option{testmodel.WithNumLabels(1)}, opts...)...))
+}
+
 // MiniLMModel returns the directory of a generated MiniLM-size model (90 MB,
 // about 3 s to write): for benchmarks.
 func MiniLMModel(b testing.TB, opts ...testmodel.Option) string {

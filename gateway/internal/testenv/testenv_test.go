@@ -55,6 +55,28 @@ func TestTinyModelShared(t *testing.T) {
 	}
 }
 
+func TestTinyReranker(t *testing.T) {
+	for _, tt := range []struct {
+		opts   []testmodel.Option
+		labels string
+	}{
+		{nil, `"num_labels": 1`},
+		{[]testmodel.Option{testmodel.WithNumLabels(2)}, `"num_labels": 2`},
+	} {
+		dir := TinyReranker(t, tt.opts...)
+		conf, err := os.ReadFile(filepath.Join(dir, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(conf), `"BertForSequenceClassification"`) || !strings.Contains(string(conf), tt.labels) {
+			t.Errorf("%s/config.json = %s, want a BertForSequenceClassification with %s", dir, conf, tt.labels)
+		}
+		if dir == TinyModel(t) {
+			t.Errorf("the reranker and TinyModel share %s", dir)
+		}
+	}
+}
+
 func TestSweepRemovesDeadProcesses(t *testing.T) {
 	root := t.TempDir()
 	// Pid 0x7ffffffe cannot exist on Linux (pid_max <= 2^22).
