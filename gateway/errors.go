@@ -30,6 +30,10 @@ const (
 	// the caller's key may not use: OpenAI gives it its own code
 	// (model_not_found), which its SDKs raise as NotFoundError.
 	ModelNotFound
+	// WrongTask is 400 for a model asked to do what it does not: embed
+	// with a reranker or rerank with an embedding model (TEI's route
+	// answers 424, its status for "model is not a re-ranker model").
+	WrongTask
 )
 
 var kindNames = [...]string{
@@ -37,6 +41,7 @@ var kindNames = [...]string{
 	TooLarge: "TooLarge", Unauthorized: "Unauthorized", RateLimited: "RateLimited",
 	Overloaded: "Overloaded", Unhealthy: "Unhealthy", Timeout: "Timeout", Backend: "Backend",
 	NotFound: "NotFound", Unsupported: "Unsupported", ModelNotFound: "ModelNotFound",
+	WrongTask: "WrongTask",
 }
 
 // String is the kind's Go name ("Timeout", "Backend"), as metrics and spans
@@ -80,6 +85,16 @@ func (e *Error) Unwrap() error { return e.Err }
 // OpenAI's do, so a key cannot learn which models exist beyond its own.
 func UnknownModel(name string) *Error {
 	return &Error{Kind: ModelNotFound, Msg: fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", Clip(name))}
+}
+
+// WrongTaskError is the error of a request for a task the model does not
+// do; task is the model's own (TaskEmbed or TaskRerank). The embedder's
+// message carries TEI's own words, which TEI clients may look for.
+func WrongTaskError(model, task string) *Error {
+	if task == TaskRerank {
+		return &Error{Kind: WrongTask, Msg: fmt.Sprintf("model `%s` is a rerank model: it does not embed", Clip(model))}
+	}
+	return &Error{Kind: WrongTask, Msg: fmt.Sprintf("model `%s` is an embedding model: it does not rerank (model is not a re-ranker model)", Clip(model))}
 }
 
 // ErrNotCalled marks a backend error from before the backend was called,

@@ -102,6 +102,16 @@ const (
 	Hidden OutputKind = iota
 	// Pooled is sentence_embedding [B,H]: the model pooled (and maybe normalized).
 	Pooled
+	// Logits is a cross-encoder's logits [B,num_labels]: ModelSpec.Hidden
+	// and Output.Hidden are num_labels.
+	Logits
+)
+
+// The tasks a served model does: Info.Task and the engine's options name
+// one. A model does one task only, as TEI's do.
+const (
+	TaskEmbed  = "embed"  // texts in, vectors out
+	TaskRerank = "rerank" // (query, document) pairs in, relevance scores out
 )
 
 // ModelSpec describes a backend's model so the pipeline can feed it.
@@ -110,7 +120,7 @@ type ModelSpec struct {
 	HasTokenTypeIDs bool
 	InputDType      DType
 	Output          OutputKind
-	Hidden          int // embedding size H
+	Hidden          int // embedding size H; num_labels for Logits
 	MaxBatch        int // rows per call; 0 = no limit from the backend
 	VocabSize       int // 0 = unknown
 	// Version is the model version the backend serves (Triton's;
@@ -130,7 +140,7 @@ type Batch struct {
 }
 
 // Output is what a backend returns for a Batch: Data is row-major,
-// Rows*Hidden (Pooled) or Rows*Len*Hidden (Hidden) long.
+// Rows*Hidden (Pooled, Logits) or Rows*Len*Hidden (Hidden) long.
 type Output struct {
 	Kind      OutputKind
 	Rows, Len int
@@ -148,6 +158,39 @@ func (o *Output) Free() {
 	if o != nil && o.Release != nil {
 		o.Release()
 	}
+}
+
+// RerankRequest is a decoded, API-independent rerank request: score each
+// document against the query with a cross-encoder.
+type RerankRequest struct {
+	Model     string // as EmbedRequest.Model; "" = the default reranker
+	Query     string
+	Documents []string
+	// TopN keeps the N best documents in the response; 0 = every
+	// document. Only codecs read it: the engine scores every document.
+	TopN            int
+	ReturnDocuments bool // codecs echo each document's text
+	// RawScores returns the last label's logit instead of a probability.
+	RawScores bool
+	// Truncate false refuses a pair longer than the model takes (422, as
+	// TEI's truncate=false); codecs default it to true, since a rerank
+	// API is expected to cut long documents rather than refuse them.
+	Truncate  bool
+	Direction Direction
+	// MaxTokensPerDoc cuts each document alone to that many tokens
+	// before pairing; 0 = no such cut (the Cohere codec sets Cohere's
+	// 4096 by default).
+	MaxTokensPerDoc int
+	// Charge is EmbedRequest.Charge's: called with every pair's tokens.
+	Charge func(ctx context.Context, tokens int) error
+}
+
+// RerankResult answers a RerankRequest: one score per document, in input
+// order; codecs sort and cut.
+type RerankResult struct {
+	Scores  []float32
+	Usage   Usage // PromptTokens: every pair's tokens, special tokens included
+	Timings Timings
 }
 
 // Token is one token of a /tokenize answer; Start and Stop are byte offsets
@@ -195,6 +238,7 @@ type Info struct {
 	Version          string
 	Prompts          map[string]string
 	DefaultPrompt    string
+	Task             string // TaskEmbed or TaskRerank
 }
 
 // Check rejects a batch the pipeline should never build: an empty or

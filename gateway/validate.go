@@ -62,3 +62,34 @@ func InputParam(i int) string { return "inputs[" + strconv.Itoa(i) + "]" }
 
 // TokenParam is the param path of token j of input i: "inputs[i][j]".
 func TokenParam(i, j int) string { return InputParam(i) + "[" + strconv.Itoa(j) + "]" }
+
+// Validate checks a rerank request as EmbedRequest.Validate does an
+// embedding one: a query, 1..lim.MaxClientBatch documents, no negative
+// counts. An empty document is valid: it is a pair of the query and
+// nothing, which a cross-encoder scores as TEI does. Too many documents
+// is TooLarge (413), TEI's status for them on /rerank.
+//
+// Params are TEI's field names ("query", "texts", "texts[3]"), the
+// native dialect's; a codec renders them in its own.
+func (r *RerankRequest) Validate(lim Limits) error {
+	switch n := len(r.Documents); {
+	case n == 0:
+		return Errorf(Empty, "texts", "cannot be empty")
+	case lim.MaxClientBatch > 0 && n > lim.MaxClientBatch:
+		return Errorf(TooLarge, "texts", "batch size %d > maximum allowed batch size %d", n, lim.MaxClientBatch)
+	}
+	if r.Query == "" {
+		return Errorf(Empty, "query", "empty query")
+	}
+	if r.TopN < 0 {
+		return Errorf(Validation, "top_n", "must be at least 1, got %d", r.TopN)
+	}
+	if r.MaxTokensPerDoc < 0 {
+		return Errorf(Validation, "max_tokens_per_doc", "must be at least 1, got %d", r.MaxTokensPerDoc)
+	}
+	return nil
+}
+
+// TextParam is the param path of document i of a rerank request:
+// "texts[i]".
+func TextParam(i int) string { return "texts[" + strconv.Itoa(i) + "]" }

@@ -32,6 +32,9 @@ var wires = [...]Wire{
 	gateway.NotFound:      {404, "NotFound", 404, "invalid_request_error", ""},
 	gateway.Unsupported:   {415, "Validation", 415, "invalid_request_error", ""},
 	gateway.ModelNotFound: {404, "NotFound", 404, "invalid_request_error", "model_not_found"},
+	// TEI's own route answers 424 (its codec says so); OpenAI has no code
+	// for a model of the wrong kind.
+	gateway.WrongTask: {400, "Validation", 400, "invalid_request_error", ""},
 }
 
 // WireOf is k's row of the error table; an unknown kind is Internal.
