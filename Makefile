@@ -34,7 +34,7 @@ testmodel:
 # The names are anchored and must be unique to gateway/tokenizer, or the
 # first tier would skip a test that the second does not run.
 NORACE_PKG := ./gateway/tokenizer
-NORACE_TESTS := TestParity|TestPathological|TestPathologicalBPE|TestPathologicalSentencePiece|TestSequences|TestEncodeBPE|TestScannersMatchRegexp2|FuzzEncode|TestCutsSplitEncoding|TestBoundedEncodeCorpus|TestBoundedEncodeLong|TestBoundedEncodePrompt|TestBoundedEncodeInvalidElsewhere|FuzzBoundedEncode
+NORACE_TESTS := TestParity|TestPathological|TestPathologicalBPE|TestPathologicalSentencePiece|TestSequences|TestEncodeBPE|TestScannersMatchRegexp2|FuzzEncode|TestCutsSplitEncoding|TestBoundedEncodeCorpus|TestBoundedEncodeLong|TestBoundedEncodePrompt|TestBoundedEncodeInvalidElsewhere|FuzzBoundedEncode|TestPairParity|TestPairParityExtra|FuzzEncodePair
 
 test:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
@@ -54,6 +54,7 @@ fuzz:
 	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz '^FuzzUnicodeNormalize$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz '^FuzzBoundedEncode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/tokenizer -run '^$$' -fuzz '^FuzzEncodePair$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/native -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/tei -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/openai -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)

@@ -161,10 +161,11 @@ func newWholeRef(tk *Tokenizer, s string) *wholeRef {
 
 func (r *wholeRef) encode(opts EncodeOptions) Encoding {
 	toks := r.toks
+	pieces, nSpecial := r.tk.post.templateFor(false, opts)
 	if opts.MaxLength > 0 {
-		toks = truncate(toks, max(opts.MaxLength-r.tk.specialCount(opts), 0), opts.TruncateLeft)
+		toks = truncate(toks, max(opts.MaxLength-nSpecial, 0), opts.TruncateLeft)
 	}
-	return r.tk.assemble(r.sc, r.src, r.lpos, toks, opts)
+	return r.tk.assemble(pieces, []seqInput{{sc: r.sc, src: r.src, lpos: r.lpos, toks: toks}}, opts)
 }
 
 func (r *wholeRef) close() { r.tk.putScratch(r.sc) }

@@ -85,6 +85,9 @@ func Load(data []byte) (*Tokenizer, error) {
 	if t.post, err = buildPostProcessor(f.PostProcessor); err != nil {
 		return nil, err
 	}
+	if t.post == nil {
+		t.post = plainPostProcessor()
+	}
 	t.literalUnk = -1
 	if u, ok := t.model.(*unigram); ok {
 		t.literalUnk = u.unk // Rust's Unigram gives unknown tokens their text
@@ -348,26 +351,34 @@ func buildPostProcessor(raw json.RawMessage) (*postProcessor, error) {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return nil, fmt.Errorf("tokenizer: BertProcessing: %w", err)
 		}
-		return clsSequenceSep("BertProcessing", c.Cls, c.Sep)
+		cls, sep, err := clsSep("BertProcessing", c.Cls, c.Sep)
+		if err != nil {
+			return nil, err
+		}
+		// [CLS] A [SEP] B [SEP], the second part of type 1.
+		sep1 := sep
+		sep1.typeID = 1
+		return newPostProcessor([]piece{cls, {sequence: true}, sep}, pairOf([]piece{cls}, []piece{sep}, []piece{sep1}, 1)), nil
 	}
 	return nil, fmt.Errorf("tokenizer: unsupported post_processor type %q", typ)
 }
 
-// tokenPair decodes a ["[CLS]", 101] pair into a special piece of type 0.
-// clsSequenceSep is the template of BertProcessing and RobertaProcessing:
-// cls, the sequence, sep; typ names the processor in errors.
-func clsSequenceSep(typ string, cls, sep [2]json.RawMessage) (*postProcessor, error) {
+// clsSep decodes the cls and sep tokens of BertProcessing and
+// RobertaProcessing (special pieces of type 0); typ names the processor in
+// errors.
+func clsSep(typ string, cls, sep [2]json.RawMessage) (piece, piece, error) {
 	first, err := tokenPair(cls)
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %s cls: %w", typ, err)
+		return piece{}, piece{}, fmt.Errorf("tokenizer: %s cls: %w", typ, err)
 	}
 	last, err := tokenPair(sep)
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %s sep: %w", typ, err)
+		return piece{}, piece{}, fmt.Errorf("tokenizer: %s sep: %w", typ, err)
 	}
-	return newPostProcessor([]piece{first, {sequence: true}, last}, 0), nil
+	return first, last, nil
 }
 
+// tokenPair decodes a ["[CLS]", 101] pair into a special piece of type 0.
 func tokenPair(p [2]json.RawMessage) (piece, error) {
 	var tok string
 	var id int32
@@ -380,48 +391,76 @@ func tokenPair(p [2]json.RawMessage) (piece, error) {
 	return piece{ids: []int32{id}, tokens: []string{tok}}, nil
 }
 
+// templatePieceJSON is one piece of a TemplateProcessing template.
+type templatePieceJSON struct {
+	SpecialToken *struct {
+		ID     string `json:"id"`
+		TypeID int32  `json:"type_id"`
+	} `json:"SpecialToken"`
+	Sequence *struct {
+		ID     string `json:"id"`
+		TypeID int32  `json:"type_id"`
+	} `json:"Sequence"`
+}
+
+type templateTokenJSON struct {
+	ID     string   `json:"id"`
+	IDs    []int32  `json:"ids"`
+	Tokens []string `json:"tokens"`
+}
+
 func buildTemplate(raw json.RawMessage) (*postProcessor, error) {
-	type pieceJSON struct {
-		SpecialToken *struct {
-			ID     string `json:"id"`
-			TypeID int32  `json:"type_id"`
-		} `json:"SpecialToken"`
-		Sequence *struct {
-			ID     string `json:"id"`
-			TypeID int32  `json:"type_id"`
-		} `json:"Sequence"`
-	}
 	var c struct {
-		Single        []pieceJSON `json:"single"`
-		Pair          []pieceJSON `json:"pair"`
-		SpecialTokens map[string]struct {
-			ID     string   `json:"id"`
-			IDs    []int32  `json:"ids"`
-			Tokens []string `json:"tokens"`
-		} `json:"special_tokens"`
+		Single        []templatePieceJSON          `json:"single"`
+		Pair          []templatePieceJSON          `json:"pair"`
+		SpecialTokens map[string]templateTokenJSON `json:"special_tokens"`
 	}
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("tokenizer: TemplateProcessing: %w", err)
 	}
-	var single []piece
-	plainType := int32(0)
-	for _, p := range c.Single {
+	single, err := templatePieces("single", c.Single, c.SpecialTokens)
+	if err != nil {
+		return nil, err
+	}
+	// A file without a pair template gets Rust's default, "$A:0 $B:1".
+	pair := pairOf(nil, nil, nil, 1)
+	if c.Pair != nil {
+		if pair, err = templatePieces("pair", c.Pair, c.SpecialTokens); err != nil {
+			return nil, err
+		}
+	}
+	return newPostProcessor(single, pair), nil
+}
+
+// templatePieces decodes the single or pair template which. Only a pair
+// has a second sequence (Rust's single template reads the first whatever
+// its id).
+func templatePieces(which string, tmpl []templatePieceJSON, specials map[string]templateTokenJSON) ([]piece, error) {
+	var out []piece
+	for _, p := range tmpl {
 		switch {
 		case p.Sequence != nil:
-			single = append(single, piece{sequence: true, typeID: p.Sequence.TypeID})
-			plainType = p.Sequence.TypeID
+			second := false
+			switch p.Sequence.ID {
+			case "A":
+			case "B":
+				second = which == "pair"
+			default:
+				return nil, fmt.Errorf("tokenizer: TemplateProcessing: %s: unknown sequence %q", which, p.Sequence.ID)
+			}
+			out = append(out, piece{sequence: true, second: second, typeID: p.Sequence.TypeID})
 		case p.SpecialToken != nil:
-			st, ok := c.SpecialTokens[p.SpecialToken.ID]
+			st, ok := specials[p.SpecialToken.ID]
 			if !ok {
 				return nil, fmt.Errorf("tokenizer: TemplateProcessing: missing special token %q", p.SpecialToken.ID)
 			}
 			if len(st.IDs) != len(st.Tokens) {
 				return nil, fmt.Errorf("tokenizer: TemplateProcessing: special token %q has %d ids and %d tokens", p.SpecialToken.ID, len(st.IDs), len(st.Tokens))
 			}
-			single = append(single, piece{typeID: p.SpecialToken.TypeID, ids: st.IDs, tokens: st.Tokens})
+			out = append(out, piece{typeID: p.SpecialToken.TypeID, ids: st.IDs, tokens: st.Tokens})
 		default:
-			return nil, errors.New("tokenizer: TemplateProcessing: unknown template piece")
+			return nil, fmt.Errorf("tokenizer: TemplateProcessing: %s: unknown template piece", which)
 		}
 	}
-	return newPostProcessor(single, plainType), nil
+	return out, nil
 }

@@ -7,8 +7,9 @@ import (
 	"unicode/utf8"
 )
 
-// buildRoberta reads RobertaProcessing: <s> A </s> like BertProcessing, plus
-// byte-level offset trimming of the sequence tokens.
+// buildRoberta reads RobertaProcessing: <s> A </s> like BertProcessing,
+// <s> A </s> </s> B </s> for a pair, every type id 0, plus byte-level
+// offset trimming of the sequence tokens.
 func buildRoberta(raw json.RawMessage) (*postProcessor, error) {
 	var c struct {
 		Sep            [2]json.RawMessage `json:"sep"`
@@ -19,10 +20,11 @@ func buildRoberta(raw json.RawMessage) (*postProcessor, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("tokenizer: RobertaProcessing: %w", err)
 	}
-	p, err := clsSequenceSep("RobertaProcessing", c.Cls, c.Sep)
+	cls, sep, err := clsSep("RobertaProcessing", c.Cls, c.Sep)
 	if err != nil {
 		return nil, err
 	}
+	p := newPostProcessor([]piece{cls, {sequence: true}, sep}, pairOf([]piece{cls}, []piece{sep, sep}, []piece{sep}, 0))
 	p.trimOffsets, p.prefixSpace = boolOr(c.TrimOffsets, true), boolOr(c.AddPrefixSpace, true)
 	return p, nil
 }
@@ -37,7 +39,7 @@ func buildByteLevelPost(raw json.RawMessage) (*postProcessor, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("tokenizer: ByteLevel post_processor: %w", err)
 	}
-	p := newPostProcessor([]piece{{sequence: true}}, 0)
+	p := plainPostProcessor()
 	p.trimOffsets, p.prefixSpace = boolOr(c.TrimOffsets, true), boolOr(c.AddPrefixSpace, true)
 	return p, nil
 }
@@ -84,8 +86,11 @@ func buildSequencePost(raw json.RawMessage) (*postProcessor, error) {
 	return out, nil
 }
 
-// hasSequenceOnly reports whether p adds nothing around the sequence.
-func hasSequenceOnly(p *postProcessor) bool { return p.nSpecial == 0 && len(p.single) == 1 }
+// hasSequenceOnly reports whether p adds nothing around a sequence or a
+// pair.
+func hasSequenceOnly(p *postProcessor) bool {
+	return p.nSpecial == 0 && p.nPairSpecial == 0 && len(p.single) == 1 && len(p.pair) == 2
+}
 
 func boolOr(b *bool, def bool) bool {
 	if b == nil {

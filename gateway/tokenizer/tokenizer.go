@@ -30,7 +30,7 @@ type Tokenizer struct {
 	norm  normalizer   // nil: identity
 	pre   preTokenizer // nil: the whole segment is one word
 	model model
-	post  *postProcessor // nil: no special tokens
+	post  *postProcessor // never nil: plainPostProcessor if the file has none
 
 	added       map[string]*addedToken // by content
 	addedByID   map[int32]*addedToken
@@ -61,6 +61,10 @@ type tok struct {
 	orig span
 	norm span // normalized range of an added token matched after normalization
 	kind int8 // 0 model token, 1 raw added token, 2 normalized added token
+	// first: the token starts its pre-token split (a word, or an added
+	// token); added: the split is an added token. Rust's truncated encode
+	// stops at split ends (see cappedLen).
+	first, added bool
 }
 
 // scratch is the per-call working memory, pooled per tokenizer so that
@@ -104,31 +108,37 @@ func (t *Tokenizer) Encode(text string, opts EncodeOptions) Encoding {
 func (t *Tokenizer) encode(text string, opts EncodeOptions, w window) Encoding {
 	sc := t.getScratch()
 	defer t.putScratch(sc)
+	pieces, nSpecial := t.post.templateFor(false, opts)
 	limit := -1 // sequence tokens to keep; -1: all
 	if opts.MaxLength > 0 {
-		limit = max(opts.MaxLength-t.specialCount(opts), 0)
+		limit = max(opts.MaxLength-nSpecial, 0)
 	}
-	src, lpos, toks := t.sequence(sc, text, limit, opts.TruncateLeft, w)
-	return t.assemble(sc, src, lpos, toks, opts)
+	seq := [1]seqInput{{sc: sc}}
+	seq[0].src, seq[0].lpos, seq[0].toks = t.sequence(sc, text, limit, opts.TruncateLeft, w)
+	return t.assemble(pieces, seq[:], opts)
 }
 
-// specialCount is the number of special tokens Encode adds with opts.
-func (t *Tokenizer) specialCount(opts EncodeOptions) int {
-	if t.post == nil || !opts.AddSpecialTokens {
-		return 0
-	}
-	return t.post.nSpecial
+// seqInput is one tokenized sequence to assemble: its tokens, read from src
+// (whose bytes come from lpos in the input if not nil) with the scratch sc
+// (whose normalized text the tokens' strings may come from).
+type seqInput struct {
+	sc   *scratch
+	src  string
+	lpos []int32
+	toks []tok
 }
 
-// assemble builds the encoding of the sequence toks (read from src, whose
-// bytes come from lpos in the input if not nil) with the special tokens
-// opts asks for.
-func (t *Tokenizer) assemble(sc *scratch, src string, lpos []int32, toks []tok, opts EncodeOptions) Encoding {
-	var pieces []piece
-	if t.post != nil && opts.AddSpecialTokens {
-		pieces = t.post.single
+// assemble builds the encoding of the template pieces, the sequence pieces
+// filled from seqs (the first, and for a pair the second).
+func (t *Tokenizer) assemble(pieces []piece, seqs []seqInput, opts EncodeOptions) Encoding {
+	total := 0
+	for _, p := range pieces {
+		if p.sequence {
+			total += len(seqs[seqIndex(p)].toks)
+		} else {
+			total += len(p.ids)
+		}
 	}
-	total := len(toks) + t.specialCount(opts)
 	buf := make([]int32, 4*total)
 	e := Encoding{
 		IDs:               buf[0:total:total],
@@ -140,19 +150,12 @@ func (t *Tokenizer) assemble(sc *scratch, src string, lpos []int32, toks []tok, 
 		e.Offsets = make([][2]int, total)
 		e.Tokens = make([]string, total)
 	}
-	seqType := int32(0)
-	if t.post != nil {
-		seqType = t.post.plainType
-	}
-	if pieces == nil {
-		t.emitSequence(&e, 0, toks, seqType, src, lpos, sc)
-		return e
-	}
 	k := 0
 	for _, p := range pieces {
 		if p.sequence {
-			t.emitSequence(&e, k, toks, p.typeID, src, lpos, sc)
-			k += len(toks)
+			s := &seqs[seqIndex(p)]
+			t.emitSequence(&e, k, s, p.typeID)
+			k += len(s.toks)
 			continue
 		}
 		for j, id := range p.ids {
@@ -169,8 +172,18 @@ func (t *Tokenizer) assemble(sc *scratch, src string, lpos []int32, toks []tok, 
 	return e
 }
 
-// emitSequence writes the sequence tokens at position k of e.
-func (t *Tokenizer) emitSequence(e *Encoding, k int, toks []tok, typeID int32, src string, lpos []int32, sc *scratch) {
+// seqIndex is the index in assemble's seqs of a sequence piece.
+func seqIndex(p piece) int {
+	if p.second {
+		return 1
+	}
+	return 0
+}
+
+// emitSequence writes the tokens of s at position k of e. Offsets are into
+// the sequence's own input.
+func (t *Tokenizer) emitSequence(e *Encoding, k int, s *seqInput, typeID int32) {
+	toks := s.toks
 	for i, tk := range toks {
 		e.IDs[k+i] = tk.id
 		e.TypeIDs[k+i] = typeID
@@ -180,23 +193,23 @@ func (t *Tokenizer) emitSequence(e *Encoding, k int, toks []tok, typeID int32, s
 		return
 	}
 	for i, tk := range toks {
-		s, en := int(tk.orig.start), int(tk.orig.end)
+		a, b := int(tk.orig.start), int(tk.orig.end)
 		switch tk.kind {
 		case 0:
 			e.Tokens[k+i] = t.idToTok[tk.id]
 		case 1:
-			e.Tokens[k+i] = src[s:en]
+			e.Tokens[k+i] = s.src[a:b]
 		case 2:
-			e.Tokens[k+i] = string(sc.ns.s[tk.norm.start:tk.norm.end])
+			e.Tokens[k+i] = string(s.sc.ns.s[tk.norm.start:tk.norm.end])
 		}
-		if t.post != nil && t.post.trimOffsets {
-			s, en = trimByteLevelOffsets(e.Tokens[k+i], s, en, i == 0, t.post.prefixSpace)
-			s, en = floorBoundary(src, s), floorBoundary(src, en)
+		if t.post.trimOffsets {
+			a, b = trimByteLevelOffsets(e.Tokens[k+i], a, b, i == 0, t.post.prefixSpace)
+			a, b = floorBoundary(s.src, a), floorBoundary(s.src, b)
 		}
-		if lpos != nil {
-			s, en = int(lpos[s]), int(lpos[en])
+		if s.lpos != nil {
+			a, b = int(s.lpos[a]), int(s.lpos[b])
 		}
-		e.Offsets[k+i] = [2]int{s, en}
+		e.Offsets[k+i] = [2]int{a, b}
 	}
 }
 
@@ -243,16 +256,16 @@ func (t *Tokenizer) tokenizeRange(sc *scratch, src string, lo, hi int) []tok {
 			if sp.end > sp.start {
 				kind = 2
 			}
-			sc.toks = append(sc.toks, tok{id: sp.id, orig: sp.orig, norm: span{sp.start, sp.end}, kind: kind})
+			sc.toks = append(sc.toks, tok{id: sp.id, orig: sp.orig, norm: span{sp.start, sp.end}, kind: kind, first: true, added: true})
 			continue
 		}
 		if sp.end <= sp.start {
 			continue
 		}
 		sc.mtoks = t.model.tokenize(sc.mtoks[:0], ns.s[sp.start:sp.end], &sc.wbuf)
-		for _, mt := range sc.mtoks {
+		for i, mt := range sc.mtoks {
 			a, b := sp.start+mt.start, sp.start+mt.end
-			tk := tok{id: mt.id, orig: span{ns.align[a].start, ns.align[b-1].end}}
+			tk := tok{id: mt.id, orig: span{ns.align[a].start, ns.align[b-1].end}, first: i == 0}
 			if mt.id == t.literalUnk {
 				tk.kind, tk.norm = 2, span{a, b}
 			}
@@ -383,12 +396,12 @@ func (t *Tokenizer) PadID() (int32, bool) { return t.padID, t.hasPad }
 
 // SpecialTokensCount is the number of tokens the post-processor adds to one
 // sequence.
-func (t *Tokenizer) SpecialTokensCount() int {
-	if t.post == nil {
-		return 0
-	}
-	return t.post.nSpecial
-}
+func (t *Tokenizer) SpecialTokensCount() int { return t.post.nSpecial }
+
+// PairSpecialTokensCount is the number of tokens the post-processor adds to
+// a pair (3 for BERT, 4 for RoBERTa and XLM-R): a pair truncated to
+// MaxLength keeps MaxLength minus this many tokens of its two texts.
+func (t *Tokenizer) PairSpecialTokensCount() int { return t.post.nPairSpecial }
 
 // VocabSize is the size of the id space: model vocabulary plus added tokens
 // (highest id + 1).

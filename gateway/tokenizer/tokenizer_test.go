@@ -142,11 +142,14 @@ func TestTokenizerInfo(t *testing.T) {
 		vocab     int
 		pad       int32
 		nSpecial  int
+		nPair     int
 		tok       string
 		wantTokID int32
 	}{
-		{"minilm", 30522, 0, 2, "[SEP]", 102},
-		{"bert-cased-wp", 8000, 0, 2, "[CLS]", 2},
+		{"minilm", 30522, 0, 2, 3, "[SEP]", 102},
+		{"bert-cased-wp", 8000, 0, 2, 3, "[CLS]", 2},
+		{"roberta-bpe", 7961, 1, 2, 4, "<s>", 0},
+		{"llama3", 128256, 128001, 0, 0, "<|begin_of_text|>", 128000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +162,9 @@ func TestTokenizerInfo(t *testing.T) {
 			}
 			if got := tk.SpecialTokensCount(); got != tt.nSpecial {
 				t.Errorf("SpecialTokensCount() = %d, want %d", got, tt.nSpecial)
+			}
+			if got := tk.PairSpecialTokensCount(); got != tt.nPair {
+				t.Errorf("PairSpecialTokensCount() = %d, want %d", got, tt.nPair)
 			}
 			if got, ok := tk.TokenToID(tt.tok); !ok || got != tt.wantTokID {
 				t.Errorf("TokenToID(%q) = %d, %v, want %d, true", tt.tok, got, ok, tt.wantTokID)
@@ -188,6 +194,8 @@ func TestLoadErrors(t *testing.T) {
 		{"unigram unk", `{"model":{"type":"Unigram","unk_id":3,"vocab":[["a",-1.0]]}}`, `tokenizer: Unigram: unk_id 3 is not in the vocabulary`},
 		{"post_processor", `{"post_processor":{"type":"NoSuchProcessor"},` + model + `}`, `tokenizer: unsupported post_processor type "NoSuchProcessor"`},
 		{"missing unk", `{"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"a":0}}}`, `unk_token "[UNK]" is not in the vocabulary`},
+		{"pair template without special", `{"post_processor":{"type":"TemplateProcessing","single":[],"pair":[{"SpecialToken":{"id":"[SEP]","type_id":0}}],"special_tokens":{}},` + model + `}`, `missing special token "[SEP]"`},
+		{"template sequence id", `{"post_processor":{"type":"TemplateProcessing","single":[],"pair":[{"Sequence":{"id":"C","type_id":0}}],"special_tokens":{}},` + model + `}`, `pair: unknown sequence "C"`},
 		{"template without special", `{"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"[CLS]","type_id":0}}],"special_tokens":{}},` + model + `}`, `missing special token "[CLS]"`},
 	}
 	for _, tt := range tests {
