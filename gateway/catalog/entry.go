@@ -2,8 +2,9 @@
 // from a models file, discovered from Triton's repository, or made from
 // the one-model flags. It opens nothing; fleet runs what it describes.
 //
-// catalog imports only the standard library and the YAML decoder, so the
-// config package and `embedgate models` can use it without a backend.
+// catalog imports only the standard library, the YAML decoder and the
+// domain package gateway (for its task names), so the config package and
+// `embedgate models` can use it without a backend.
 package catalog
 
 import (
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/embedgate/embedgate/gateway"
 )
 
 // Entry is one served model as an operator describes it. Zero fields take
@@ -41,10 +44,11 @@ type Entry struct {
 	Source string `json:"-" yaml:"-"`
 }
 
-// The tasks an entry may name (the values of hfmodel's Model.Task).
+// The tasks an entry may name: gateway's, here for the config package,
+// which imports catalog alone.
 const (
-	TaskEmbed  = "embed"  // texts in, vectors out
-	TaskRerank = "rerank" // a cross-encoder: (query, document) pairs in, scores out
+	TaskEmbed  = gateway.TaskEmbed
+	TaskRerank = gateway.TaskRerank
 )
 
 // The values an entry's enumerated fields may take; "" (the default) is
