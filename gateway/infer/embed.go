@@ -22,6 +22,9 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 		return nil, err
 	}
 	defer e.active.leave()
+	if e.opts.Task != gateway.TaskEmbed {
+		return nil, gateway.WrongTaskError(e.displayName(), e.opts.Task)
+	}
 	if err := e.checkRequest(req); err != nil {
 		return nil, err
 	}
@@ -40,7 +43,7 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	tokenized := time.Now()
 	e.m.tokenization.Observe(tokenized.Sub(start).Seconds())
 	f := e.lookup(ctx, req, encs)
-	p, err := e.enqueue(ctx, req, encs, f, tokenized)
+	p, err := e.enqueue(ctx, req.Charge, encs, f, tokenized)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +54,8 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 	return embedResult(req, encs, p, f.hits, start, tokenized), nil
 }
 
-// enqueue charges every input's tokens to the client, answers the inputs
+// enqueue charges every input's tokens to the client (charge, if set: a
+// request's Charge), answers the inputs
 // f found from the cache, and counts the others into the backlog and
 // queues them for batches. A request refused on the way, or whose charge
 // fails or panics, leaves nothing counted in the backlog.
@@ -59,7 +63,7 @@ func (e *Engine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway
 // The charge counts the hits too: clients and token limits see the same
 // numbers whether or not an input was cached. The backlog, which
 // estimates the backend's work, counts only what goes to it.
-func (e *Engine) enqueue(ctx context.Context, req *gateway.EmbedRequest, encs []encoded, f found, tokenized time.Time) (*pending, error) {
+func (e *Engine) enqueue(ctx context.Context, charge func(context.Context, int) error, encs []encoded, f found, tokenized time.Time) (*pending, error) {
 	tokens, queued := 0, 0
 	for i, enc := range encs {
 		tokens += len(enc.ids)
@@ -78,8 +82,8 @@ func (e *Engine) enqueue(ctx context.Context, req *gateway.EmbedRequest, encs []
 			e.backlog.Remove(queued)
 		}
 	}()
-	if req.Charge != nil {
-		if err := req.Charge(ctx, tokens); err != nil {
+	if charge != nil {
+		if err := charge(ctx, tokens); err != nil {
 			return nil, err
 		}
 	}

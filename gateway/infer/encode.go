@@ -22,15 +22,23 @@ func (e *Engine) encode(ctx context.Context, req *gateway.EmbedRequest, prompt s
 	return encs, err
 }
 
-// encodeAll tokenizes req's inputs on the tokenization workers, in chunks
-// so a large request uses every worker but a small one costs no goroutines.
+// encodeAll tokenizes req's inputs on the tokenization workers.
 func (e *Engine) encodeAll(ctx context.Context, req *gateway.EmbedRequest, prompt string) ([]encoded, error) {
-	out := make([]encoded, len(req.Inputs))
-	errs := make([]error, len(req.Inputs))
-	chunk := max(16, (len(req.Inputs)+cap(e.workers)-1)/cap(e.workers))
+	return e.encodeEach(ctx, len(req.Inputs), func(i int) (encoded, error) {
+		return e.encodeOne(i, req.Inputs[i], req, prompt)
+	})
+}
+
+// encodeEach runs one(i) for i in [0, n) on the tokenization workers, in
+// chunks so a large request uses every worker but a small one costs no
+// goroutines. It returns the first error by index.
+func (e *Engine) encodeEach(ctx context.Context, n int, one func(i int) (encoded, error)) ([]encoded, error) {
+	out := make([]encoded, n)
+	errs := make([]error, n)
+	chunk := max(16, (n+cap(e.workers)-1)/cap(e.workers))
 	var wg sync.WaitGroup
-	for lo := 0; lo < len(req.Inputs); lo += chunk {
-		hi := min(lo+chunk, len(req.Inputs))
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
 		work := func() {
 			select {
 			case e.workers <- struct{}{}:
@@ -42,10 +50,10 @@ func (e *Engine) encodeAll(ctx context.Context, req *gateway.EmbedRequest, promp
 			}
 			defer func() { <-e.workers }()
 			for i := lo; i < hi; i++ {
-				out[i], errs[i] = e.encodeOne(i, req.Inputs[i], req, prompt)
+				out[i], errs[i] = one(i)
 			}
 		}
-		if hi == len(req.Inputs) {
+		if hi == n {
 			work() // the last chunk runs here
 			continue
 		}
@@ -85,11 +93,16 @@ func (e *Engine) encodeOne(i int, in gateway.Input, req *gateway.EmbedRequest, p
 	if len(enc.IDs) > limit {
 		return encoded{}, tooLong(i, len(enc.IDs), limit)
 	}
-	types := enc.TypeIDs
+	return encoded{ids: enc.IDs, typeIDs: e.typeIDs(enc.TypeIDs), chars: utf8.RuneCountInString(in.Text)}, nil
+}
+
+// typeIDs are the type ids the batch carries for an encoding: none when
+// the model takes none or they are all 0, which the batch's zeros stand for.
+func (e *Engine) typeIDs(types []int32) []int32 {
 	if !e.spec.HasTokenTypeIDs || allZero(types) {
-		types = nil
+		return nil
 	}
-	return encoded{ids: enc.IDs, typeIDs: types, chars: utf8.RuneCountInString(in.Text)}, nil
+	return types
 }
 
 func allZero(v []int32) bool {

@@ -29,13 +29,17 @@ type Options struct {
 	ModelID, Revision string
 	BackendName       string
 	Version           string
-	Pooling           pooling.Method
-	MaxInputLength    int // tokens, special tokens included
-	MaxConcurrent     int // requests in the pipeline at once; unused with Gate
-	MaxBatchTokens    int // padded tokens per backend batch
-	MaxBatchRequests  int // rows per backend batch
-	MaxClientBatch    int // inputs per request
-	MaxInflight       int // backend batches running at once (1 for in-process backends)
+	// Task is what the model does: gateway.TaskEmbed (Embed; "" means
+	// it) or gateway.TaskRerank (Rerank, on a cross-encoder's logits).
+	// The other call is refused with gateway.WrongTask.
+	Task             string
+	Pooling          pooling.Method // embed only
+	MaxInputLength   int            // tokens, special tokens included
+	MaxConcurrent    int            // requests in the pipeline at once; unused with Gate
+	MaxBatchTokens   int            // padded tokens per backend batch
+	MaxBatchRequests int            // rows per backend batch
+	MaxClientBatch   int            // inputs per request
+	MaxInflight      int            // backend batches running at once (1 for in-process backends)
 	// CallTimeout is the backend's deadline for one call (Triton's
 	// --triton-timeout), its own queue included; 0 = none. The work in
 	// flight is kept within half of it (see room).
@@ -57,7 +61,8 @@ type Options struct {
 	// MaxConcurrent places, whose metrics the engine registers.
 	Gate *admit.Gate
 	// Cache holds pooled vectors per input, shared with the other models
-	// (its keys name the model); nil = none.
+	// (its keys name the model); nil = none. Embeddings only: a rerank
+	// engine ignores it.
 	Cache Cache
 	// Identity names the model in the cache's keys: its name, the hub
 	// commit or the local files' digest, and the backend (the caller
@@ -85,7 +90,7 @@ type Engine struct {
 	serving chan struct{}
 	serve   sync.Once   // closes serving
 	healthy atomic.Bool // false after a batch found the backend down or stalled
-	active  *tracker    // Embed and Tokenize calls inside, for Quiesce
+	active  *tracker    // Embed, Rerank and Tokenize calls inside, for Quiesce
 	flight  *inflight   // batches handed to the backend, for room
 	batchID atomic.Uint64
 	m       *metrics
@@ -125,6 +130,7 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 			problems = append(problems, fmt.Errorf("default prompt name %q is not one of the model's prompts (%s)", opts.DefaultPromptName, promptNames(opts.Prompts)))
 		}
 	}
+	problems = append(problems, checkTask(&opts, spec)...)
 	if opts.Cache != nil && opts.Identity == "" {
 		// Without it, two models would share each other's vectors.
 		problems = append(problems, errors.New("a cache needs the model's identity (Options.Identity)"))
@@ -297,8 +303,8 @@ func (e *Engine) runBatch(runCtx context.Context, items []*entry) {
 	measured(true)
 	h := out.Hidden
 	for r, it := range items {
-		vec := make([]float32, h)
-		if out.Kind == gateway.Pooled {
+		vec := make([]float32, h) // a vector, or a pair's logits
+		if out.Kind != gateway.Hidden {
 			copy(vec, out.Data[r*h:(r+1)*h])
 		} else {
 			l := out.Len
@@ -322,9 +328,10 @@ func checkOutput(out *gateway.Output, b *gateway.Batch, spec gateway.ModelSpec) 
 	return nil
 }
 
-// Info describes the model and the pipeline.
+// Info describes the model and the pipeline. A reranker has no pooling
+// and no dimensions.
 func (e *Engine) Info() gateway.Info {
-	return gateway.Info{
+	info := gateway.Info{
 		Name:             e.opts.Name,
 		Aliases:          e.opts.Aliases,
 		State:            e.state(),
@@ -341,7 +348,12 @@ func (e *Engine) Info() gateway.Info {
 		Version:          e.opts.Version,
 		Prompts:          e.opts.Prompts,
 		DefaultPrompt:    e.opts.DefaultPromptName,
+		Task:             e.opts.Task,
 	}
+	if e.opts.Task == gateway.TaskRerank {
+		info.Pooling, info.Dimensions = "", 0
+	}
+	return info
 }
 
 // Health reports whether the backend answers.

@@ -16,9 +16,9 @@ const (
 )
 
 // Quiesce stops the engine taking requests, for a model being removed:
-// from its call on, Embed and Tokenize answer 503 (gateway.Unhealthy). It
-// returns nil once every call already inside has returned, or ctx's error
-// first. The requests inside are served as usual: their inputs queued
+// from its call on, Embed, Rerank and Tokenize answer 503
+// (gateway.Unhealthy). It returns nil once every call already inside has
+// returned, or ctx's error first. The requests inside are served as usual: their inputs queued
 // are batched and answered, so Run must keep running until Quiesce has
 // returned; the caller then cancels Run's ctx and calls Close.
 func (e *Engine) Quiesce(ctx context.Context) error {
@@ -52,7 +52,7 @@ func (e *Engine) state() string {
 	}
 }
 
-// enterCall counts an Embed or Tokenize call in, or refuses it once the
+// enterCall counts an Embed, Rerank or Tokenize call in, or refuses it once the
 // engine is draining. A nil must be paired with e.active.leave.
 func (e *Engine) enterCall() error {
 	if !e.active.enter() {
@@ -65,11 +65,16 @@ func (e *Engine) enterCall() error {
 // a backend that is down, so that a client retries (by then another
 // engine may serve the name).
 func (e *Engine) removing() error {
-	name := e.opts.Name
-	if name == "" {
-		name = e.opts.ModelID
+	return gateway.Errorf(gateway.Unhealthy, "", "model %s is being removed", e.displayName())
+}
+
+// displayName names the model in errors: its served name, else where it
+// came from.
+func (e *Engine) displayName() string {
+	if e.opts.Name != "" {
+		return e.opts.Name
 	}
-	return gateway.Errorf(gateway.Unhealthy, "", "model %s is being removed", name)
+	return e.opts.ModelID
 }
 
 // tracker counts the calls inside the engine and, once draining, refuses

@@ -1,5 +1,6 @@
 // Package backendtest provides the conformance suite every gateway backend
-// (onnx, triton) must pass: Run checks the model description, output shapes,
+// (onnx, triton) must pass, for embedding models and cross-encoders alike:
+// Run checks the model description, output shapes,
 // padding invariance, determinism under concurrency, cancellation and the
 // handling of malformed batches. It imports gateway only.
 package backendtest
@@ -49,8 +50,8 @@ func testSpec(t *testing.T, b Backend) {
 	if s.Hidden <= 0 {
 		t.Errorf("Spec().Hidden = %d, want > 0", s.Hidden)
 	}
-	if s.Output != gateway.Hidden && s.Output != gateway.Pooled {
-		t.Errorf("Spec().Output = %d, want Hidden or Pooled", s.Output)
+	if s.Output != gateway.Hidden && s.Output != gateway.Pooled && s.Output != gateway.Logits {
+		t.Errorf("Spec().Output = %d, want Hidden, Pooled or Logits", s.Output)
 	}
 	if s.InputDType != gateway.Int64 && s.InputDType != gateway.Int32 {
 		t.Errorf("Spec().InputDType = %d, want Int64 or Int32", s.InputDType)
@@ -148,10 +149,10 @@ func testShape(t *testing.T, b Backend) {
 	})
 }
 
-// row returns row i's real values: its H-vector (Pooled) or its first n
-// positions (Hidden).
+// row returns row i's real values: its H-vector (Pooled), its logits
+// (Logits) or its first n positions (Hidden).
 func row(o *gateway.Output, i, n int) []float32 {
-	if o.Kind == gateway.Pooled {
+	if o.Kind != gateway.Hidden {
 		return o.Data[i*o.Hidden : (i+1)*o.Hidden]
 	}
 	start := i * o.Len * o.Hidden

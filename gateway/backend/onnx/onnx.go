@@ -1,7 +1,7 @@
 //go:build cgo
 
-// Package onnx provides a gateway backend that runs an embedding model in
-// process with ONNX Runtime on the CPU, through cgo and onnxruntime_go. It is
+// Package onnx provides a gateway backend that runs an embedding model or a
+// cross-encoder in process with ONNX Runtime on the CPU, through cgo and onnxruntime_go. It is
 // the only cgo package of the gateway; built without cgo, Open returns an
 // error. It imports gateway and onnxruntime_go only.
 package onnx
@@ -116,19 +116,12 @@ func open(path string, threads, maxAttn int, logger *slog.Logger) (*Backend, err
 	if !slices.Contains(inputs, gateway.TensorInputIDs) || !slices.Contains(inputs, gateway.TensorAttentionMask) {
 		return nil, fmt.Errorf("onnx: model %s has inputs %v, want input_ids, attention_mask and optionally token_type_ids", path, inputs)
 	}
-	// Prefer the model's own pooling: then the gateway pools nothing.
-	var out *ort.InputOutputInfo
-	for i := range outs {
-		switch {
-		case outs[i].Name == gateway.TensorSentenceEmbedding:
-			out, spec.Output = &outs[i], gateway.Pooled
-		case outs[i].Name == gateway.TensorLastHiddenState && out == nil:
-			out, spec.Output = &outs[i], gateway.Hidden
-		}
-	}
+	out, kind := pickOutput(outs)
 	if out == nil {
-		return nil, fmt.Errorf("onnx: model %s has neither %s nor %s output", path, gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState)
+		return nil, fmt.Errorf("onnx: model %s has none of the outputs %s, %s or %s", path,
+			gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState, gateway.TensorLogits)
 	}
+	spec.Output = kind
 	if dims := out.Dimensions; len(dims) > 0 && dims[len(dims)-1] > 0 {
 		spec.Hidden = int(dims[len(dims)-1])
 	}
@@ -156,6 +149,29 @@ func open(path string, threads, maxAttn int, logger *slog.Logger) (*Backend, err
 		"hidden", b.spec.Hidden, "intra_op_threads", threads, "max_run_attention", maxAttn, "runtime", ort.GetVersion(),
 		"duration", time.Since(start))
 	return b, nil
+}
+
+// pickOutput is the output the backend returns, and its kind; nil when
+// the model has none it knows. The model's own pooling is preferred (then
+// the gateway pools nothing), then token states; logits, a
+// cross-encoder's only output, come last, so that an encoder that also
+// exports a classifier head still embeds.
+func pickOutput(outs []ort.InputOutputInfo) (*ort.InputOutputInfo, gateway.OutputKind) {
+	for _, want := range []struct {
+		name string
+		kind gateway.OutputKind
+	}{
+		{gateway.TensorSentenceEmbedding, gateway.Pooled},
+		{gateway.TensorLastHiddenState, gateway.Hidden},
+		{gateway.TensorLogits, gateway.Logits},
+	} {
+		for i := range outs {
+			if outs[i].Name == want.name {
+				return &outs[i], want.kind
+			}
+		}
+	}
+	return nil, 0
 }
 
 // sessionOptions are the session's options; the caller destroys them.
@@ -325,8 +341,8 @@ func (b *Backend) output(batch *gateway.Batch, v ort.Value) (*gateway.Output, er
 	}
 	shape := t.GetShape()
 	want := 3
-	if b.spec.Output == gateway.Pooled {
-		want = 2
+	if b.spec.Output != gateway.Hidden {
+		want = 2 // Pooled [B,H], Logits [B,num_labels]
 	}
 	if len(shape) != want || shape[0] != int64(batch.Rows) || want == 3 && shape[1] != int64(batch.Len) ||
 		b.spec.Hidden != 0 && shape[want-1] != int64(b.spec.Hidden) {

@@ -28,6 +28,12 @@ func openTinyWith(t testing.TB, o onnx.Options, opts ...testmodel.Option) *onnx.
 	t.Helper()
 	o.LibraryPath = testenv.ORTLib(t)
 	o.ModelPath = filepath.Join(testenv.TinyModel(t, opts...), "onnx", "model.onnx")
+	return openPath(t, o)
+}
+
+// openPath opens o.ModelPath with o; it closes with the test.
+func openPath(t testing.TB, o onnx.Options) *onnx.Backend {
+	t.Helper()
 	o.IntraOpThreads = 2
 	b, err := onnx.Open(o)
 	if err != nil {
@@ -62,6 +68,28 @@ func TestConformance(t *testing.T) {
 			got.Name = ""
 			if got != tt.want {
 				t.Errorf("Spec() = %+v, want %+v", got, tt.want)
+			}
+			backendtest.Run(t, b)
+		})
+	}
+}
+
+// TestConformanceReranker: a cross-encoder's logits [B, num_labels] are
+// its output, num_labels its Hidden, on one run or split runs alike.
+func TestConformanceReranker(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		labels  int
+		maxAttn int
+	}{{"OneLabel", 1, 0}, {"TwoLabels", 2, 0}, {"OneLabelRowByRow", 1, 1}} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := openPath(t, onnx.Options{LibraryPath: testenv.ORTLib(t), MaxRunAttention: tt.maxAttn,
+				ModelPath: filepath.Join(testenv.TinyReranker(t, testmodel.WithNumLabels(tt.labels)), "onnx", "model.onnx")})
+			want := gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Logits, Hidden: tt.labels}
+			got := b.Spec()
+			got.Name = ""
+			if got != want {
+				t.Errorf("Spec() = %+v, want %+v", got, want)
 			}
 			backendtest.Run(t, b)
 		})

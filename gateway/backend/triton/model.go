@@ -89,9 +89,17 @@ func describe(model string, meta *tritonstubs.ModelMetadataResponse, cfg *triton
 func warnConfig(logger *slog.Logger, model string, cfg *tritonstubs.ModelConfig) {
 	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
 	outputs := []string{gateway.TensorLastHiddenState, gateway.TensorSentenceEmbedding}
+	if hasOutput(cfg, gateway.TensorLogits) {
+		outputs = []string{gateway.TensorLogits} // a cross-encoder: nothing else to read
+	}
 	for _, err := range modelrepo.Problems(cfg, inputs, outputs) {
 		logger.Warn("triton model config does not fit the gateway", "model", model, "problem", err.Error())
 	}
+}
+
+// hasOutput reports whether cfg declares an output called name.
+func hasOutput(cfg *tritonstubs.ModelConfig, name string) bool {
+	return slices.ContainsFunc(cfg.GetOutput(), func(o *tritonstubs.ModelOutput) bool { return o.GetName() == name })
 }
 
 // checkInputShape accepts [B, L] with L variable: the batcher sends batches
@@ -113,33 +121,27 @@ func checkInputShape(model string, maxBatch int, in *tritonstubs.ModelMetadataRe
 	return nil
 }
 
-// describeOutput prefers the model's own pooling (sentence_embedding) and
-// reads the hidden size from the output's last dim.
+// describeOutput picks the output as the onnx backend does: the model's
+// own pooling (sentence_embedding), else token states, else a
+// cross-encoder's logits; it reads the hidden size (num_labels for logits)
+// from the output's last dim.
 func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *tritonstubs.ModelConfig, p *plan) error {
-	var out *tritonstubs.ModelMetadataResponse_TensorMetadata
-	for _, o := range meta.GetOutputs() {
-		switch {
-		case o.GetName() == gateway.TensorSentenceEmbedding:
-			out, p.spec.Output = o, gateway.Pooled
-		case o.GetName() == gateway.TensorLastHiddenState && out == nil:
-			out, p.spec.Output = o, gateway.Hidden
-		}
-	}
+	out := pickOutput(meta.GetOutputs(), &p.spec.Output)
 	if out == nil {
 		var names []string
 		for _, o := range meta.GetOutputs() {
 			names = append(names, o.GetName())
 		}
-		return fmt.Errorf("model %s has outputs [%s]; the gateway reads %s [batch, hidden] or %s [batch, length, hidden]: rename the output in the export and config.pbtxt",
-			model, strings.Join(names, ", "), gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState)
+		return fmt.Errorf("model %s has outputs [%s]; the gateway reads %s [batch, hidden], %s [batch, length, hidden] or a cross-encoder's %s [batch, num_labels]: rename the output in the export and config.pbtxt",
+			model, strings.Join(names, ", "), gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState, gateway.TensorLogits)
 	}
 	p.output = out.GetName()
 	if out.GetDatatype() != "FP32" {
 		return fmt.Errorf("model %s output %s is %s; the gateway reads FP32 (cast the output in the export, data_type: TYPE_FP32)", model, out.GetName(), out.GetDatatype())
 	}
 	rank := 3
-	if p.spec.Output == gateway.Pooled {
-		rank = 2
+	if p.spec.Output != gateway.Hidden {
+		rank = 2 // [batch, hidden] or [batch, num_labels]
 	}
 	shape := out.GetShape()
 	if len(shape) != rank {
@@ -158,5 +160,26 @@ func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *
 		return fmt.Errorf("model %s output %s has shape %v: hidden size unknown; declare the last dim in config.pbtxt (e.g. dims: [ -1, 384 ])", model, out.GetName(), shape)
 	}
 	p.spec.Hidden = int(hidden)
+	return nil
+}
+
+// pickOutput is the output the backend reads, by preference, setting
+// *kind to its kind; nil when the model has none the gateway reads.
+func pickOutput(outs []*tritonstubs.ModelMetadataResponse_TensorMetadata, kind *gateway.OutputKind) *tritonstubs.ModelMetadataResponse_TensorMetadata {
+	for _, want := range []struct {
+		name string
+		kind gateway.OutputKind
+	}{
+		{gateway.TensorSentenceEmbedding, gateway.Pooled},
+		{gateway.TensorLastHiddenState, gateway.Hidden},
+		{gateway.TensorLogits, gateway.Logits},
+	} {
+		for _, o := range outs {
+			if o.GetName() == want.name {
+				*kind = want.kind
+				return o
+			}
+		}
+	}
 	return nil
 }

@@ -45,6 +45,10 @@ func TestConformance(t *testing.T) {
 			gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32}},
 		{"ServerReadyFallback", nil, []tritontest.Option{tritontest.WithoutHealthService()},
 			gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Hidden, Hidden: 32, MaxBatch: 32}},
+		{"Reranker", []testmodel.Option{testmodel.WithNumLabels(1)}, nil,
+			gateway.ModelSpec{HasTokenTypeIDs: true, Output: gateway.Logits, Hidden: 1, MaxBatch: 32}},
+		{"RerankerTwoLabelsInt32", []testmodel.Option{testmodel.WithNumLabels(2)}, []tritontest.Option{tritontest.WithInt32Inputs()},
+			gateway.ModelSpec{HasTokenTypeIDs: true, InputDType: gateway.Int32, Output: gateway.Logits, Hidden: 2, MaxBatch: 32}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := tritontest.Start(t, openONNX(t, tt.model...), tt.server...)
@@ -71,6 +75,7 @@ func TestSameAsONNX(t *testing.T) {
 		{"HiddenInt64", nil, nil},
 		{"HiddenInt32", nil, []tritontest.Option{tritontest.WithInt32Inputs()}},
 		{"Pooled", []testmodel.Option{testmodel.WithPooled()}, nil},
+		{"Logits", []testmodel.Option{testmodel.WithNumLabels(2)}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			direct := openONNX(t, tt.model...)
@@ -269,14 +274,16 @@ func TestPropagate(t *testing.T) {
 // the config Triton reports: one warning line per problem, naming the
 // model, and none for a config that passes.
 func TestConfigWarnings(t *testing.T) {
-	model := openONNX(t)
 	for _, tt := range []struct {
 		name   string
+		model  []testmodel.Option
 		server []tritontest.Option
 		want   []string // what each warning's problem starts with, in order
 	}{
-		{"Good", nil, nil},
-		{"NoTritonBatching", []tritontest.Option{tritontest.WithName("bge"), tritontest.WithMaxBatchSize(0)}, []string{
+		{"Good", nil, nil, nil},
+		// logits, a cross-encoder's only output, is one the gateway reads.
+		{"GoodReranker", []testmodel.Option{testmodel.WithNumLabels(1)}, nil, nil},
+		{"NoTritonBatching", nil, []tritontest.Option{tritontest.WithName("bge"), tritontest.WithMaxBatchSize(0)}, []string{
 			"max_batch_size is 0",
 			`input \"input_ids\" dims [-1 -1]`,
 			`input \"attention_mask\" dims [-1 -1]`,
@@ -287,7 +294,7 @@ func TestConfigWarnings(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := tritontest.Start(t, model, tt.server...)
+			srv := tritontest.Start(t, openONNX(t, tt.model...), tt.server...)
 			var log lockedBuffer
 			opts := options(t, srv)
 			opts.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -56,9 +56,14 @@ func (e *entry) inputNames() []string {
 	return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask}
 }
 
+// output is the model's one output as an export names it: a cross-encoder
+// answers logits [B, num_labels] (Hidden is num_labels).
 func (e *entry) output() (name string, dims []int64) {
-	if e.spec.Output == gateway.Pooled {
+	switch e.spec.Output {
+	case gateway.Pooled:
 		return gateway.TensorSentenceEmbedding, []int64{int64(e.spec.Hidden)}
+	case gateway.Logits:
+		return gateway.TensorLogits, []int64{int64(e.spec.Hidden)}
 	}
 	return gateway.TensorLastHiddenState, []int64{-1, int64(e.spec.Hidden)}
 }
