@@ -49,11 +49,17 @@ func WireOf(k gateway.Kind) Wire {
 // {"error":"<message>","error_type":"<Type>"}.
 func (Codec) ErrorResponse(e *gateway.Error) (int, []byte) {
 	w := WireOf(e.Kind)
+	return w.Status, ErrorBody(Message(e.Param, e), w.Type)
+}
+
+// ErrorBody is the native and TEI error body:
+// {"error":"<msg>","error_type":"<typ>"}.
+func ErrorBody(msg, typ string) []byte {
 	dst := append([]byte(nil), `{"error":`...)
-	dst = AppendString(dst, Message(e.Param, e))
+	dst = AppendString(dst, msg)
 	dst = append(dst, `,"error_type":`...)
-	dst = AppendString(dst, w.Type)
-	return w.Status, append(dst, '}')
+	dst = AppendString(dst, typ)
+	return append(dst, '}')
 }
 
 // Message is what clients read: the param as the dialect names it, then

@@ -274,15 +274,25 @@ func DecodeError(err error) *gateway.Error {
 func AppendFloats(dst []byte, v []float32) ([]byte, error) {
 	dst = append(dst, '[')
 	for i, f := range v {
-		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return dst, &gateway.Error{Kind: gateway.Internal, Msg: "non-finite value in embedding"}
-		}
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = strconv.AppendFloat(dst, float64(f), 'g', -1, 32)
+		var ok bool
+		if dst, ok = AppendFloat(dst, f); !ok {
+			return dst, &gateway.Error{Kind: gateway.Internal, Msg: "non-finite value in embedding"}
+		}
 	}
 	return append(dst, ']'), nil
+}
+
+// AppendFloat appends f as a JSON number, in the fewest digits that read
+// back as the same float32. NaN and infinities have no JSON form: it
+// appends nothing and reports false.
+func AppendFloat(dst []byte, f float32) ([]byte, bool) {
+	if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+		return dst, false
+	}
+	return strconv.AppendFloat(dst, float64(f), 'g', -1, 32), true
 }
 
 // AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,

@@ -1,11 +1,12 @@
 // Package tei is the codec of the text-embeddings-inference API: POST /embed
-// (texts or token ids → [[..],..]), POST /tokenize and the GET /info body,
-// plus TEI's error bodies. It imports only gateway and native (whose wire
+// (texts or token ids → [[..],..]), POST /rerank (a query and texts →
+// ranks), POST /tokenize and the GET /info body, plus TEI's error bodies. It imports only gateway and native (whose wire
 // pieces it shares).
 package tei
 
 import (
 	"encoding/json"
+	"net/http"
 	"strconv"
 
 	"github.com/embedgate/embedgate/gateway"
@@ -40,8 +41,18 @@ func (Codec) AppendEmbed(dst []byte, res *gateway.EmbedResult, _ *gateway.EmbedR
 	return append(dst, ']'), nil
 }
 
-// ErrorResponse is TEI's error: {"error":"<message>","error_type":"<Type>"}.
-func (Codec) ErrorResponse(e *gateway.Error) (int, []byte) { return native.Codec{}.ErrorResponse(e) }
+// ErrorResponse is TEI's error: {"error":"<message>","error_type":"<Type>"},
+// the native one but for a model of the wrong task: TEI answers /rerank on
+// an embedding model, and /embed on a classifier, 424 with error_type
+// Backend ("model is not a re-ranker model", "Model is not an embedding
+// model": BackendError::Inference in router/src/http/server.rs and
+// core/src/infer.rs), where the native API says 400.
+func (Codec) ErrorResponse(e *gateway.Error) (int, []byte) {
+	if e.Kind == gateway.WrongTask {
+		return http.StatusFailedDependency, native.ErrorBody(native.Message(e.Param, e), "Backend")
+	}
+	return native.Codec{}.ErrorResponse(e)
+}
 
 type tokenizeRequest struct {
 	Inputs              native.Inputs    `json:"inputs"`
