@@ -25,17 +25,20 @@ type RerankCodec interface {
 // instead of a body, is an error raised past the codec (a model of the
 // wrong task, a full queue) that the dialect must render.
 type RerankCase struct {
-	Name         string          `json:"name"`
-	About        string          `json:"about"` // where the shape comes from
-	Request      json.RawMessage `json:"request"`
-	RequestText  string          `json:"request_text"`
-	Error        *CaseError      `json:"error"`
-	Decoded      *Decoded        `json:"decoded"`
-	Scores       []float32       `json:"scores"` // one per document, in input order
-	PromptTokens int             `json:"prompt_tokens"`
-	Model        string          `json:"model"` // the served name the response reports
-	Status       int             `json:"status"`
-	Response     json.RawMessage `json:"response"` // compared byte for byte once compacted
+	Name  string `json:"name"`
+	About string `json:"about"` // where the shape comes from
+	// MaxClientBatch overrides Limits()'s 3 documents per request, for a
+	// client's own example body with more.
+	MaxClientBatch int             `json:"max_client_batch"`
+	Request        json.RawMessage `json:"request"`
+	RequestText    string          `json:"request_text"`
+	Error          *CaseError      `json:"error"`
+	Decoded        *Decoded        `json:"decoded"`
+	Scores         []float32       `json:"scores"` // one per document, in input order
+	PromptTokens   int             `json:"prompt_tokens"`
+	Model          string          `json:"model"` // the served name the response reports
+	Status         int             `json:"status"`
+	Response       json.RawMessage `json:"response"` // compared byte for byte once compacted
 }
 
 // CaseError is a gateway.Error by its kind's name.
@@ -68,7 +71,7 @@ func (d *Decoded) request() *gateway.RerankRequest {
 }
 
 // RunRerankCases runs every case of the fixture file at path against c
-// with Limits(): decode, then validate as the engine does, then encode
+// with Limits() (but for a case's MaxClientBatch): decode, then validate as the engine does, then encode
 // the case's scores or the error. normalize, if set, rewrites what varies
 // from one response to the next (an id) before the comparison; it fails
 // t if that part is malformed.
@@ -115,9 +118,13 @@ func exchange(t *testing.T, c RerankCodec, tc *RerankCase) (int, []byte) {
 	if tc.Request != nil {
 		body = tc.Request
 	}
-	req, err := c.DecodeRerank(body, Limits())
+	lim := Limits()
+	if tc.MaxClientBatch > 0 {
+		lim.MaxClientBatch = tc.MaxClientBatch
+	}
+	req, err := c.DecodeRerank(body, lim)
 	if err == nil {
-		err = req.Validate(Limits())
+		err = req.Validate(lim)
 	}
 	if err != nil {
 		if tc.Decoded != nil {
