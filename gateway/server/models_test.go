@@ -45,6 +45,17 @@ func (c *fakeCatalog) lookup(name string) (served, bool) {
 	return served{}, false
 }
 
+// defaultFor is fleet.DefaultFor's rule: the default if it does task,
+// else the first (in order) that does.
+func (c *fakeCatalog) defaultFor(task string) (served, bool) {
+	for _, m := range c.models {
+		if m.task == task {
+			return m, true
+		}
+	}
+	return served{}, false
+}
+
 func (c *fakeCatalog) list() []served { return slices.Clone(c.models) }
 
 func (c *fakeCatalog) single() (served, bool) {
@@ -67,8 +78,8 @@ func twoModels() (cat *fakeCatalog, bge, e5 *fakeEngine) {
 		return [][]gateway.Token{{{ID: 5, Text: "e5"}}}, nil
 	}
 	return &fakeCatalog{models: []served{
-		{names: []string{"bge", "text-embedding-3-small"}, eng: bge},
-		{names: []string{"e5", "intfloat/e5-small-v2"}, eng: e5},
+		{names: []string{"bge", "text-embedding-3-small"}, task: gateway.TaskEmbed, eng: bge},
+		{names: []string{"e5", "intfloat/e5-small-v2"}, task: gateway.TaskEmbed, eng: e5},
 	}}, bge, e5
 }
 
