@@ -69,7 +69,9 @@ func (p *pipelines) open(ctx context.Context, entry catalog.Entry) (*fleet.Pipel
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.WrapRegistererWith(prometheus.Labels{"model": e.Name}, p.reg)
+	// The task too, so a dashboard can tell embedding from reranking
+	// series without knowing every model.
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"model": e.Name, "task": model.task}, p.reg)
 	opts, err := p.engineOptions(e, model, inflight)
 	if err != nil {
 		closeBackend()

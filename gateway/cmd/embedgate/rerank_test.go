@@ -407,6 +407,12 @@ func TestRerankEndToEnd(t *testing.T) {
 		if wantList := []string{"tiny:embed", "rr:rerank", "rr-triton:rerank"}; !slices.Equal(got, wantList) {
 			t.Errorf("GET /v1/models = %v, want %v", got, wantList)
 		}
+		metrics := string(g.get(t, "/metrics").body)
+		for _, series := range []string{`embedgate_queue_tokens{model="rr",task="rerank"}`, `embedgate_queue_tokens{model="tiny",task="embed"}`} {
+			if !strings.Contains(metrics, series) {
+				t.Errorf("/metrics lacks %s", series)
+			}
+		}
 	})
 
 	t.Run("errors", func(t *testing.T) {
