@@ -6,10 +6,12 @@ package tokenizer
 // RoBERTa and XLM-R. With MaxLength > 0 the pair is truncated to MaxLength
 // tokens in total, special tokens included, with the LongestFirst strategy
 // (see LongestFirst), each text losing its tokens from the end, or with
-// TruncateLeft from the start. A MaxLength below PairSpecialTokensCount
-// keeps the special tokens only. Offsets of the second text's tokens are
-// into second. Like Encode it never fails and reads text that is not valid
-// UTF-8 lossily.
+// TruncateLeft from the start. When both texts have MaxLength tokens or
+// more, which keeps the odd token of an odd budget follows Rust, which
+// compares their lengths counted up to the first word end past MaxLength
+// tokens. A MaxLength below PairSpecialTokensCount keeps the special tokens
+// only. Offsets of the second text's tokens are into second. Like Encode it
+// never fails and reads text that is not valid UTF-8 lossily.
 func (t *Tokenizer) EncodePair(first, second string, opts EncodeOptions) Encoding {
 	return t.encodePair(first, second, opts, window{perToken: windowPerToken, extra: windowExtra})
 }
@@ -31,14 +33,13 @@ func (t *Tokenizer) encodePair(first, second string, opts EncodeOptions, w windo
 	// up to MaxLength+1 tokens is enough: a text shorter than MaxLength is
 	// whole, and a text at least that long keeps at most budget tokens.
 	// When both are that long and the budget is odd, the longer keeps the
-	// odd token: their capped lengths decide, and they need whole texts.
-	limit := opts.MaxLength + 1
+	// odd token: their capped lengths decide (capped reads further).
+	limit := opts.MaxLength + 1 // overflows to < 0, "all", for math.MaxInt
 	t.pairSequences(&seqs, first, second, limit, opts.TruncateLeft, w)
 	n1, n2 := len(seqs[0].toks), len(seqs[1].toks)
 	if budget%2 == 1 && n1 >= opts.MaxLength && n2 >= opts.MaxLength {
-		t.pairSequences(&seqs, first, second, -1, false, w)
-		n1 = cappedLen(seqs[0].toks, opts.MaxLength, opts.TruncateLeft)
-		n2 = cappedLen(seqs[1].toks, opts.MaxLength, opts.TruncateLeft)
+		n1 = t.capped(&seqs[0], first, opts, w)
+		n2 = t.capped(&seqs[1], second, opts, w)
 	}
 	k1, k2 := LongestFirst(n1, n2, budget)
 	seqs[0].toks = truncate(seqs[0].toks, k1, opts.TruncateLeft)
@@ -46,25 +47,47 @@ func (t *Tokenizer) encodePair(first, second string, opts EncodeOptions, w windo
 	return t.assemble(pieces, seqs[:], opts)
 }
 
-// cappedLen is the length Rust's truncated encode gives a sequence of toks
-// before LongestFirst reads it: it tokenizes pre-token splits from the
-// start (from the end if left) and stops at the end of the first split
-// (not an added token) with which it has maxLen tokens or more, maxLen
-// being the whole maximum length, special tokens included
+// capped tokenizes text into s again, far enough to find its cappedLen,
+// and returns it: first a window of twice MaxLength tokens (a word rarely
+// has more), then, if no word of it ends past MaxLength tokens, the whole
+// text.
+func (t *Tokenizer) capped(s *seqInput, text string, opts EncodeOptions, w window) int {
+	limit := 2 * opts.MaxLength
+	s.src, s.lpos, s.toks = t.sequence(s.sc, text, limit, opts.TruncateLeft, w)
+	if n, ok := cappedLen(s.toks, opts.MaxLength, opts.TruncateLeft, len(s.toks) < limit); ok {
+		return n
+	}
+	s.src, s.lpos, s.toks = t.sequence(s.sc, text, -1, false, w)
+	n, _ := cappedLen(s.toks, opts.MaxLength, opts.TruncateLeft, true)
+	return n
+}
+
+// cappedLen is the length Rust's truncated encode gives a sequence before
+// LongestFirst reads it: it tokenizes pre-token splits from the start (from
+// the end if left) and stops at the end of the first split (not an added
+// token) with which it has maxLen tokens or more, maxLen being the whole
+// maximum length, special tokens included
 // (PreTokenizedString::tokenize_with_limit). Two texts both that long thus
 // compare by where their words end, not by their whole lengths.
-func cappedLen(toks []tok, maxLen int, left bool) int {
-	n := len(toks)
-	for i := range n {
-		j, ends := i, i == n-1 || toks[i+1].first
+//
+// toks are the sequence's first tokens (its last if left), all of them if
+// whole; if not, the farthest one may end inside a split, and ok is false
+// if the stop is not found before it.
+func cappedLen(toks []tok, maxLen int, left, whole bool) (n int, ok bool) {
+	k := len(toks)
+	for i := range k {
+		j, ends := i, i+1 < k && toks[i+1].first
 		if left {
-			j, ends = n-1-i, toks[n-1-i].first
+			j, ends = k-1-i, toks[k-1-i].first && i+1 < k
+		}
+		if i+1 == k && whole {
+			ends = true
 		}
 		if ends && !toks[j].added && i+1 >= maxLen {
-			return i + 1
+			return i + 1, true
 		}
 	}
-	return n
+	return k, whole
 }
 
 // pairSequences tokenizes the two texts of a pair into seqs, each

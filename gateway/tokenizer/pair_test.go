@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -181,6 +182,46 @@ func longestFirstProperties(n1, n2, maxLen int) error {
 	return nil
 }
 
+// TestCappedLen checks where Rust's early exit stops on hand-made splits:
+// F marks a token that starts its split, A an added token (its own split),
+// f a token inside a split. A window (not whole) cannot tell whether its
+// farthest token ends a split.
+func TestCappedLen(t *testing.T) {
+	toks := func(marks string) []tok {
+		var out []tok
+		for _, m := range marks {
+			out = append(out, tok{first: m != 'f', added: m == 'A'})
+		}
+		return out
+	}
+	tests := []struct {
+		marks       string
+		maxLen      int
+		left, whole bool
+		want        int
+		wantOK      bool
+	}{
+		{"FffFf", 2, false, true, 3, true},   // at the end of the first word
+		{"FffFf", 4, false, true, 5, true},   // of the second
+		{"FffFf", 5, false, true, 5, true},   // never: all
+		{"FffFf", 5, false, false, 5, false}, // window: its last token may not end a word
+		{"FfFff", 2, false, false, 2, true},
+		{"AAFf", 1, false, true, 4, true}, // added tokens do not stop it
+		{"AAFf", 1, true, true, 2, true},  // from the end: stops after the word Ff
+		{"FffFf", 1, true, true, 2, true},
+		{"FffFf", 3, true, true, 5, true},
+		{"FffFf", 3, true, false, 5, false}, // window: its first token may start inside a word
+		{"fFfFf", 3, true, false, 4, true},
+		{"", 1, false, true, 0, true},
+	}
+	for _, tt := range tests {
+		got, ok := cappedLen(toks(tt.marks), tt.maxLen, tt.left, tt.whole)
+		if got != tt.want || ok != tt.wantOK {
+			t.Errorf("cappedLen(%s, %d, left=%v, whole=%v) = %d, %v, want %d, %v", tt.marks, tt.maxLen, tt.left, tt.whole, got, ok, tt.want, tt.wantOK)
+		}
+	}
+}
+
 // pairReference encodes a pair the long way: each text tokenized whole
 // (no bounded window), LongestFirst on the lengths Rust compares (cappedLen
 // of the whole tokens), the pair template filled by hand.
@@ -194,7 +235,7 @@ func pairReference(tk *Tokenizer, a, b string, opts EncodeOptions) (ids, typeIDs
 		}
 		n[i] = len(r.toks)
 		if opts.MaxLength > 0 {
-			n[i] = cappedLen(r.toks, opts.MaxLength, opts.TruncateLeft)
+			n[i], _ = cappedLen(r.toks, opts.MaxLength, opts.TruncateLeft, true)
 		}
 		r.close()
 	}
@@ -229,7 +270,7 @@ func pairReference(tk *Tokenizer, a, b string, opts EncodeOptions) (ids, typeIDs
 // The seeds include long texts under small odd and even budgets, where the
 // bounded windows and the lengths' tie-break matter.
 func FuzzEncodePair(f *testing.F) {
-	names := []string{"minilm", "roberta-bpe", "xlmr-unigram", "llama3"}
+	names := []string{"minilm", "roberta-bpe", "xlmr-unigram", "llama3", "llama2"}
 	tks := make([]*Tokenizer, len(names))
 	for i, name := range names {
 		tks[i] = loadTestTokenizer(f, name)
@@ -243,6 +284,8 @@ func FuzzEncodePair(f *testing.F) {
 		{"short", long, 9},
 		{long, "short", 9},
 		{long, long[:len(long)-200], 10},
+		{long, long[:len(long)-200], 9},
+		{long, long[:len(long)-200], 11},
 		{long[:len(long)-200], long, 9},
 		{long[200:], long[:5800], 9},
 		{long, long, 135},
@@ -426,6 +469,22 @@ func TestEncodePairOffsets(t *testing.T) {
 		for k, special := range e.SpecialTokensMask {
 			if special == 1 && (e.Offsets[k] != [2]int{} || e.Tokens[k] == "") {
 				t.Errorf("%s: special token %d = %q at %v, want its string at (0, 0)", name, k, e.Tokens[k], e.Offsets[k])
+			}
+		}
+	}
+}
+
+// TestEncodePairHugeMaxLength: a maximum length past any text truncates
+// nothing, up to math.MaxInt (no overflow into a negative window).
+func TestEncodePairHugeMaxLength(t *testing.T) {
+	tk := loadTestTokenizer(t, "roberta-bpe")
+	long := longText(t, 20000)
+	want := tk.EncodePair(long, "short", EncodeOptions{AddSpecialTokens: true})
+	for _, m := range []int{math.MaxInt, math.MaxInt/2 + 1, math.MaxInt/8 + 1} {
+		for _, left := range []bool{false, true} {
+			got := tk.EncodePair(long, "short", EncodeOptions{AddSpecialTokens: true, MaxLength: m, TruncateLeft: left})
+			if !reflect.DeepEqual(got.IDs, want.IDs) {
+				t.Errorf("EncodePair(MaxLength %d, left=%v): %d tokens, want all %d", m, left, got.Len(), want.Len())
 			}
 		}
 	}

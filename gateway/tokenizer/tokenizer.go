@@ -1,7 +1,8 @@
 // Package tokenizer provides a pure-Go implementation of the Hugging Face
 // tokenizers `tokenizer.json` pipeline (added tokens, normalizer,
 // pre-tokenizer, model, post-processor, truncation, padding, offsets) whose
-// output matches the Rust library exactly. It imports the standard
+// output matches the Rust library exactly, for single texts and for pairs
+// (EncodePair, the input of cross-encoders). It imports the standard
 // library, golang.org/x/text, github.com/dlclark/regexp2 (regex patterns,
 // with the lookaround of Rust's Oniguruma) and github.com/rivo/uniseg
 // (grapheme clusters, which the SentencePiece charsmap works on).

@@ -37,7 +37,8 @@ type ClientOptions struct {
 	// MaxInflightBytes bounds the FP32 bytes of the responses of the calls
 	// in flight, over every model, as their shapes give them
 	// (Rows×Len×Hidden×4 for last_hidden_state, Rows×Hidden×4 for
-	// sentence_embedding); 0 = 64 MiB. A batch larger than that runs alone.
+	// sentence_embedding and logits); 0 = 64 MiB. A batch larger than that
+	// runs alone.
 	MaxInflightBytes int64
 
 	// Propagate, if set, adds trace headers (e.g. W3C traceparent from an

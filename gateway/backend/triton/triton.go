@@ -58,8 +58,8 @@ type Options struct {
 
 	// MaxInflightBytes bounds the FP32 bytes of the responses of the calls
 	// in flight, as their shapes give them (Rows×Len×Hidden×4 for
-	// last_hidden_state, Rows×Hidden×4 for sentence_embedding); 0 = 64 MiB.
-	// A batch larger than that runs alone.
+	// last_hidden_state, Rows×Hidden×4 for sentence_embedding and
+	// logits); 0 = 64 MiB. A batch larger than that runs alone.
 	MaxInflightBytes int64
 
 	// Propagate, if set, adds trace headers (e.g. W3C traceparent from an

@@ -14,14 +14,17 @@ import (
 
 // runTokenize is `embedgate tokenize`: JSON lines {"text": ...} in, one JSON
 // line per input out, so operators can see exactly what the model is fed.
-// It truncates only with --max-length and never pads (the tokenizer.json's
-// own truncation and padding sections are ignored, as in serving).
+// A line {"text": ..., "pair": ...} is a pair, encoded with the pair
+// template as a cross-encoder reads it (query, document). It truncates only
+// with --max-length (a pair LongestFirst, as Hugging Face tokenizers does)
+// and never pads (the tokenizer.json's own truncation and padding sections
+// are ignored, as in serving).
 func runTokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("embedgate tokenize", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("tokenizer", "", "path to a tokenizer.json (required)")
 	noSpecial := fs.Bool("no-special-tokens", false, "do not add the post-processor's special tokens")
-	maxLength := fs.Int("max-length", 0, "truncate to this many tokens, special tokens included (0: no truncation)")
+	maxLength := fs.Int("max-length", 0, "truncate to this many tokens, special tokens included, a pair longest text first (0: no truncation)")
 	direction := fs.String("truncation-direction", "right", "which end --max-length cuts: left or right")
 	offsets := fs.Bool("offsets", false, "also write tokens and byte offsets")
 	if err := fs.Parse(args); err != nil {
@@ -51,6 +54,7 @@ func runTokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 
 	type line struct {
 		Text *string `json:"text"`
+		Pair *string `json:"pair"`
 	}
 	type result struct {
 		IDs           []int32  `json:"ids"`
@@ -73,9 +77,14 @@ func runTokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 			return fmt.Errorf("tokenize: line %d: %w", n, err)
 		}
 		if l.Text == nil {
-			return fmt.Errorf(`tokenize: line %d: want {"text": "..."}`, n)
+			return fmt.Errorf(`tokenize: line %d: want {"text": "..."} or {"text": "...", "pair": "..."}`, n)
 		}
-		e := tok.Encode(*l.Text, opts)
+		var e tokenizer.Encoding
+		if l.Pair != nil {
+			e = tok.EncodePair(*l.Text, *l.Pair, opts)
+		} else {
+			e = tok.Encode(*l.Text, opts)
+		}
 		if err := enc.Encode(result{IDs: e.IDs, TypeIDs: e.TypeIDs, AttentionMask: e.AttentionMask, Tokens: e.Tokens, Offsets: e.Offsets}); err != nil {
 			return err
 		}

@@ -27,6 +27,11 @@ func TestTokenizeCommand(t *testing.T) {
 		{"none", []string{"--no-special-tokens"}, `{"text":"Hello world!"}`, `{"ids":[7592,2088,999],"type_ids":[0,0,0],"attention_mask":[1,1,1]}`},
 		{"right", []string{"--max-length", "3"}, `{"text":"Hello world!"}`, `{"ids":[101,7592,102],"type_ids":[0,0,0],"attention_mask":[1,1,1]}`},
 		{"left", []string{"--max-length", "3", "--truncation-direction", "left"}, `{"text":"Hello world!"}`, `{"ids":[101,999,102],"type_ids":[0,0,0],"attention_mask":[1,1,1]}`},
+		{"pair", nil, `{"text":"Hello world!","pair":"Hi there"}`, `{"ids":[101,7592,2088,999,102,7632,2045,102],"type_ids":[0,0,0,0,0,1,1,1],"attention_mask":[1,1,1,1,1,1,1,1]}`},
+		{"pair right", []string{"--max-length", "6"}, `{"text":"Hello world!","pair":"Hi there"}`, `{"ids":[101,7592,2088,102,7632,102],"type_ids":[0,0,0,0,1,1],"attention_mask":[1,1,1,1,1,1]}`},
+		{"pair left", []string{"--max-length", "6", "--truncation-direction", "left"}, `{"text":"Hello world!","pair":"Hi there"}`, `{"ids":[101,2088,999,102,2045,102],"type_ids":[0,0,0,0,1,1],"attention_mask":[1,1,1,1,1,1]}`},
+		{"pair none", []string{"--no-special-tokens", "--offsets"}, `{"text":"Hi","pair":"there"}`, `{"ids":[7632,2045],"type_ids":[0,1],"attention_mask":[1,1],"tokens":["hi","there"],"offsets":[[0,2],[0,5]]}`},
+		{"null pair", nil, `{"text":"a","pair":null}`, `{"ids":[101,1037,102],"type_ids":[0,0,0],"attention_mask":[1,1,1]}`},
 		{"two lines", nil, "{\"text\":\"a\"}\n\n{\"text\":\"b\"}\n", "{\"ids\":[101,1037,102],\"type_ids\":[0,0,0],\"attention_mask\":[1,1,1]}\n{\"ids\":[101,1038,102],\"type_ids\":[0,0,0],\"attention_mask\":[1,1,1]}"},
 	}
 	for _, tt := range tests {
@@ -47,9 +52,11 @@ func TestTokenizeCommand(t *testing.T) {
 			t.Errorf("tokenize %v succeeded, want an error", bad)
 		}
 	}
-	err := run(context.Background(), []string{"embedgate", "tokenize", "--tokenizer", minilmPath()}, func(string) string { return "" }, strings.NewReader("not json\n"), io.Discard, io.Discard, noSignals)
-	if err == nil || !strings.Contains(err.Error(), "line 1") {
-		t.Errorf("bad input line: %v, want an error naming line 1", err)
+	for _, bad := range []string{"not json\n", `{"pair":"a"}`, `{"text":"a","pair":5}`} {
+		err := run(context.Background(), []string{"embedgate", "tokenize", "--tokenizer", minilmPath()}, func(string) string { return "" }, strings.NewReader(bad), io.Discard, io.Discard, noSignals)
+		if err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("bad input line %q: %v, want an error naming line 1", bad, err)
+		}
 	}
 }
 
