@@ -256,9 +256,18 @@ func TestModelsListTasks(t *testing.T) {
 		t.Errorf("GET /v1/models/rr = %s, want task rerank", b)
 	}
 	_, b = s.do(t, http.MethodGet, "/info?model=rr", "", "")
-	var info map[string]json.RawMessage
+	var info struct {
+		ModelID   string                     `json:"model_id"`
+		ModelType map[string]json.RawMessage `json:"model_type"`
+		Models    []struct{ Name, Task string }
+	}
 	mustJSON(t, b, &info)
-	if !strings.Contains(string(info["model_id"]), "BAAI/rr") {
-		t.Errorf("GET /info?model=rr = %s, want rr's", b)
+	got = nil
+	for _, m := range info.Models {
+		got = append(got, m.Name+":"+m.Task)
+	}
+	if _, ok := info.ModelType["reranker"]; info.ModelID != "BAAI/rr" || !ok || len(info.ModelType) != 1 ||
+		!slices.Equal(got, []string{"bge:embed", "rr:rerank", "rr2:rerank"}) {
+		t.Errorf("GET /info?model=rr = %s, want rr's, model_type reranker, and every model's task", b)
 	}
 }

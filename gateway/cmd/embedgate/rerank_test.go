@@ -470,11 +470,13 @@ func TestRerankOneModel(t *testing.T) {
 	if r := g.post(t, "/embed", `{"inputs":"a"}`); r.status != 424 || !strings.Contains(string(r.body), "is a rerank model: it does not embed") {
 		t.Errorf("POST /embed on a reranker = %d %s, want 424", r.status, r.body)
 	}
+	r = g.get(t, "/info")
 	info := decode[struct {
-		Models []struct{ Name string }
-	}](t, g.get(t, "/info"))
-	if len(info.Models) != 1 || info.Models[0].Name != filepath.Base(rr) {
-		t.Errorf("GET /info models = %+v", info.Models)
+		ModelType map[string]any `json:"model_type"`
+		Models    []struct{ Name, Task string }
+	}](t, r)
+	if _, ok := info.ModelType["reranker"]; !ok || len(info.Models) != 1 || info.Models[0].Name != filepath.Base(rr) || info.Models[0].Task != "rerank" {
+		t.Errorf("GET /info = %s, want a reranker", r.body)
 	}
 	if r := g.get(t, "/ready"); r.status != 200 {
 		t.Errorf("GET /ready = %d", r.status)
