@@ -2,8 +2,9 @@
 // from a models file, discovered from Triton's repository, or made from
 // the one-model flags. It opens nothing; fleet runs what it describes.
 //
-// catalog imports only the standard library and the YAML decoder, so the
-// config package and `embedgate models` can use it without a backend.
+// catalog imports only the standard library, the YAML decoder and the
+// domain package gateway (for its task names), so the config package and
+// `embedgate models` can use it without a backend.
 package catalog
 
 import (
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/embedgate/embedgate/gateway"
 )
 
 // Entry is one served model as an operator describes it. Zero fields take
@@ -32,7 +35,7 @@ type Entry struct {
 	Pooling           string            `json:"pooling" yaml:"pooling"`           // "" = the model's 1_Pooling config
 	Prompts           map[string]string `json:"prompts" yaml:"prompts"`           // added to, or overriding, the model's own
 	DefaultPromptName string            `json:"default_prompt_name" yaml:"default_prompt_name"`
-	Task              string            `json:"task" yaml:"task"`                             // "embed"; "" = embed
+	Task              string            `json:"task" yaml:"task"`                             // "embed" or "rerank"; "" = from the model's config.json
 	MaxBatchTokens    int               `json:"max_batch_tokens" yaml:"max_batch_tokens"`     // 0 = --max-batch-tokens
 	MaxBatchRequests  int               `json:"max_batch_requests" yaml:"max_batch_requests"` // 0 = --max-batch-requests
 	MaxInputLength    int               `json:"max_input_length" yaml:"max_input_length"`     // 0 = the model's; may only lower it
@@ -41,12 +44,19 @@ type Entry struct {
 	Source string `json:"-" yaml:"-"`
 }
 
+// The tasks an entry may name: gateway's, here for the config package,
+// which imports catalog alone.
+const (
+	TaskEmbed  = gateway.TaskEmbed
+	TaskRerank = gateway.TaskRerank
+)
+
 // The values an entry's enumerated fields may take; "" (the default) is
 // allowed in each too.
 var (
 	backends = []string{"onnx", "triton"}
 	poolings = []string{"cls", "mean", "last-token"}
-	tasks    = []string{"embed"}
+	tasks    = []string{TaskEmbed, TaskRerank}
 )
 
 // Names is the entry's name, then its aliases: every name a request may use.
@@ -95,11 +105,8 @@ func (e Entry) problems() []error {
 	oneOf(add, "backend", e.Backend, backends)
 	e.backendProblems(add)
 	oneOf(add, "pooling", e.Pooling, poolings)
-	if e.Task == "rerank" {
-		add(`task "rerank" is not served yet (it arrives with reranking); use "embed"`)
-	} else {
-		oneOf(add, "task", e.Task, tasks)
-	}
+	oneOf(add, "task", e.Task, tasks)
+	e.rerankProblems(add)
 	for _, k := range slices.Sorted(maps.Keys(e.Prompts)) {
 		if strings.TrimSpace(k) == "" {
 			add("prompts: a prompt has an empty name")
@@ -114,6 +121,25 @@ func (e Entry) problems() []error {
 		}
 	}
 	return p
+}
+
+// rerankProblems refuses what only an embedding model uses on an entry
+// that says it reranks: a cross-encoder scores pairs, it neither pools nor
+// takes prompts, and a setting that would silently do nothing is a mistake.
+func (e Entry) rerankProblems(add func(string, ...any)) {
+	if e.Task != TaskRerank {
+		return
+	}
+	for _, f := range []struct{ field, value string }{
+		{"pooling", e.Pooling}, {"default_prompt_name", e.DefaultPromptName},
+	} {
+		if f.value != "" {
+			add("%s is for embedding models: a rerank model has none (drop %s or the task)", f.field, f.field)
+		}
+	}
+	if len(e.Prompts) > 0 {
+		add("prompts are for embedding models: a rerank model has none (drop prompts or the task)")
+	}
 }
 
 func (e Entry) aliasProblems(add func(string, ...any)) {

@@ -70,8 +70,10 @@ func TestEntryCheck(t *testing.T) {
 		{"triton fields with onnx", func(e *Entry) { e.Backend, e.TritonModel, e.TritonURL = "onnx", "bge", "triton:8001" },
 			[]string{"triton_model is only for backend triton", "triton_url is only for backend triton"}},
 		{"unknown pooling", func(e *Entry) { e.Pooling = "max" }, []string{`pooling "max" is not one of cls, mean, last-token`}},
-		{"rerank", func(e *Entry) { e.Task = "rerank" }, []string{`task "rerank" is not served yet`}},
-		{"unknown task", func(e *Entry) { e.Task = "classify" }, []string{`task "classify" is not one of embed`}},
+		{"unknown task", func(e *Entry) { e.Task = "classify" }, []string{`task "classify" is not one of embed, rerank`}},
+		{"rerank with pooling", func(e *Entry) { e.Task, e.Pooling = "rerank", "cls" }, []string{"pooling is for embedding models: a rerank model has none"}},
+		{"rerank with prompts", func(e *Entry) { e.Task, e.Prompts, e.DefaultPromptName = "rerank", map[string]string{"q": "q: "}, "q" },
+			[]string{"default_prompt_name is for embedding models", "prompts are for embedding models"}},
 		{"negative numbers", func(e *Entry) { e.MaxBatchTokens, e.MaxBatchRequests, e.MaxInputLength = -1, -2, -3 },
 			[]string{"max_batch_tokens must be >= 0", "max_batch_requests must be >= 0", "max_input_length must be >= 0 (0 = the default), got -3"}},
 		{"empty alias", func(e *Entry) { e.Aliases = []string{"a", ""} }, []string{"aliases[1] is empty"}},
@@ -80,7 +82,7 @@ func TestEntryCheck(t *testing.T) {
 		{"alias twice", func(e *Entry) { e.Aliases = []string{"a", "b", "a"} }, []string{`alias "a" is listed twice`}},
 		{"empty prompt name", func(e *Entry) { e.Prompts = map[string]string{"": "x", "q": "q: "} }, []string{"prompts: a prompt has an empty name"}},
 		{"every problem", func(e *Entry) {
-			*e = Entry{Name: "a b", Aliases: []string{"a b"}, Backend: "x", Pooling: "max", Task: "rerank", MaxInputLength: -1}
+			*e = Entry{Name: "a b", Aliases: []string{"a b"}, Backend: "x", Pooling: "max", Task: "classify", MaxInputLength: -1}
 		}, []string{"name", "aliases[0]", "model_id", "backend", "pooling", "task", "max_input_length"}},
 	}
 	for _, tt := range tests {

@@ -18,7 +18,7 @@ func writeFile(t *testing.T, name, content string) string {
 	return path
 }
 
-const goodYAML = `# two models
+const goodYAML = `# two embedding models and a reranker
 models:
   - name: bge-small
     aliases: [text-embedding-3-small, bge]
@@ -40,6 +40,9 @@ models:
     max_batch_tokens: 8192
     max_batch_requests: 16
     max_input_length: 256
+  - name: rerank
+    model_id: BAAI/bge-reranker-base
+    task: rerank
 `
 
 const goodJSON = `{"models": [
@@ -47,7 +50,8 @@ const goodJSON = `{"models": [
    "backend": "triton", "triton_model": "bge-small-en-v1.5", "triton_url": "triton:8001"},
   {"name": "e5", "model_id": "./multilingual-e5-small", "revision": "v1", "backend": "onnx",
    "onnx_file": "onnx/model_qint8.onnx", "pooling": "mean", "prompts": {"query": "query: ", "passage": "passage: "},
-   "default_prompt_name": "query", "task": "embed", "max_batch_tokens": 8192, "max_batch_requests": 16, "max_input_length": 256}
+   "default_prompt_name": "query", "task": "embed", "max_batch_tokens": 8192, "max_batch_requests": 16, "max_input_length": 256},
+  {"name": "rerank", "model_id": "BAAI/bge-reranker-base", "task": "rerank"}
 ]}`
 
 func goodEntries(source string) []Entry {
@@ -57,6 +61,7 @@ func goodEntries(source string) []Entry {
 		{Name: "e5", ModelID: "./multilingual-e5-small", Revision: "v1", Backend: "onnx", ONNXFile: "onnx/model_qint8.onnx",
 			Pooling: "mean", Prompts: map[string]string{"query": "query: ", "passage": "passage: "}, DefaultPromptName: "query",
 			Task: "embed", MaxBatchTokens: 8192, MaxBatchRequests: 16, MaxInputLength: 256, Source: source},
+		{Name: "rerank", ModelID: "BAAI/bge-reranker-base", Task: "rerank", Source: source},
 	}
 }
 
@@ -101,7 +106,7 @@ func TestLoadEveryProblem(t *testing.T) {
   - name: e5
     pooling_mode: mean
     model-id: ./e5
-    task: rerank
+    task: classify
   - name: big
     model_id: m
     max_batch_tokens: lots
@@ -113,7 +118,7 @@ func TestLoadEveryProblem(t *testing.T) {
   {"name":"ok","model_id":"BAAI/bge-small-en-v1.5"},
   {"name":"bad name","model_id":"m","pooling":"max"},
   {"model_id":"m","backend":"onnx","triton_model":"x"},
-  {"name":"e5","pooling_mode":"mean","task":"rerank"},
+  {"name":"e5","pooling_mode":"mean","task":"classify"},
   {"name":"big","model_id":"m","max_batch_tokens":"lots"},
   {"name":"dup","aliases":["ok","e5","x","x"],"model_id":"m"}
 ]}`
@@ -125,7 +130,7 @@ func TestLoadEveryProblem(t *testing.T) {
 		`models[3] ("e5"): line 11: unknown field "pooling_mode"`,
 		`models[3] ("e5"): line 12: unknown field "model-id"`,
 		`models[3] ("e5"): model_id is required`,
-		`models[3] ("e5"): task "rerank" is not served yet`,
+		`models[3] ("e5"): task "classify" is not one of embed, rerank`,
 		`models[4] ("big"): line 16: cannot unmarshal`,
 		`models[5] ("dup"): alias "x" is listed twice`,
 		`models[5] ("dup"): alias "ok" is already used by models[0] ("ok")`,

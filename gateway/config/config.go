@@ -37,6 +37,7 @@ type Config struct {
 	Backend             string // "onnx" or "triton"
 	DType               string // "auto", "float32", "float16", "int8"
 	Pooling             string // "", "cls", "mean", "last-token"; "" = from the model's config
+	Task                string // "", "embed", "rerank"; "" = from the model's config.json
 	ORTLib              string // path to libonnxruntime.so for the onnx backend
 	IntraOpThreads      int    // ONNX Runtime intra-op threads; Parse turns 0 into the CPU count
 	TokenizationWorkers int    // Parse turns 0 into the CPU count
@@ -124,6 +125,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.TokenizationWorkers, "tokenization-workers", 0, "tokenizer goroutines (0 = CPU cores)")
 	fs.StringVar(&c.DType, "dtype", "auto", "ONNX variant: auto, float32, float16 or int8 (auto = float32 on CPU)")
 	fs.StringVar(&c.Pooling, "pooling", "", "cls, mean or last-token (default: the model's config)")
+	fs.StringVar(&c.Task, "task", "", "embed or rerank (default: the model's config.json: a ...ForSequenceClassification architecture reranks)")
 	fs.IntVar(&c.MaxConcurrentRequests, "max-concurrent-requests", 512, "requests admitted at once; beyond: 429")
 	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 16384, "padded tokens (rows × longest) per batch")
 	fs.IntVar(&c.MaxBatchRequests, "max-batch-requests", 32, "rows per batch (≤ Triton max_batch_size)")
@@ -292,7 +294,7 @@ func lastElement(modelID string) string {
 func (c *Config) OneModel() bool { return c.ModelsFile == "" && !c.TritonDiscover }
 
 // FlagEntry is the catalogue entry the one-model flags describe: --model-id
-// named --served-model-name, with --revision, --backend, --pooling,
+// named --served-model-name, with --revision, --backend, --pooling, --task,
 // --default-prompt-name and, for Triton, --triton-model and --triton-url.
 // Batch limits are left 0: the flags are every entry's defaults anyway. ok
 // is false when there is no --model-id (Parse clears its default when a
@@ -307,6 +309,7 @@ func (c *Config) FlagEntry() (e catalog.Entry, ok bool) {
 		Revision:          c.Revision,
 		Backend:           c.Backend,
 		Pooling:           c.Pooling,
+		Task:              c.Task,
 		DefaultPromptName: c.DefaultPromptName,
 		Source:            "flags",
 	}
@@ -387,6 +390,9 @@ func (c *Config) checkCatalog(p *problems) {
 	if c.ModelID == "" && c.ServedModelName != "" {
 		p.add("--served-model-name %q is set but --model-id is not: it names the --model-id model", c.ServedModelName)
 	}
+	if c.ModelID == "" && c.Task != "" {
+		p.add("--task %q is set but --model-id is not: it is the --model-id model's task (a models file entry has its own task)", c.Task)
+	}
 	if c.ModelID != "" {
 		if err := catalog.CheckName(c.ServedName()); err != nil {
 			p.add("--served-model-name: %v (the default is the last element of --model-id)", err)
@@ -409,6 +415,7 @@ func (c *Config) checkModel(p *problems) {
 	p.oneOf("backend", c.Backend, []string{"onnx", "triton"}, false)
 	p.oneOf("dtype", c.DType, []string{"auto", "float32", "float16", "int8"}, false)
 	p.oneOf("pooling", c.Pooling, []string{"cls", "mean", "last-token"}, true)
+	p.oneOf("task", c.Task, []string{catalog.TaskEmbed, catalog.TaskRerank}, true)
 	if c.Backend == "triton" && c.TritonURL == "" {
 		p.add("--triton-url is empty but --backend is triton")
 	}

@@ -36,7 +36,10 @@ type Opener func(ctx context.Context, e catalog.Entry) (*Pipeline, error)
 type Model struct {
 	Name    string
 	Aliases []string
-	Engine  *infer.Engine
+	// Task is what the model does, gateway.TaskEmbed or TaskRerank: its
+	// engine's, which the entry or the model's config.json decided.
+	Task   string
+	Engine *infer.Engine
 }
 
 // Names is the model's name, then its aliases.
@@ -84,9 +87,10 @@ type member struct {
 
 // table is what lookups read.
 type table struct {
-	byName map[string]*Model // names and aliases
-	list   []*Model          // the default first, then by name
-	def    *Model
+	byName  map[string]*Model // names and aliases
+	list    []*Model          // the default first, then by name
+	ordered []*Model          // in the catalogue's order: DefaultFor's
+	def     *Model
 }
 
 // New makes an empty fleet; Apply fills it.
@@ -115,6 +119,24 @@ func (f *Fleet) Default() (*Model, bool) {
 	return t.def, t.def != nil
 }
 
+// DefaultFor is the model that serves the requests naming none on the
+// routes of task (gateway.TaskEmbed or TaskRerank): the default model if
+// it does task, else the first model of the catalogue that does, so a
+// gateway serving an embedder and a reranker answers both kinds of route
+// without a model named. ok is false when no served model does task.
+func (f *Fleet) DefaultFor(task string) (*Model, bool) {
+	t := f.table.Load()
+	if t.def != nil && t.def.Task == task {
+		return t.def, true
+	}
+	for _, m := range t.ordered {
+		if m.Task == task {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
 // List is every served model, the default first, then by name.
 func (f *Fleet) List() []*Model { return f.table.Load().list }
 
@@ -138,7 +160,7 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 	}
 	var t *table
 	if err == nil {
-		t, err = newTable(next, defaultName)
+		t, err = newTable(next, entries, defaultName)
 	}
 	if err != nil {
 		// Nothing changes: stop what was opened for nothing.
@@ -230,12 +252,12 @@ func (f *Fleet) start(ctx context.Context, e catalog.Entry) (*member, error) {
 		return nil, err
 	}
 	m := &member{p: p, done: make(chan struct{}),
-		model: &Model{Name: e.Name, Aliases: slices.Clone(e.Aliases), Engine: p.Engine}}
+		model: &Model{Name: e.Name, Aliases: slices.Clone(e.Aliases), Task: p.Engine.Info().Task, Engine: p.Engine}}
 	m.runCtx, m.stop = context.WithCancel(f.life)
 	if f.running {
 		f.launch(m)
 	}
-	f.logger.Info("model opened", "model", e.Name, "aliases", e.Aliases, "source", e.Source, "model_id", e.ModelID)
+	f.logger.Info("model opened", "model", e.Name, "aliases", e.Aliases, "task", m.model.Task, "source", e.Source, "model_id", e.ModelID)
 	return m, nil
 }
 
@@ -325,8 +347,9 @@ func (f *Fleet) Close() {
 	f.retiring.Wait()
 }
 
-// newTable indexes members by name and alias, the default first.
-func newTable(members map[string]*member, defaultName string) (*table, error) {
+// newTable indexes members by name and alias, the default first, and
+// keeps them in the order of entries too.
+func newTable(members map[string]*member, entries []catalog.Entry, defaultName string) (*table, error) {
 	t := &table{byName: make(map[string]*Model, 2*len(members))}
 	for _, m := range members {
 		for _, n := range m.model.Names() {
@@ -349,6 +372,11 @@ func newTable(members map[string]*member, defaultName string) (*table, error) {
 		return nil, fmt.Errorf("fleet: the default model %q is not served", defaultName)
 	}
 	t.def = def
+	for _, e := range entries {
+		if m, ok := members[e.Name]; ok {
+			t.ordered = append(t.ordered, m.model)
+		}
+	}
 	i := slices.Index(t.list, def)
 	t.list = append(append([]*Model{def}, t.list[:i]...), t.list[i+1:]...)
 	return t, nil

@@ -29,7 +29,8 @@ import (
 )
 
 // rig opens pipelines on real backends: every entry's model_id names a
-// backend of the rig ("broken" fails to open). The backends outlive the
+// backend of the rig ("broken" fails to open; "rerank" is the tiny
+// reranker, for entries with task rerank). The backends outlive the
 // pipelines, as a Triton server outlives the models it serves.
 type rig struct {
 	t        *testing.T
@@ -53,7 +54,12 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{t: t, dir: dir, reg: reg, gate: gate, backends: map[string]infer.Backend{"onnx": b}}
+	rr, err := onnx.Open(onnx.Options{LibraryPath: testenv.ORTLib(t), ModelPath: filepath.Join(testenv.TinyReranker(t), "onnx", "model.onnx"), IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rr.Close() })
+	return &rig{t: t, dir: dir, reg: reg, gate: gate, backends: map[string]infer.Backend{"onnx": b, "rerank": rr}}
 }
 
 // slow adds a Triton stand-in running the tiny model with delay per call.
@@ -80,8 +86,12 @@ func (r *rig) open(ctx context.Context, e catalog.Entry) (*fleet.Pipeline, error
 	if err != nil {
 		return nil, err
 	}
-	eng, err := infer.New(infer.Options{Name: e.Name, Aliases: e.Aliases, ModelID: e.ModelID, Gate: r.gate,
-		Pooling: pooling.Mean, MaxInputLength: 128, MaxBatchTokens: 1024, MaxBatchRequests: 8, MaxClientBatch: 8,
+	method := pooling.Mean
+	if e.Task == gateway.TaskRerank {
+		method = 0 // a reranker does not pool
+	}
+	eng, err := infer.New(infer.Options{Name: e.Name, Aliases: e.Aliases, ModelID: e.ModelID, Gate: r.gate, Task: e.Task,
+		Pooling: method, MaxInputLength: 128, MaxBatchTokens: 1024, MaxBatchRequests: 8, MaxClientBatch: 8,
 		MaxInflight: 1, Workers: 1}, tok, b, slog.New(slog.DiscardHandler),
 		prometheus.WrapRegistererWith(prometheus.Labels{"model": e.Name}, r.reg))
 	if err != nil {
@@ -146,6 +156,45 @@ func TestLookup(t *testing.T) {
 	}
 	if err := embed(t, f, "text-embedding-3-small"); err != nil {
 		t.Errorf("embed through the alias: %v", err)
+	}
+}
+
+// DefaultFor is the default model when it does the task, else the first
+// model of the catalogue (not by name) that does.
+func TestDefaultFor(t *testing.T) {
+	r := newRig(t)
+	f := newFleet(t, r, fleet.Options{})
+	entries := []catalog.Entry{
+		{Name: "e1", ModelID: "onnx"},
+		{Name: "r2", ModelID: "rerank", Task: gateway.TaskRerank},
+		{Name: "r1", ModelID: "rerank", Task: gateway.TaskRerank},
+		{Name: "e0", ModelID: "onnx", Task: gateway.TaskEmbed},
+	}
+	for _, tt := range []struct {
+		def, embed, rerank string
+	}{
+		{"e1", "e1", "r2"},
+		{"r1", "e1", "r1"},
+		{"e0", "e0", "r2"},
+	} {
+		if err := f.Apply(context.Background(), entries, tt.def); err != nil {
+			t.Fatal(err)
+		}
+		for task, want := range map[string]string{gateway.TaskEmbed: tt.embed, gateway.TaskRerank: tt.rerank} {
+			if m, ok := f.DefaultFor(task); !ok || m.Name != want || m.Task != task {
+				t.Errorf("default %s: DefaultFor(%s) = %+v, %v; want %s", tt.def, task, m, ok, want)
+			}
+		}
+	}
+	m, _ := f.DefaultFor(gateway.TaskRerank)
+	if _, err := m.Engine.Rerank(context.Background(), &gateway.RerankRequest{Query: "q", Documents: []string{"d"}, Truncate: true}); err != nil {
+		t.Errorf("the default reranker does not rerank: %v", err)
+	}
+	if err := f.Apply(context.Background(), entries[:1], "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := f.DefaultFor(gateway.TaskRerank); ok {
+		t.Errorf("without rerankers DefaultFor(rerank) = %s, want none", m.Name)
 	}
 }
 

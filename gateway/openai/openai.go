@@ -151,23 +151,31 @@ type model struct {
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
+	// Task is embedgate's own field: "embed" or "rerank", so a client can
+	// tell the models of /v1/embeddings from those of /v1/rerank. OpenAI's
+	// SDKs keep unknown fields.
+	Task string `json:"task,omitempty"`
 }
 
-// EncodeModels is the GET /v1/models body: one model object per id (a
-// served model's name or alias), created at created (Unix seconds).
-func EncodeModels(ids []string, created int64) ([]byte, error) {
-	list := modelList{Object: "list", Data: make([]model, len(ids))}
-	for i, id := range ids {
-		list.Data[i] = newModel(id, created)
+// Listed is one entry of GET /v1/models: a served model's name or alias,
+// and the task of the model it names.
+type Listed struct{ ID, Task string }
+
+// EncodeModels is the GET /v1/models body: one model object per entry,
+// created at created (Unix seconds).
+func EncodeModels(models []Listed, created int64) ([]byte, error) {
+	list := modelList{Object: "list", Data: make([]model, len(models))}
+	for i, m := range models {
+		list.Data[i] = newModel(m, created)
 	}
 	return encode(list)
 }
 
 // EncodeModel is the GET /v1/models/{id} body: one model object.
-func EncodeModel(id string, created int64) ([]byte, error) { return encode(newModel(id, created)) }
+func EncodeModel(m Listed, created int64) ([]byte, error) { return encode(newModel(m, created)) }
 
-func newModel(id string, created int64) model {
-	return model{ID: id, Object: "model", Created: created, OwnedBy: "embedgate"}
+func newModel(m Listed, created int64) model {
+	return model{ID: m.ID, Object: "model", Created: created, OwnedBy: "embedgate", Task: m.Task}
 }
 
 func encode(v any) ([]byte, error) {

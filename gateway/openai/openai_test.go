@@ -184,21 +184,21 @@ func TestUnknownModelMatchesOpenAI(t *testing.T) {
 }
 
 func TestEncodeModels(t *testing.T) {
-	b, err := EncodeModels([]string{"bge-small", "text-embedding-3-small", "BAAI/bge-m3"}, 1700000000)
+	b, err := EncodeModels([]Listed{{"bge-small", "embed"}, {"text-embedding-3-small", "embed"}, {"BAAI/bge-reranker-base", "rerank"}}, 1700000000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"object":"list","data":[{"id":"bge-small","object":"model","created":1700000000,"owned_by":"embedgate"},` +
-		`{"id":"text-embedding-3-small","object":"model","created":1700000000,"owned_by":"embedgate"},` +
-		`{"id":"BAAI/bge-m3","object":"model","created":1700000000,"owned_by":"embedgate"}]}`
+	want := `{"object":"list","data":[{"id":"bge-small","object":"model","created":1700000000,"owned_by":"embedgate","task":"embed"},` +
+		`{"id":"text-embedding-3-small","object":"model","created":1700000000,"owned_by":"embedgate","task":"embed"},` +
+		`{"id":"BAAI/bge-reranker-base","object":"model","created":1700000000,"owned_by":"embedgate","task":"rerank"}]}`
 	if string(b) != want {
 		t.Errorf("EncodeModels = %s, want %s", b, want)
 	}
 	if b, _ := EncodeModels(nil, 1); string(b) != `{"object":"list","data":[]}` {
 		t.Errorf("EncodeModels(nil) = %s, want an empty list", b)
 	}
-	b, err = EncodeModel("BAAI/bge-m3", 1700000000)
-	if want := `{"id":"BAAI/bge-m3","object":"model","created":1700000000,"owned_by":"embedgate"}`; err != nil || string(b) != want {
+	b, err = EncodeModel(Listed{"BAAI/bge-m3", "embed"}, 1700000000)
+	if want := `{"id":"BAAI/bge-m3","object":"model","created":1700000000,"owned_by":"embedgate","task":"embed"}`; err != nil || string(b) != want {
 		t.Errorf("EncodeModel = %s, %v; want %s", b, err, want)
 	}
 }

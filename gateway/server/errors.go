@@ -25,10 +25,17 @@ type dialect interface {
 }
 
 // dialectOf is the error shape of a request that matched no route (404,
-// 405) or failed before routing: OpenAI's under its paths, else the native
-// one. Routed requests use their route's codec instead (see speaks).
+// 405) or failed before routing: Cohere's on its rerank paths, OpenAI's
+// under its paths, else the native one. Routed requests use their route's
+// codec instead (see speaks).
 func dialectOf(path string) dialect {
 	p := strings.ToLower(path)
+	switch {
+	case p == "/v1/rerank":
+		return cohereV1
+	case p == "/v2/rerank":
+		return cohereV2
+	}
 	if strings.HasPrefix(p, "/v1/") || p == "/embeddings" {
 		return openai.Codec{}
 	}

@@ -36,6 +36,7 @@ type record struct {
 	dialect dialect // the route's error shape; nil until a route matched
 	key     *auth.Key
 	model   string // the served name of the request's model, once routed
+	task    string // what that model does
 	inputs  int
 	tokens  int
 	cached  int  // inputs the embedding cache served
@@ -157,7 +158,7 @@ func (s *Server) finish(c *fiber.Ctx, rec *record, elapsed time.Duration) {
 		}
 	}
 	if rec.model != "" {
-		attrs = append(attrs, slog.String("model", rec.model))
+		attrs = append(attrs, slog.String("model", rec.model), slog.String("task", rec.task))
 	}
 	if rec.key != nil {
 		attrs = append(attrs, slog.String("key", rec.key.Name))
@@ -214,64 +215,93 @@ func (s *Server) checkDraining(c *fiber.Ctx) error {
 	return nil
 }
 
-// handleEmbed serves one embedding route in codec's shape: decode, find
-// the request's model, then its engine, which validates, tokenizes,
-// charges the tokens to the request's rate limits, admits, batches and
-// embeds.
+// handleEmbed serves one embedding route in codec's shape: the steps
+// every model route shares (begin), then the model's engine, which
+// validates, tokenizes, charges the tokens to the request's rate limits,
+// admits, batches and embeds.
 func (s *Server) handleEmbed(codec Codec) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		start := time.Now()
-		if err := s.checkDraining(c); err != nil {
-			return err
-		}
-		body, err := jsonBody(c)
+		req, m, rec, err := begin(s, c, gateway.TaskEmbed, codec.DecodeEmbed, func(req *gateway.EmbedRequest, rec *record) string {
+			rec.inputs = len(req.Inputs)
+			s.cacheRequest(c, rec, req)
+			return req.Model
+		})
 		if err != nil {
 			return err
 		}
-		checked, err := s.busyBeforeDecoding(c.UserContext())
-		if err != nil {
-			return err
-		}
-		req, err := decode(s, body, codec.DecodeEmbed)
-		if err != nil {
-			return err
-		}
-		rec := recordOf(c)
-		rec.inputs = len(req.Inputs)
-		s.cacheRequest(c, rec, req)
-		m, err := s.model(rec, req.Model)
-		if err != nil {
-			return err
-		}
-		if m.eng != checked {
-			// Refused before tokenizing, as a full gateway is before decoding.
-			if err := m.eng.Busy(c.UserContext()); err != nil {
-				return err
-			}
-		}
-		if s.limiter != nil {
-			req.Charge = func(ctx context.Context, tokens int) error { return s.chargeTokens(ctx, rec, m, tokens) }
-		}
+		req.Charge = s.charger(rec, m)
 		res, err := m.eng.Embed(c.UserContext(), req)
 		if err != nil {
 			return err
 		}
 		rec.tokens, rec.timings, rec.cached, rec.embeds = res.Usage.PromptTokens, res.Timings, res.Cached, true
-		bp := s.bufs.Get().(*[]byte)
-		defer s.bufs.Put(bp)
-		out, err := codec.AppendEmbed((*bp)[:0], res, req, m.name())
-		*bp = out[:0]
-		if err != nil {
-			return err
-		}
-		setTimingHeaders(c, res, time.Since(start))
 		if v := s.cacheStatus(req, res); v != "" {
 			c.Set(headerCache, v)
 		}
-		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		c.Response().SetBody(out)
+		return s.send(c, start, res.Usage, res.Timings, func(dst []byte) ([]byte, error) {
+			return codec.AppendEmbed(dst, res, req, m.name())
+		})
+	}
+}
+
+// begin runs the steps every model route takes before its engine: refuse
+// while draining, read the body, refuse before decoding when the gateway
+// is full, decode, note what the record needs (note returns the model the
+// request names), find that model for task (with the key's access), and
+// refuse before tokenizing when that model is full.
+func begin[R any](s *Server, c *fiber.Ctx, task string, dec func([]byte, gateway.Limits) (R, error), note func(R, *record) string) (req R, m served, rec *record, err error) {
+	if err = s.checkDraining(c); err != nil {
+		return req, m, nil, err
+	}
+	body, err := jsonBody(c)
+	if err != nil {
+		return req, m, nil, err
+	}
+	checked, err := s.busyBeforeDecoding(c.UserContext())
+	if err != nil {
+		return req, m, nil, err
+	}
+	if req, err = decode(s, body, dec); err != nil {
+		return req, m, nil, err
+	}
+	rec = recordOf(c)
+	if m, err = s.model(rec, note(req, rec), task); err != nil {
+		return req, m, rec, err
+	}
+	if m.eng != checked {
+		// Refused before tokenizing, as a full gateway is before decoding.
+		if err = m.eng.Busy(c.UserContext()); err != nil {
+			return req, m, rec, err
+		}
+	}
+	return req, m, rec, nil
+}
+
+// charger is the Charge of a request to model m: its tokens go to the
+// rate limits once tokenized (chargeTokens); nil without rate limits.
+func (s *Server) charger(rec *record, m served) func(ctx context.Context, tokens int) error {
+	if s.limiter == nil {
 		return nil
 	}
+	return func(ctx context.Context, tokens int) error { return s.chargeTokens(ctx, rec, m, tokens) }
+}
+
+// send answers 200 with the body appendBody writes into a pooled buffer
+// (copied into the response, so the buffer goes back at once), with the
+// timing headers.
+func (s *Server) send(c *fiber.Ctx, start time.Time, usage gateway.Usage, t gateway.Timings, appendBody func(dst []byte) ([]byte, error)) error {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	out, err := appendBody((*bp)[:0])
+	*bp = out[:0]
+	if err != nil {
+		return err
+	}
+	setTimingHeaders(c, usage, t, time.Since(start))
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().SetBody(out)
+	return nil
 }
 
 // busyBeforeDecoding refuses a request before its body is decoded when the
@@ -305,14 +335,14 @@ func decode[R any](s *Server, body []byte, dec func([]byte, gateway.Limits) (R, 
 
 // setTimingHeaders writes the compute and timing headers (milliseconds)
 // that TEI clients read.
-func setTimingHeaders(c *fiber.Ctx, res *gateway.EmbedResult, total time.Duration) {
+func setTimingHeaders(c *fiber.Ctx, usage gateway.Usage, t gateway.Timings, total time.Duration) {
 	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
-	c.Set("x-compute-tokens", strconv.Itoa(res.Usage.PromptTokens))
-	c.Set("x-compute-characters", strconv.Itoa(res.Usage.Characters))
+	c.Set("x-compute-tokens", strconv.Itoa(usage.PromptTokens))
+	c.Set("x-compute-characters", strconv.Itoa(usage.Characters))
 	c.Set("x-total-time", ms(total))
-	c.Set("x-tokenization-time", ms(res.Timings.Tokenization))
-	c.Set("x-queue-time", ms(res.Timings.Queue))
-	c.Set("x-inference-time", ms(res.Timings.Inference))
+	c.Set("x-tokenization-time", ms(t.Tokenization))
+	c.Set("x-queue-time", ms(t.Queue))
+	c.Set("x-inference-time", ms(t.Inference))
 }
 
 func (s *Server) handleTokenize() fiber.Handler {
@@ -330,7 +360,7 @@ func (s *Server) handleTokenize() fiber.Handler {
 		}
 		rec := recordOf(c)
 		rec.inputs = len(req.Inputs)
-		m, err := s.model(rec, req.Model)
+		m, err := s.model(rec, req.Model, "")
 		if err != nil {
 			return err
 		}

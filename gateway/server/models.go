@@ -16,6 +16,7 @@ import (
 // model matches and the engine that serves them.
 type served struct {
 	names []string // the name, then the aliases
+	task  string   // gateway.TaskEmbed or TaskRerank
 	eng   engine
 }
 
@@ -37,6 +38,10 @@ type catalog interface {
 	// Whether an unknown name finds the default (one-model mode) is the
 	// fleet's rule, not the server's.
 	lookup(name string) (served, bool)
+	// defaultFor is the model of the requests naming none on the routes
+	// of task: the default if it does task, else the catalogue's first
+	// that does (fleet.DefaultFor); ok is false when none does.
+	defaultFor(task string) (served, bool)
 	// list is every served model, the default first.
 	list() []served
 	// single is the one served model, when exactly one is served.
@@ -48,6 +53,14 @@ type fleetCatalog struct{ f *fleet.Fleet }
 
 func (c fleetCatalog) lookup(name string) (served, bool) {
 	m, ok := c.f.Lookup(name)
+	if !ok {
+		return served{}, false
+	}
+	return servedOf(m)
+}
+
+func (c fleetCatalog) defaultFor(task string) (served, bool) {
+	m, ok := c.f.DefaultFor(task)
 	if !ok {
 		return served{}, false
 	}
@@ -79,7 +92,7 @@ func servedOf(m *fleet.Model) (served, bool) {
 	if m == nil || m.Engine == nil {
 		return served{}, false
 	}
-	return served{names: append([]string{m.Name}, m.Aliases...), eng: m.Engine}, true
+	return served{names: append([]string{m.Name}, m.Aliases...), task: m.Task, eng: m.Engine}, true
 }
 
 // errNoModel answers requests while no model is served: at start, before
@@ -88,12 +101,13 @@ func errNoModel() error {
 	return &gateway.Error{Kind: gateway.Unhealthy, Msg: "no model is being served"}
 }
 
-// model is the model a request names ("" = the default), if the request's
-// key may use it, and goes on the record for the log line. A model that is
-// not served and one the key may not use are the same ModelNotFound, so a
-// key cannot learn what else the gateway serves.
-func (s *Server) model(rec *record, name string) (served, error) {
-	m, ok := s.models.lookup(name)
+// model is the model a request names ("" = the default for task), if the
+// request's key may use it and it does task ("" = any task), and goes on
+// the record for the log line. A model that is not served and one the key
+// may not use are the same ModelNotFound, so a key cannot learn what else
+// the gateway serves; nor, then, what the model does.
+func (s *Server) model(rec *record, name, task string) (served, error) {
+	m, ok := s.lookup(name, task)
 	switch {
 	case !ok && name == "":
 		return served{}, errNoModel()
@@ -104,9 +118,24 @@ func (s *Server) model(rec *record, name string) (served, error) {
 			name = m.name()
 		}
 		return served{}, gateway.UnknownModel(name)
+	case task != "" && m.task != task:
+		return served{}, gateway.WrongTaskError(m.name(), m.task)
 	}
-	rec.model = m.name()
+	rec.model, rec.task = m.name(), m.task
 	return m, nil
+}
+
+// lookup finds the model name names. A request naming none goes to the
+// default model of its route's task; when no model does the task, to the
+// default model, which model refuses as the wrong task: the client learns
+// that nothing here does it.
+func (s *Server) lookup(name, task string) (served, bool) {
+	if name == "" && task != "" {
+		if m, ok := s.models.defaultFor(task); ok {
+			return m, true
+		}
+	}
+	return s.models.lookup(name)
 }
 
 // defaultModel is the model of requests that name none, for probes and
@@ -133,11 +162,13 @@ func (s *Server) usable(rec *record) []served {
 // key may use, as OpenAI lists models.
 func (s *Server) handleModels() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		var ids []string
+		var listed []openai.Listed
 		for _, m := range s.usable(recordOf(c)) {
-			ids = append(ids, m.names...)
+			for _, n := range m.names {
+				listed = append(listed, openai.Listed{ID: n, Task: m.task})
+			}
 		}
-		b, err := openai.EncodeModels(ids, s.started.Unix())
+		b, err := openai.EncodeModels(listed, s.started.Unix())
 		if err != nil {
 			return err
 		}
@@ -160,14 +191,14 @@ func (s *Server) handleModel() fiber.Handler {
 		if id == "" {
 			return gateway.UnknownModel(id)
 		}
-		m, err := s.model(recordOf(c), id)
+		m, err := s.model(recordOf(c), id, "")
 		if err != nil {
 			return err
 		}
 		if !slices.Contains(m.names, id) {
 			id = m.name() // one-model mode: any name finds the model, which keeps its own
 		}
-		b, err := openai.EncodeModel(id, s.started.Unix())
+		b, err := openai.EncodeModel(openai.Listed{ID: id, Task: m.task}, s.started.Unix())
 		if err != nil {
 			return err
 		}
@@ -182,7 +213,7 @@ func (s *Server) handleModel() fiber.Handler {
 func (s *Server) handleInfo() fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		rec := recordOf(c)
-		m, err := s.model(rec, c.Query("model"))
+		m, err := s.model(rec, c.Query("model"), "")
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,17 @@ func (c *fakeCatalog) lookup(name string) (served, bool) {
 	return served{}, false
 }
 
+// defaultFor is fleet.DefaultFor's rule: the default if it does task,
+// else the first (in order) that does.
+func (c *fakeCatalog) defaultFor(task string) (served, bool) {
+	for _, m := range c.models {
+		if m.task == task {
+			return m, true
+		}
+	}
+	return served{}, false
+}
+
 func (c *fakeCatalog) list() []served { return slices.Clone(c.models) }
 
 func (c *fakeCatalog) single() (served, bool) {
@@ -59,16 +70,16 @@ func (c *fakeCatalog) single() (served, bool) {
 // intfloat/e5-small-v2), by strict names.
 func twoModels() (cat *fakeCatalog, bge, e5 *fakeEngine) {
 	bge = newFake()
-	bge.info = gateway.Info{ModelID: "BAAI/bge-small-en-v1.5", Dimensions: 4, MaxInputLength: 32, Backend: "onnx", State: "ready"}
+	bge.info = gateway.Info{ModelID: "BAAI/bge-small-en-v1.5", Dimensions: 4, MaxInputLength: 32, Backend: "onnx", State: "ready", Task: gateway.TaskEmbed}
 	e5 = newFake()
 	e5.lim.Dimensions = 6
-	e5.info = gateway.Info{ModelID: "/models/e5", Dimensions: 6, MaxInputLength: 512, Backend: "triton", State: "loading"}
+	e5.info = gateway.Info{ModelID: "/models/e5", Dimensions: 6, MaxInputLength: 512, Backend: "triton", State: "loading", Task: gateway.TaskEmbed}
 	e5.tokenize = func(_ context.Context, req *gateway.TokenizeRequest) ([][]gateway.Token, error) {
 		return [][]gateway.Token{{{ID: 5, Text: "e5"}}}, nil
 	}
 	return &fakeCatalog{models: []served{
-		{names: []string{"bge", "text-embedding-3-small"}, eng: bge},
-		{names: []string{"e5", "intfloat/e5-small-v2"}, eng: e5},
+		{names: []string{"bge", "text-embedding-3-small"}, task: gateway.TaskEmbed, eng: bge},
+		{names: []string{"e5", "intfloat/e5-small-v2"}, task: gateway.TaskEmbed, eng: e5},
 	}}, bge, e5
 }
 
@@ -347,8 +358,8 @@ func TestInfoModels(t *testing.T) {
 			t.Errorf("GET /info%s = %d %s, want model_id %s", query, resp.StatusCode, b, want)
 		}
 		models, _ := json.Marshal(got.Models)
-		wantModels := `[{"aliases":["text-embedding-3-small"],"backend":"onnx","dimensions":4,"max_input_length":32,"model_id":"BAAI/bge-small-en-v1.5","name":"bge","state":"ready"},` +
-			`{"aliases":["intfloat/e5-small-v2"],"backend":"triton","dimensions":6,"max_input_length":512,"model_id":"/models/e5","name":"e5","state":"loading"}]`
+		wantModels := `[{"aliases":["text-embedding-3-small"],"backend":"onnx","dimensions":4,"max_input_length":32,"model_id":"BAAI/bge-small-en-v1.5","name":"bge","state":"ready","task":"embed"},` +
+			`{"aliases":["intfloat/e5-small-v2"],"backend":"triton","dimensions":6,"max_input_length":512,"model_id":"/models/e5","name":"e5","state":"loading","task":"embed"}]`
 		if string(models) != wantModels {
 			t.Errorf("GET /info%s models = %s, want %s", query, models, wantModels)
 		}

@@ -6,18 +6,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/embedgate/embedgate/gateway/cohere"
 	"github.com/embedgate/embedgate/gateway/native"
 	"github.com/embedgate/embedgate/gateway/openai"
 	"github.com/embedgate/embedgate/gateway/tei"
+)
+
+// The Cohere dialect's two versions: the same request and body but for
+// meta.api_version.
+var (
+	cohereV1 = cohere.Codec{Version: 1}
+	cohereV2 = cohere.Codec{Version: 2}
 )
 
 // addRoutes is the whole HTTP API.
 func addRoutes(app *fiber.App, s *Server, reg *prometheus.Registry) {
 	// api is every API route's chain, in order: the route's dialect (so
 	// a 401 or 429 is in the route's shape too), the request span, the API
-	// key, the request rate limit, then the handler. Embedding handlers
-	// charge tokens to the rate limit once they are tokenized
-	// (chargeTokens). Probes and metrics stay open, so orchestrators and
+	// key, the request rate limit, then the handler. Embedding and
+	// rerank handlers charge tokens to the rate limit once they are
+	// tokenized (chargeTokens). Probes and metrics stay open, so orchestrators and
 	// scrapers need no key.
 	api := func(d dialect, h fiber.Handler) []fiber.Handler {
 		return []fiber.Handler{speaks(d), s.traceRequest, s.requireKey, s.limitRequests, h}
@@ -39,6 +47,9 @@ func addRoutes(app *fiber.App, s *Server, reg *prometheus.Registry) {
 	app.Post("/", api(tei.Codec{}, s.handleEmbed(tei.Codec{}))...) // TEI's compat route, where HF's InferenceClient posts
 	app.Post("/v1/embeddings", api(openai.Codec{}, s.handleEmbed(openai.Codec{}))...)
 	app.Post("/embeddings", api(openai.Codec{}, s.handleEmbed(openai.Codec{}))...)
+	app.Post("/rerank", api(tei.Codec{}, s.handleRerank(tei.Codec{}))...)
+	app.Post("/v1/rerank", api(cohereV1, s.handleRerank(cohereV1))...) // Jina's too
+	app.Post("/v2/rerank", api(cohereV2, s.handleRerank(cohereV2))...)
 	app.Post("/tokenize", api(tei.Codec{}, s.handleTokenize())...)
 	app.Get("/v1/models", api(openai.Codec{}, s.handleModels())...)
 	app.Get("/v1/models/*", api(openai.Codec{}, s.handleModel())...) // ids may hold '/': "BAAI/bge-small-en-v1.5"

@@ -1,10 +1,11 @@
-// Package server is embedgate's HTTP front: a fiber app serving the native,
-// TEI and OpenAI APIs over the fleet's models (one *infer.Engine each),
-// routing each request by its model field, with request ids, deadlines,
-// API keys and their model access, rate limits, per-request logs and
-// metrics, draining, and the one error writer, which renders every error
-// in its route's dialect. It imports the codecs (native, tei, openai),
-// gateway, fleet, auth (the key set) and ratelimit (the limits' types).
+// Package server is embedgate's HTTP front: a fiber app serving the
+// native, TEI, OpenAI and Cohere APIs over the fleet's models (one
+// *infer.Engine each), to embed and to rerank, routing each request by its
+// model field, with request ids, deadlines, API keys and their model
+// access, rate limits, per-request logs and metrics, draining, and the one
+// error writer, which renders every error in its route's dialect. It
+// imports the codecs (native, tei, openai, cohere), gateway, fleet, auth
+// (the key set) and ratelimit (the limits' types).
 package server
 
 import (
@@ -82,6 +83,7 @@ type engine interface {
 	// refused as Overloaded; Embed decides for real.
 	Busy(ctx context.Context) error
 	Embed(ctx context.Context, req *gateway.EmbedRequest) (*gateway.EmbedResult, error)
+	Rerank(ctx context.Context, req *gateway.RerankRequest) (*gateway.RerankResult, error)
 	Tokenize(ctx context.Context, req *gateway.TokenizeRequest) ([][]gateway.Token, error)
 	Limits() gateway.Limits
 	Info() gateway.Info

@@ -33,6 +33,7 @@ type fakeEngine struct {
 	info      gateway.Info
 	embed     func(ctx context.Context, req *gateway.EmbedRequest) (*gateway.EmbedResult, error)
 	tokenize  func(ctx context.Context, req *gateway.TokenizeRequest) ([][]gateway.Token, error)
+	rerank    func(ctx context.Context, req *gateway.RerankRequest) (*gateway.RerankResult, error)
 	healthErr error
 	notReady  bool
 	busy      error
@@ -66,6 +67,29 @@ func (f *fakeEngine) Embed(ctx context.Context, req *gateway.EmbedRequest) (*gat
 		res.Embeddings = append(res.Embeddings, v)
 		res.Usage.PromptTokens += len(in.Text) + len(in.IDs)
 		res.Usage.Characters += len(in.Text)
+	}
+	return res, nil
+}
+
+// Rerank validates, as the real engine does, then scores document i
+// 1/(i+1) unless the test says otherwise: the codecs' sorting is theirs
+// to test, the route's wiring is this package's.
+func (f *fakeEngine) Rerank(ctx context.Context, req *gateway.RerankRequest) (*gateway.RerankResult, error) {
+	if err := req.Validate(f.lim); err != nil {
+		return nil, err
+	}
+	if f.rerank != nil {
+		return f.rerank(ctx, req)
+	}
+	res := &gateway.RerankResult{Timings: gateway.Timings{Tokenization: time.Millisecond, Queue: 2 * time.Millisecond, Inference: 3 * time.Millisecond}}
+	for i, d := range req.Documents {
+		res.Scores = append(res.Scores, 1/float32(i+1))
+		res.Usage.PromptTokens += len(req.Query) + len(d)
+	}
+	if req.Charge != nil {
+		if err := req.Charge(ctx, res.Usage.PromptTokens); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }
@@ -140,7 +164,7 @@ func newTestServer(t *testing.T, eng engine, keys *auth.Keys, lim Limiter) *test
 // oneModel serves eng as the one model "fake-model", which any name finds
 // (one-model mode).
 func oneModel(eng engine) *fakeCatalog {
-	return &fakeCatalog{models: []served{{names: []string{"fake-model"}, eng: eng}}, lenient: true}
+	return &fakeCatalog{models: []served{{names: []string{"fake-model"}, task: gateway.TaskEmbed, eng: eng}}, lenient: true}
 }
 
 // newCatalogServer serves cat's models, as newTestServer does one; tune,

@@ -156,12 +156,19 @@ type modelInfo struct {
 	Dimensions     int      `json:"dimensions"`
 	MaxInputLength int      `json:"max_input_length"`
 	State          string   `json:"state"`
+	Task           string   `json:"task"` // "embed" or "rerank"
 }
 
+// modelType is TEI's model_type: {"embedding":{"pooling":...}} for an
+// embedding model, {"reranker":{}} for a reranker (TEI lists its labels
+// there too; the gateway does not keep them).
 type modelType struct {
-	Embedding struct {
-		Pooling string `json:"pooling"`
-	} `json:"embedding"`
+	Embedding *embeddingModel `json:"embedding,omitempty"`
+	Reranker  *struct{}       `json:"reranker,omitempty"`
+}
+
+type embeddingModel struct {
+	Pooling string `json:"pooling"`
 }
 
 // EncodeInfo is the GET /info body: TEI's fields for in, and "models"
@@ -174,7 +181,11 @@ func EncodeInfo(in gateway.Info, models []gateway.Info) ([]byte, error) {
 		MaxConcurrentRequests: in.MaxConcurrent, Backend: in.Backend, Version: in.Version,
 		Prompts: in.Prompts, DefaultPromptName: in.DefaultPrompt,
 	}
-	w.ModelType.Embedding.Pooling = in.Pooling
+	if in.Task == gateway.TaskRerank {
+		w.ModelType.Reranker = &struct{}{}
+	} else {
+		w.ModelType.Embedding = &embeddingModel{Pooling: in.Pooling}
+	}
 	w.Models = make([]modelInfo, len(models))
 	for i, m := range models {
 		aliases := m.Aliases
@@ -182,7 +193,7 @@ func EncodeInfo(in gateway.Info, models []gateway.Info) ([]byte, error) {
 			aliases = []string{} // always a list: clients need not test for null
 		}
 		w.Models[i] = modelInfo{Name: m.Name, Aliases: aliases, ModelID: m.ModelID, Backend: m.Backend,
-			Dimensions: m.Dimensions, MaxInputLength: m.MaxInputLength, State: m.State}
+			Dimensions: m.Dimensions, MaxInputLength: m.MaxInputLength, State: m.State, Task: m.Task}
 	}
 	b, err := json.Marshal(w)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/embedgate/embedgate/gateway"
@@ -122,9 +123,10 @@ func TestAppendTokens(t *testing.T) {
 
 func TestEncodeInfo(t *testing.T) {
 	tiny := gateway.Info{ModelID: "tiny", Revision: "main", Pooling: "mean", Dimensions: 8, MaxInputLength: 16, MaxClientBatch: 3, Backend: "onnx", Version: "dev",
-		Name: "tiny-bert", Aliases: []string{"text-embedding-3-small"}, State: "ready"}
-	other := gateway.Info{ModelID: "/models/e5", Dimensions: 384, MaxInputLength: 512, Backend: "triton", Name: "e5", State: "loading"}
-	b, err := EncodeInfo(tiny, []gateway.Info{tiny, other})
+		Name: "tiny-bert", Aliases: []string{"text-embedding-3-small"}, State: "ready", Task: gateway.TaskEmbed}
+	other := gateway.Info{ModelID: "/models/e5", Dimensions: 384, MaxInputLength: 512, Backend: "triton", Name: "e5", State: "loading", Task: gateway.TaskEmbed}
+	rr := gateway.Info{ModelID: "BAAI/bge-reranker-base", MaxInputLength: 512, Backend: "triton", Name: "rr", State: "ready", Task: gateway.TaskRerank}
+	b, err := EncodeInfo(tiny, []gateway.Info{tiny, other, rr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,10 +143,15 @@ func TestEncodeInfo(t *testing.T) {
 		t.Errorf("EncodeInfo() pooling = %v, want mean", p)
 	}
 	models, _ := json.Marshal(got["models"])
-	want := `[{"aliases":["text-embedding-3-small"],"backend":"onnx","dimensions":8,"max_input_length":16,"model_id":"tiny","name":"tiny-bert","state":"ready"},` +
-		`{"aliases":[],"backend":"triton","dimensions":384,"max_input_length":512,"model_id":"/models/e5","name":"e5","state":"loading"}]`
+	want := `[{"aliases":["text-embedding-3-small"],"backend":"onnx","dimensions":8,"max_input_length":16,"model_id":"tiny","name":"tiny-bert","state":"ready","task":"embed"},` +
+		`{"aliases":[],"backend":"triton","dimensions":384,"max_input_length":512,"model_id":"/models/e5","name":"e5","state":"loading","task":"embed"},` +
+		`{"aliases":[],"backend":"triton","dimensions":0,"max_input_length":512,"model_id":"BAAI/bge-reranker-base","name":"rr","state":"ready","task":"rerank"}]`
 	if string(models) != want {
 		t.Errorf("EncodeInfo() models = %s, want %s", models, want)
+	}
+	b, err = EncodeInfo(rr, nil)
+	if err != nil || !strings.Contains(string(b), `"model_type":{"reranker":{}}`) {
+		t.Errorf("EncodeInfo(reranker) = %s, %v; want model_type reranker", b, err)
 	}
 }
 

@@ -18,8 +18,9 @@ import (
 // openedModel is what opening a model reads from its files.
 type openedModel struct {
 	*hfmodel.Model
-	dir     string // the resolved directory (a hub snapshot or the entry's model_id)
-	pooling pooling.Method
+	dir     string         // the resolved directory (a hub snapshot or the entry's model_id)
+	task    string         // the entry's task, else the one config.json says
+	pooling pooling.Method // embedding models only
 	tok     *tokenizer.Tokenizer
 }
 
@@ -37,8 +38,13 @@ func openModel(ctx context.Context, e catalog.Entry, dtype string, getenv func(s
 	if err != nil {
 		return nil, err
 	}
-	method, err := poolingMethod(e.Pooling, model.Pooling)
-	if err != nil {
+	task := firstNonEmpty(e.Task, model.Task)
+	var method pooling.Method
+	if task == hfmodel.TaskEmbed {
+		if method, err = poolingMethod(e.Pooling, model.Pooling); err != nil {
+			return nil, err
+		}
+	} else if err := embeddingOnly(e); err != nil {
 		return nil, err
 	}
 	if e.MaxInputLength > 0 {
@@ -60,7 +66,19 @@ func openModel(ctx context.Context, e catalog.Entry, dtype string, getenv func(s
 	if err != nil {
 		return nil, err
 	}
-	return &openedModel{Model: model, dir: dir, pooling: method, tok: tok}, nil
+	return &openedModel{Model: model, dir: dir, task: task, pooling: method, tok: tok}, nil
+}
+
+// embeddingOnly refuses, for a model that reranks, what only an embedding
+// model uses. An entry that says task rerank was checked with the
+// catalogue (catalog.Entry.Check); this is for an entry whose task came
+// from config.json, so a pooling or prompt does not silently do nothing.
+func embeddingOnly(e catalog.Entry) error {
+	if e.Task != "" || e.Pooling == "" && len(e.Prompts) == 0 && e.DefaultPromptName == "" {
+		return nil
+	}
+	return errors.New("the model is a reranker (its config.json names a sequence-classification architecture): " +
+		"it neither pools nor takes prompts; drop pooling and prompts, or set the task to embed")
 }
 
 // onnxPath is the ONNX file of e's model: its onnx_file, or the dtype's.
@@ -93,10 +111,15 @@ func firstNonEmpty(s ...string) string {
 }
 
 // checkTritonModel compares what Triton serves with the model files the
-// gateway tokenizes for: a mismatch would give plausible, wrong vectors.
-func checkTritonModel(spec gateway.ModelSpec, model *hfmodel.Model) error {
+// gateway tokenizes for: a mismatch would give plausible, wrong vectors or
+// scores. An output of the other task's kind is the engine's to refuse,
+// which says so (see infer.Options.Task).
+func checkTritonModel(spec gateway.ModelSpec, model *openedModel) error {
 	var problems []error
-	if model.HiddenSize > 0 && spec.Hidden != model.HiddenSize {
+	switch scores := spec.Output == gateway.Logits; {
+	case model.task == hfmodel.TaskRerank && scores && model.NumLabels > 0 && spec.Hidden != model.NumLabels:
+		problems = append(problems, fmt.Errorf("triton model %q outputs %d logits per pair but %s says num_labels %d: the Triton model and the model id must be the same model", spec.Name, spec.Hidden, model.Dir, model.NumLabels))
+	case model.task == hfmodel.TaskEmbed && !scores && model.HiddenSize > 0 && spec.Hidden != model.HiddenSize:
 		problems = append(problems, fmt.Errorf("triton model %q outputs %d dimensions but %s says hidden_size %d: the Triton model and the model id must be the same model", spec.Name, spec.Hidden, model.Dir, model.HiddenSize))
 	}
 	if spec.VocabSize > 0 && model.VocabSize > 0 && spec.VocabSize != model.VocabSize {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/catalog"
 	"github.com/embedgate/embedgate/gateway/config"
 	"github.com/embedgate/embedgate/gateway/infer"
@@ -57,20 +58,20 @@ func runModels(ctx context.Context, args []string, getenv func(string) string, s
 	}
 
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tALIASES\tSOURCE\tBACKEND\tDIMENSIONS\tMAX INPUT\tMODEL ID")
+	fmt.Fprintln(w, "NAME\tALIASES\tTASK\tSOURCE\tBACKEND\tDIMENSIONS\tMAX INPUT\tMODEL ID")
 	var problems []error
 	for _, e := range entries {
-		dims, maxInput, err := dryOpen(ctx, pipes, e)
+		o, err := dryOpen(ctx, pipes, e)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("model %q (%s): %w", e.Name, e.Source, err))
-			dims, maxInput = "-", "-"
+			o = opened{task: orDash(e.Task), dims: "-", maxInput: "-"}
 		}
 		name := e.Name
 		if name == def {
 			name += " (default)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, orDash(strings.Join(e.Aliases, ",")), e.Source,
-			backendOf(withDefaults(e, cfg)), dims, maxInput, e.ModelID)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, orDash(strings.Join(e.Aliases, ",")), o.task, e.Source,
+			backendOf(withDefaults(e, cfg)), o.dims, o.maxInput, e.ModelID)
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -81,19 +82,26 @@ func runModels(ctx context.Context, args []string, getenv func(string) string, s
 	return nil
 }
 
+// opened is what `embedgate models` prints of an opened model.
+type opened struct{ task, dims, maxInput string }
+
 // dryOpen opens e's pipeline as serve would, reads what it serves, and
-// closes it.
-func dryOpen(ctx context.Context, pipes *pipelines, e catalog.Entry) (dims, maxInput string, err error) {
+// closes it. A reranker has no dimensions: it answers scores.
+func dryOpen(ctx context.Context, pipes *pipelines, e catalog.Entry) (opened, error) {
 	p, err := pipes.open(ctx, e)
 	if err != nil {
-		return "", "", err
+		return opened{}, err
 	}
 	info := p.Engine.Info()
 	p.Engine.Close()
 	if p.Close != nil {
 		p.Close()
 	}
-	return strconv.Itoa(info.Dimensions), strconv.Itoa(info.MaxInputLength), nil
+	o := opened{task: info.Task, dims: strconv.Itoa(info.Dimensions), maxInput: strconv.Itoa(info.MaxInputLength)}
+	if info.Task == gateway.TaskRerank {
+		o.dims = "-"
+	}
+	return o, nil
 }
 
 // backendOf names where e runs: "onnx" or "triton <model>@<address>".

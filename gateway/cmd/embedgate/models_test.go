@@ -132,7 +132,7 @@ func TestDiscovery(t *testing.T) {
 		t.Error("no log line for the Triton model without hf_model_id")
 	}
 	metrics := g.get(t, "/metrics").body
-	for _, series := range []string{`embedgate_queue_tokens{model="bert"}`, `embedgate_queue_tokens{model="xlmr"}`} {
+	for _, series := range []string{`embedgate_queue_tokens{model="bert",task="embed"}`, `embedgate_queue_tokens{model="xlmr",task="embed"}`} {
 		if !strings.Contains(string(metrics), series) {
 			t.Errorf("/metrics lacks %s", series)
 		}

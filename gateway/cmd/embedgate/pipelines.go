@@ -17,6 +17,7 @@ import (
 	"github.com/embedgate/embedgate/gateway/catalog"
 	"github.com/embedgate/embedgate/gateway/config"
 	"github.com/embedgate/embedgate/gateway/fleet"
+	"github.com/embedgate/embedgate/gateway/hfmodel"
 	"github.com/embedgate/embedgate/gateway/infer"
 )
 
@@ -68,7 +69,9 @@ func (p *pipelines) open(ctx context.Context, entry catalog.Entry) (*fleet.Pipel
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.WrapRegistererWith(prometheus.Labels{"model": e.Name}, p.reg)
+	// The task too, so a dashboard can tell embedding from reranking
+	// series without knowing every model.
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"model": e.Name, "task": model.task}, p.reg)
 	opts, err := p.engineOptions(e, model, inflight)
 	if err != nil {
 		closeBackend()
@@ -80,7 +83,7 @@ func (p *pipelines) open(ctx context.Context, entry catalog.Entry) (*fleet.Pipel
 		closeBackend()
 		return nil, err
 	}
-	logger.Info("model loaded", "model_id", e.ModelID, "dir", model.dir, "backend", e.Backend, "pooling", model.pooling.String(),
+	logger.Info("model loaded", "model_id", e.ModelID, "dir", model.dir, "task", model.task, "backend", e.Backend, "pooling", poolingName(model),
 		"max_input_length", model.MaxInputLength, "hidden", backend.Spec().Hidden, "took", time.Since(start).Round(time.Millisecond))
 	// The fleet compares the entry as the catalogue gave it, defaults
 	// unfilled, with the next catalogue's.
@@ -112,7 +115,7 @@ func (p *pipelines) openBackend(ctx context.Context, e catalog.Entry, model *ope
 		if err != nil {
 			return nil, 0, nil, err
 		}
-		if err := checkTritonModel(b.Spec(), model.Model); err != nil {
+		if err := checkTritonModel(b.Spec(), model); err != nil {
 			_ = b.Close()
 			return nil, 0, nil, err
 		}
@@ -162,42 +165,62 @@ func (p *pipelines) close() {
 	}
 }
 
+// engineOptions are the options of e's engine: the gateway's flags, e's
+// batch limits and what its model files say. A reranker's engine gets no
+// pooling, prompts or cache: it scores pairs, and the cache holds vectors.
 func (p *pipelines) engineOptions(e catalog.Entry, model *openedModel, inflight int) (infer.Options, error) {
 	callTimeout := time.Duration(0) // an in-process backend has none
 	if e.Backend == "triton" {
 		// Triton's own queue counts against the call's deadline.
 		callTimeout = p.cfg.TritonTimeout
 	}
+	opts := infer.Options{
+		Name:             e.Name,
+		Aliases:          e.Aliases,
+		ModelID:          e.ModelID,
+		Revision:         hubRevision(e.ModelID, e.Revision, model.dir),
+		BackendName:      e.Backend,
+		Version:          version,
+		Task:             model.task,
+		MaxInputLength:   model.MaxInputLength,
+		Gate:             p.gate,
+		MaxConcurrent:    p.cfg.MaxConcurrentRequests,
+		MaxBatchTokens:   e.MaxBatchTokens,
+		MaxBatchRequests: e.MaxBatchRequests,
+		MaxClientBatch:   p.cfg.MaxClientBatchSize,
+		MaxInflight:      inflight,
+		CallTimeout:      callTimeout,
+		DefaultTruncate:  p.cfg.AutoTruncate,
+		Workers:          p.cfg.TokenizationWorkers,
+		Tracer:           p.tracer,
+		Calibrate:        true,
+	}
+	if model.task == hfmodel.TaskRerank {
+		if p.defaultPrompt(e) != "" {
+			return infer.Options{}, errors.New("--default-prompt is for embedding models: this model reranks")
+		}
+		return opts, nil
+	}
 	identity, err := p.cacheIdentity(e, model)
 	if err != nil {
 		return infer.Options{}, err
 	}
-	return infer.Options{
-		Name:              e.Name,
-		Aliases:           e.Aliases,
-		ModelID:           e.ModelID,
-		Revision:          hubRevision(e.ModelID, e.Revision, model.dir),
-		BackendName:       e.Backend,
-		Version:           version,
-		Pooling:           model.pooling,
-		MaxInputLength:    model.MaxInputLength,
-		Gate:              p.gate,
-		MaxConcurrent:     p.cfg.MaxConcurrentRequests,
-		MaxBatchTokens:    e.MaxBatchTokens,
-		MaxBatchRequests:  e.MaxBatchRequests,
-		MaxClientBatch:    p.cfg.MaxClientBatchSize,
-		MaxInflight:       inflight,
-		CallTimeout:       callTimeout,
-		DefaultTruncate:   p.cfg.AutoTruncate,
-		Workers:           p.cfg.TokenizationWorkers,
-		Prompts:           model.Prompts,
-		DefaultPromptName: firstNonEmpty(e.DefaultPromptName, model.DefaultPromptName),
-		DefaultPrompt:     p.defaultPrompt(e),
-		Tracer:            p.tracer,
-		Calibrate:         true,
-		Cache:             p.cache,
-		Identity:          identity,
-	}, nil
+	opts.Pooling = model.pooling
+	opts.Prompts = model.Prompts
+	opts.DefaultPromptName = firstNonEmpty(e.DefaultPromptName, model.DefaultPromptName)
+	opts.DefaultPrompt = p.defaultPrompt(e)
+	opts.Cache = p.cache
+	opts.Identity = identity
+	return opts, nil
+}
+
+// poolingName is how the log line names model's pooling: "none" for a
+// reranker, which has none.
+func poolingName(model *openedModel) string {
+	if model.task == hfmodel.TaskRerank {
+		return "none"
+	}
+	return model.pooling.String()
 }
 
 // defaultPrompt is --default-prompt's text for the one-model flags' entry:
