@@ -248,6 +248,16 @@ func TestCacheKeyIsWhatTheModelSees(t *testing.T) {
 	env := catalogueEnv(t)
 	env["MODELS_FILE"], env["TRITON_URL"] = file, srv.Addr()
 	g := startGateway(t, cacheOn(env))
+	// /ready waits for the default model only: b's calibration batches
+	// would count as inferences of the steps below.
+	waitFor(t, func() bool {
+		info := decode[struct {
+			Models []struct {
+				State string `json:"state"`
+			} `json:"models"`
+		}](t, g.get(t, "/info"))
+		return len(info.Models) == 2 && info.Models[0].State == "ready" && info.Models[1].State == "ready"
+	}, "both models ready")
 
 	// BERT's pre-tokenizer splits on any whitespace: the same ids.
 	ids := func(text string) []int {
