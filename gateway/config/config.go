@@ -133,7 +133,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.BoolVar(&c.AutoTruncate, "auto-truncate", true, "truncate over-long inputs when the request does not say")
 	fs.IntVar(&c.PayloadLimit, "payload-limit", 2000000, "largest request body in bytes")
 	fs.StringVar(&c.Hostname, "hostname", "0.0.0.0", "address to listen on")
-	fs.IntVar(&c.Port, "port", 8080, "port to listen on")
+	fs.IntVar(&c.Port, "port", 8080, "port to listen on (0: a free port, logged at start)")
 	fs.StringVar(&c.APIKey, "api-key", "", "single bearer key (default: no auth)")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "file of named keys, each with its own limits")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis for distributed rate limits (default: in-memory)")
@@ -451,8 +451,8 @@ func (c *Config) checkServer(p *problems) {
 	p.positive("write-timeout", c.WriteTimeout)
 	p.positive("idle-timeout", c.IdleTimeout)
 	p.atLeast("max-connections", c.MaxConnections, 1)
-	p.port("port", c.Port, false)
-	p.port("metrics-port", c.MetricsPort, true)
+	p.port("port", c.Port)
+	p.port("metrics-port", c.MetricsPort)
 	if c.MetricsPort != 0 && c.MetricsPort == c.Port {
 		p.add("--metrics-port %d is the same as --port: leave it 0 to serve /metrics on the main port", c.MetricsPort)
 	}
@@ -482,9 +482,10 @@ func (p *problems) positive(name string, d time.Duration) {
 	}
 }
 
-func (p *problems) port(name string, v int, allowZero bool) {
-	if (allowZero && v == 0) || (v >= 1 && v <= 65535) {
-		return
+// port checks a port flag: 0 is a free port the kernel picks (logged) for
+// --port, and no listener for --metrics-port.
+func (p *problems) port(name string, v int) {
+	if v < 0 || v > 65535 {
+		p.add("--%s %d is outside 0-65535", name, v)
 	}
-	p.add("--%s %d is outside 1-65535", name, v)
 }

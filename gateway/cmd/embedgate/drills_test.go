@@ -273,7 +273,7 @@ func TestShutdownWithUnusedConnection(t *testing.T) {
 	env := baseEnv(t)
 	env["SHUTDOWN_GRACE"] = "20s"
 	g := startGateway(t, env)
-	conn, err := net.Dial("tcp", "127.0.0.1:"+env["PORT"])
+	conn, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}

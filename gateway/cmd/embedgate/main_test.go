@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,9 +68,12 @@ func baseEnv(t testing.TB) map[string]string {
 // (and so run first, while the parallel ones wait).
 func startGateway(t *testing.T, env map[string]string, args ...string) *instance {
 	t.Helper()
-	env["HOSTNAME"], env["PORT"] = "127.0.0.1", freePort(t)
+	// Port 0: the kernel picks a free port as the gateway binds, which it
+	// then logs. A port picked by the test and bound later could be taken
+	// in between by another test (it happened, under load).
+	env["HOSTNAME"], env["PORT"] = "127.0.0.1", "0"
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &instance{url: "http://127.0.0.1:" + env["PORT"], cancel: cancel, done: make(chan struct{}), logs: &testenv.LogBuffer{},
+	g := &instance{cancel: cancel, done: make(chan struct{}), logs: &testenv.LogBuffer{},
 		notified: make(chan subscription, 1)}
 	// In place of signal.Notify: signals reach this run only, never the
 	// test process.
@@ -127,9 +131,25 @@ func (g *instance) signal(t *testing.T, sig os.Signal) {
 	}
 }
 
+// listening is the address of the gateway's log line saying where it
+// listens, in text or JSON.
+var listening = regexp.MustCompile(`"?msg"?[=:]"?listening"?[ ,]"?addr"?[=:]"?([0-9.]+:[0-9]+)`)
+
 func (g *instance) waitReady(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	for g.url == "" && time.Now().Before(deadline) {
+		select {
+		case <-g.done:
+			t.Fatalf("run() returned before ready: %v\n%s", g.err, g.logs.String())
+		default:
+		}
+		if m := listening.FindStringSubmatch(g.logs.String()); m != nil {
+			g.url = "http://" + m[1]
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for time.Now().Before(deadline) {
 		select {
 		case <-g.done:
