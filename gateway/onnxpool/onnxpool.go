@@ -3,7 +3,9 @@
 // ONNX encoder graph, so that a server running the graph (Triton) returns one
 // [B, H] vector per input instead of [B, L, H] hidden states. The result is
 // what the gateway's own pooling (package pooling) computes, within float32
-// rounding.
+// rounding. The appended ops take the form the graph's own default-domain
+// opset defines (MinOpset to MaxOpset), so opset-11 exports pool as they
+// are, without a new export.
 //
 // It edits the protobuf wire format directly, without generated ONNX types:
 // nodes, constants and one graph output are appended to the graph, and every
@@ -27,9 +29,24 @@ import (
 	"github.com/embedgate/embedgate/gateway/pooling"
 )
 
-// MinOpset is the oldest default-domain opset Append accepts: from opset 13
-// ReduceSum and Unsqueeze take their axes as an input, the form Append writes.
-const MinOpset = 13
+// The default-domain opsets Append accepts. Append writes each op in the
+// form the graph's own opset defines (ReduceSum and Unsqueeze take their
+// axes as an attribute before opset 13, as an input from 13: see
+// onnxproto.AxesInput), so pooling a graph never changes its opset.
+//
+// MinOpset is 11 because CumSum first exists there and Equal first accepts
+// floats there (Equal-7 takes integers only): opset-11 exports are common
+// (bge-small-en-v1.5's onnx/model.onnx is one). MaxOpset is the newest
+// opset ONNX Runtime 1.30 (the runtime the gateway pins) loads; the ops
+// Append writes (Cast, CumSum, Equal, And, Unsqueeze, Where, ReduceSum,
+// Max, Div, Mul, Sqrt) take the inputs and attributes Append gives them from
+// opset 13 through it: their later versions only add element types and
+// optional attributes (onnx/docs/Changelog.md). A newer opset may change a
+// signature, as ReduceSum-13 did, so it is refused until checked.
+const (
+	MinOpset = 11
+	MaxOpset = 26
+)
 
 // Options say what to append. The zero value is CLS pooling without
 // normalization, reading last_hidden_state and attention_mask and writing
@@ -62,8 +79,8 @@ func (o Options) withDefaults() (Options, error) {
 
 // Append returns model with opts' pooling appended as a new graph output.
 // It refuses models that already have that output name, lack the hidden
-// output or the mask input, or import a default opset older than MinOpset.
-// model is not modified.
+// output or the mask input, or import a default opset outside MinOpset to
+// MaxOpset. model is not modified.
 func Append(model []byte, opts Options) ([]byte, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -73,15 +90,15 @@ func Append(model []byte, opts Options) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("onnxpool: read model: %w", err)
 	}
-	if m.opset < MinOpset {
-		return nil, fmt.Errorf("onnxpool: model imports default opset %d, need %d or later "+
-			"(export again with --opset 17)", m.opset, MinOpset)
+	if m.opset < MinOpset || m.opset > MaxOpset {
+		return nil, fmt.Errorf("onnxpool: model imports default opset %d, want %d to %d "+
+			"(export again with --opset 17)", m.opset, MinOpset, MaxOpset)
 	}
 	g, err := parseGraph(m.graph)
 	if err != nil {
 		return nil, fmt.Errorf("onnxpool: read graph: %w", err)
 	}
-	add, err := build(g, opts)
+	add, err := build(g, m.opset, opts)
 	if err != nil {
 		return nil, fmt.Errorf("onnxpool: %w", err)
 	}
@@ -270,6 +287,7 @@ func names(vs []valueInfo) string {
 // tensor uses.
 type builder struct {
 	prefix string
+	opset  int64 // the graph's default-domain opset: the form of each op
 	used   map[string]bool
 	nodes  []onnxproto.Node
 	inits  []onnxproto.Tensor
@@ -298,6 +316,19 @@ func (b *builder) init(t onnxproto.Tensor) string {
 	return t.Name
 }
 
+// axesOp adds op over axes: an input from the opset where op takes one, the
+// axes attribute before it.
+func (b *builder) axesOp(op, x string, axes []int64, attrs ...onnxproto.Attr) string {
+	if onnxproto.AxesInput(op, b.opset) {
+		name := "axes"
+		for _, a := range axes {
+			name += "_" + strconv.FormatInt(a, 10)
+		}
+		return b.op(op, []string{x, b.init(onnxproto.Int64Tensor(name, []int64{int64(len(axes))}, axes))}, attrs...)
+	}
+	return b.op(op, []string{x}, append(attrs, onnxproto.IntsAttr("axes", axes...))...)
+}
+
 // build checks the graph against opts and returns the encoded graph fields
 // to append: nodes, initializers and the new output.
 //
@@ -310,7 +341,7 @@ func (b *builder) init(t onnxproto.Tensor) string {
 // last one (the same count, summed from the end). All three are exact for
 // left and right padding (and masks with holes), and a fully masked row
 // pools to zeros, as in package pooling.
-func build(g *graph, opts Options) ([]byte, error) {
+func build(g *graph, opset int64, opts Options) ([]byte, error) {
 	if _, ok := find(g.outputs, opts.Output); ok {
 		return nil, fmt.Errorf("the model already has output %q (already pooled?)", opts.Output)
 	}
@@ -333,14 +364,13 @@ func build(g *graph, opts Options) ([]byte, error) {
 		return nil, err
 	}
 
-	b := &builder{prefix: "/onnxpool/" + opts.Output + "/", used: g.used}
+	b := &builder{prefix: "/onnxpool/" + opts.Output + "/", opset: opset, used: g.used}
 	x := hidden.name
 	if hidden.elem != onnxproto.DTFloat && hidden.elem != onnxproto.DTUndefined {
 		x = b.op("Cast", []string{x}, onnxproto.IntAttr("to", onnxproto.DTFloat))
 	}
 	maskB := b.op("Cast", []string{mask.name}, onnxproto.IntAttr("to", onnxproto.DTBool)) // any non-zero attends
 	maskF := b.op("Cast", []string{maskB}, onnxproto.IntAttr("to", onnxproto.DTFloat))
-	axis1 := b.init(onnxproto.Int64Tensor("axes_1", []int64{1}, []int64{1}))
 	sel := maskB
 	if opts.Pooling != pooling.Mean {
 		var reverse []onnxproto.Attr
@@ -351,16 +381,17 @@ func build(g *graph, opts Options) ([]byte, error) {
 		first := b.op("Equal", []string{count, b.init(onnxproto.FloatTensor("one", nil, []float32{1}))})
 		sel = b.op("And", []string{maskB, first})
 	}
-	sel3 := b.op("Unsqueeze", []string{sel, b.init(onnxproto.Int64Tensor("axes_2", []int64{1}, []int64{2}))})
+	axis1 := []int64{1}
+	sel3 := b.axesOp("Unsqueeze", sel, []int64{2})
 	kept := b.op("Where", []string{sel3, x, b.init(onnxproto.FloatTensor("zero", nil, []float32{0}))})
-	pooled := b.op("ReduceSum", []string{kept, axis1}, onnxproto.IntAttr("keepdims", 0))
+	pooled := b.axesOp("ReduceSum", kept, axis1, onnxproto.IntAttr("keepdims", 0))
 	if opts.Pooling == pooling.Mean {
-		count := b.op("ReduceSum", []string{maskF, axis1}, onnxproto.IntAttr("keepdims", 1))
+		count := b.axesOp("ReduceSum", maskF, axis1, onnxproto.IntAttr("keepdims", 1))
 		count = b.op("Max", []string{count, b.init(onnxproto.FloatTensor("count_min", nil, []float32{1e-9}))})
 		pooled = b.op("Div", []string{pooled, count})
 	}
 	if opts.Normalize {
-		sq := b.op("ReduceSum", []string{b.op("Mul", []string{pooled, pooled}), axis1}, onnxproto.IntAttr("keepdims", 1))
+		sq := b.axesOp("ReduceSum", b.op("Mul", []string{pooled, pooled}), axis1, onnxproto.IntAttr("keepdims", 1))
 		norm := b.op("Max", []string{b.op("Sqrt", []string{sq}), b.init(onnxproto.FloatTensor("norm_min", nil, []float32{1e-12}))})
 		b.op("Div", []string{pooled, norm})
 	}

@@ -3,11 +3,13 @@ package onnxpool
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -64,73 +66,182 @@ func padded(rng *rand.Rand, lengths []int, left bool) *gateway.Batch {
 	return b
 }
 
-// TestAppendMatchesGateway runs each appended pooling in ONNX Runtime and
-// compares sentence_embedding with package pooling applied to the original
-// model's last_hidden_state.
-func TestAppendMatchesGateway(t *testing.T) {
-	lib := testenv.ORTLib(t)
-	src := filepath.Join(testenv.TinyModel(t), "onnx", "model.onnx")
-	model, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	orig := openModel(t, lib, src)
+// testBatch is a batch the pooling tests run.
+type testBatch struct {
+	name  string
+	batch *gateway.Batch
+}
+
+func testBatches() []testBatch {
 	rng := rand.New(rand.NewPCG(1, 2))
-	batches := []struct {
-		name  string
-		batch *gateway.Batch
-	}{
+	return []testBatch{
 		{"RightPadded", padded(rng, []int{7, 1, 4, 9, 2}, false)}, // what the gateway sends
 		{"RightPaddedEqual", padded(rng, []int{3, 3}, false)},
 		{"OneRow", padded(rng, []int{5}, false)},
 		{"LeftPadded", padded(rng, []int{7, 1, 4, 9, 2}, true)},
 		{"EmptyRow", padded(rng, []int{4, 0, 2}, false)}, // a padding row: zeros
 	}
-	ctx := context.Background()
-	hidden := make([]*gateway.Output, len(batches))
-	for i, bt := range batches {
-		if hidden[i], err = orig.Embed(ctx, bt.batch); err != nil {
-			t.Fatalf("%s: original Embed: %v", bt.name, err)
-		}
-	}
+}
+
+// variants are the poolings Append writes, each with and without
+// normalization.
+func variants() []Options {
+	var out []Options
 	for _, m := range []pooling.Method{pooling.Mean, pooling.CLS, pooling.LastToken} {
 		for _, norm := range []bool{false, true} {
-			name := m.String()
-			if norm {
-				name += "+normalize"
+			out = append(out, Options{Pooling: m, Normalize: norm})
+		}
+	}
+	return out
+}
+
+func variantName(o Options) string {
+	if o.Normalize {
+		return o.Pooling.String() + "+normalize"
+	}
+	return o.Pooling.String()
+}
+
+// TestAppendMatchesGateway pools the BERT test model written at opsets 11,
+// 13 and 17 (testmodel.WithOpset: an opset-11 graph is what older exports
+// such as bge-small-en-v1.5's hold), runs each appended pooling in ONNX
+// Runtime, and compares sentence_embedding with package pooling applied to
+// the original model's last_hidden_state.
+func TestAppendMatchesGateway(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	batches := testBatches()
+	for _, opset := range []int{11, 13, 17} {
+		t.Run("Opset"+strconv.Itoa(opset), func(t *testing.T) {
+			src := filepath.Join(testenv.TinyModel(t, testmodel.WithOpset(opset)), "onnx", "model.onnx")
+			model, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
 			}
-			t.Run(name, func(t *testing.T) {
-				out, err := Append(model, Options{Pooling: m, Normalize: norm})
-				if err != nil {
-					t.Fatalf("Append: %v", err)
+			orig := openModel(t, lib, src)
+			hidden := make([]*gateway.Output, len(batches))
+			for i, bt := range batches {
+				if hidden[i], err = orig.Embed(context.Background(), bt.batch); err != nil {
+					t.Fatalf("%s: original Embed: %v", bt.name, err)
 				}
-				path := filepath.Join(t.TempDir(), "pooled.onnx")
-				if err := os.WriteFile(path, out, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				pooled := openModel(t, lib, path)
-				if spec := pooled.Spec(); spec.Output != gateway.Pooled || spec.Hidden != 32 {
-					t.Fatalf("Spec() = output %v hidden %d, want Pooled, 32", spec.Output, spec.Hidden)
-				}
-				worst := 0.0
-				for i, bt := range batches {
-					got, err := pooled.Embed(ctx, bt.batch)
-					if err != nil {
-						t.Fatalf("%s: Embed: %v", bt.name, err)
-					}
-					want := gatewayPool(hidden[i], bt.batch.AttentionMask, m, norm)
-					if len(got.Data) != len(want) {
-						t.Fatalf("%s: got %d values, want %d", bt.name, len(got.Data), len(want))
-					}
-					for j := range want {
-						d := math.Abs(float64(got.Data[j] - want[j]))
-						worst = max(worst, d)
-						if d > 1e-5 || math.IsNaN(float64(got.Data[j])) {
-							t.Fatalf("%s: row %d dim %d = %v, want %v", bt.name, j/32, j%32, got.Data[j], want[j])
-						}
-					}
-				}
-				t.Logf("max |onnx - gateway| = %.3g", worst)
+			}
+			for _, opts := range variants() {
+				t.Run(variantName(opts), func(t *testing.T) {
+					pooled := openModel(t, lib, appendTo(t, model, opts))
+					checkPooled(t, pooled, batches, hidden, opts)
+				})
+			}
+		})
+	}
+}
+
+// appendTo appends opts' pooling to model and returns the path of the
+// result.
+func appendTo(t *testing.T, model []byte, opts Options) string {
+	t.Helper()
+	out, err := Append(model, opts)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "pooled.onnx")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkPooled runs each batch through the pooled model and compares its
+// vectors with package pooling applied to hidden, the batches' hidden
+// states, to 1e-5.
+func checkPooled(t *testing.T, pooled *onnx.Backend, batches []testBatch, hidden []*gateway.Output, opts Options) {
+	t.Helper()
+	h := hidden[0].Hidden
+	if spec := pooled.Spec(); spec.Output != gateway.Pooled || spec.Hidden != h {
+		t.Fatalf("Spec() = output %v hidden %d, want Pooled, %d", spec.Output, spec.Hidden, h)
+	}
+	worst := 0.0
+	for i, bt := range batches {
+		got, err := pooled.Embed(context.Background(), bt.batch)
+		if err != nil {
+			t.Fatalf("%s: Embed: %v", bt.name, err)
+		}
+		want := gatewayPool(hidden[i], bt.batch.AttentionMask, opts.Pooling, opts.Normalize)
+		if len(got.Data) != len(want) {
+			t.Fatalf("%s: got %d values, want %d", bt.name, len(got.Data), len(want))
+		}
+		for j := range want {
+			d := math.Abs(float64(got.Data[j] - want[j]))
+			worst = max(worst, d)
+			if d > 1e-5 || math.IsNaN(float64(got.Data[j])) {
+				t.Fatalf("%s: row %d dim %d = %v, want %v", bt.name, j/h, j%h, got.Data[j], want[j])
+			}
+		}
+	}
+	t.Logf("max |onnx - gateway| = %.3g", worst)
+}
+
+// gatherModel is an embedding lookup at the given opset: input_ids and
+// attention_mask in, last_hidden_state = table[input_ids] out, with table
+// a [vocab, hidden] initializer. Gather has kept its signature since opset
+// 1, so the graph is valid at every opset Append accepts.
+func gatherModel(opset int64, table []float32, vocab, hidden int64) []byte {
+	bl := []onnxproto.Dim{{Param: "batch"}, {Param: "seq"}}
+	var g []byte
+	lookup := onnxproto.Node{Op: "Gather", Name: "lookup", Inputs: []string{"table", gateway.TensorInputIDs}, Outputs: []string{gateway.TensorLastHiddenState}}
+	g = onnxproto.AppendMessage(g, graphNode, lookup.Encode())
+	g = onnxproto.AppendString(g, 2, "gather")
+	g = onnxproto.AppendMessage(g, graphInitializer, onnxproto.FloatTensor("table", []int64{vocab, hidden}, table).Encode())
+	for _, in := range []string{gateway.TensorInputIDs, gateway.TensorAttentionMask} {
+		g = onnxproto.AppendMessage(g, graphInput, onnxproto.ValueInfo{Name: in, Elem: onnxproto.DTInt64, Dims: bl}.Encode())
+	}
+	out := onnxproto.ValueInfo{Name: gateway.TensorLastHiddenState, Elem: onnxproto.DTFloat, Dims: append(bl, onnxproto.Dim{Value: hidden})}
+	g = onnxproto.AppendMessage(g, graphOutput, out.Encode())
+	return modelOf(g, opset)
+}
+
+// modelOf wraps the graph g in a model (IR 8) importing the default opset.
+func modelOf(g []byte, opset int64) []byte {
+	b := protowire.AppendTag(nil, modelIRVersion, protowire.VarintType)
+	b = protowire.AppendVarint(b, 8)
+	b = onnxproto.AppendMessage(b, modelGraph, g)
+	if opset != 0 {
+		op := onnxproto.AppendString(nil, 1, "")
+		op = protowire.AppendTag(op, 2, protowire.VarintType)
+		op = protowire.AppendVarint(op, uint64(opset))
+		b = onnxproto.AppendMessage(b, modelOpset, op)
+	}
+	return b
+}
+
+// TestAppendEveryOpset pools an embedding lookup at every opset from
+// MinOpset to MaxOpset and runs it in ONNX Runtime: ONNX Runtime checks
+// each node against its opset's schema at load (an axes input where the
+// opset wants an attribute fails), and the vectors must equal package
+// pooling of the looked-up rows. MaxOpset must also be one ONNX Runtime
+// loads.
+func TestAppendEveryOpset(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	const vocab, h = 30000, 8
+	rng := rand.New(rand.NewPCG(5, 6))
+	table := make([]float32, vocab*h)
+	for i := range table {
+		table[i] = float32(rng.NormFloat64())
+	}
+	batches := testBatches()
+	hidden := make([]*gateway.Output, len(batches))
+	for i, bt := range batches {
+		b := bt.batch
+		o := &gateway.Output{Rows: b.Rows, Len: b.Len, Hidden: h, Data: make([]float32, 0, b.Rows*b.Len*h)}
+		for _, id := range b.InputIDs {
+			o.Data = append(o.Data, table[id*h:(id+1)*h]...)
+		}
+		hidden[i] = o
+	}
+	for opset := int64(MinOpset); opset <= MaxOpset; opset++ {
+		model := gatherModel(opset, table, vocab, h)
+		for _, opts := range variants() {
+			t.Run(fmt.Sprintf("Opset%d/%s", opset, variantName(opts)), func(t *testing.T) {
+				pooled := openModel(t, lib, appendTo(t, model, opts))
+				checkPooled(t, pooled, batches, hidden, opts)
 			})
 		}
 	}
@@ -207,16 +318,7 @@ func (s synth) encode() []byte {
 	g = onnxproto.AppendMessage(g, graphInput, onnxproto.ValueInfo{Name: "x", Elem: onnxproto.DTFloat, Dims: s.hiddenDims}.Encode())
 	g = onnxproto.AppendMessage(g, graphInput, onnxproto.ValueInfo{Name: s.mask, Elem: s.maskElem, Dims: s.maskDims}.Encode())
 	g = onnxproto.AppendMessage(g, graphOutput, onnxproto.ValueInfo{Name: s.hidden, Elem: s.hiddenElem, Dims: s.hiddenDims}.Encode())
-	b := protowire.AppendTag(nil, modelIRVersion, protowire.VarintType)
-	b = protowire.AppendVarint(b, 8)
-	b = onnxproto.AppendMessage(b, modelGraph, g)
-	if s.opset != 0 {
-		op := onnxproto.AppendString(nil, 1, "")
-		op = protowire.AppendTag(op, 2, protowire.VarintType)
-		op = protowire.AppendVarint(op, uint64(s.opset))
-		b = onnxproto.AppendMessage(b, modelOpset, op)
-	}
-	return b
+	return modelOf(g, s.opset)
 }
 
 func TestAppendErrors(t *testing.T) {
@@ -242,7 +344,8 @@ func TestAppendErrors(t *testing.T) {
 		{"Garbage", garbage, Options{}, "read model"},
 		{"Text", []byte("not an onnx model\n"), Options{}, "read model"},
 		{"UnknownPooling", defaultSynth().encode(), Options{Pooling: pooling.Method(7)}, "unknown pooling"},
-		{"OldOpset", mod(func(s *synth) { s.opset = 12 }), Options{}, "opset 12"},
+		{"OldOpset", mod(func(s *synth) { s.opset = MinOpset - 1 }), Options{}, "default opset 10, want 11 to 26"},
+		{"NewOpset", mod(func(s *synth) { s.opset = MaxOpset + 1 }), Options{}, "default opset 27, want 11 to 26"},
 		{"NoOpset", mod(func(s *synth) { s.opset = 0 }), Options{}, "no default-domain opset_import"},
 		{"NoMask", mod(func(s *synth) { s.mask = "mask" }), Options{}, `no input "attention_mask" (inputs: x, mask)`},
 		{"NoHidden", mod(func(s *synth) { s.hidden = "hidden" }), Options{}, `no output "last_hidden_state" (outputs: hidden)`},
@@ -275,6 +378,7 @@ func TestAppendSynthetic(t *testing.T) {
 		{"Float16Hidden", func(s *synth) { s.hiddenElem = onnxproto.DTFloat16 }, Options{Pooling: pooling.Mean}},
 		{"Int32Mask", func(s *synth) { s.maskElem = 6 }, Options{Pooling: pooling.CLS}},
 		{"NoShapes", func(s *synth) { s.hiddenDims, s.maskDims = nil, nil }, Options{Pooling: pooling.Mean}},
+		{"Opset11", func(s *synth) { s.opset = 11 }, Options{Pooling: pooling.Mean, Normalize: true}},
 		{"Opset13", func(s *synth) { s.opset = 13 }, Options{Pooling: pooling.Mean}},
 		{"OtherNames", func(s *synth) { s.hidden, s.mask = "h", "m" }, Options{HiddenOutput: "h", MaskInput: "m", Output: "emb"}},
 	} {

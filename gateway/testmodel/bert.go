@@ -71,6 +71,10 @@ func (b *builder) layerNorm(x, prefix string, hidden int64, out string) string {
 	if out == "" {
 		out = b.tmp("LayerNormalization")
 	}
+	if b.g.opset < 17 {
+		b.layerNormOps(x, prefix, gamma, beta, out)
+		return out
+	}
 	b.opTo(out, "LayerNormalization", []string{x, gamma, beta},
 		onnxproto.IntAttr("axis", -1),
 		onnxproto.FloatAttr("epsilon", 1e-12))
@@ -94,6 +98,7 @@ func build(cfg Config) ([]byte, error) {
 	H := int64(a.Hidden)
 	b := &builder{rng: rng{state: cfg.Seed}}
 	b.g.name = "main_graph"
+	b.g.opset = cfg.opset()
 	b.inputs(cfg.NoTokenTypeIDs)
 	x := b.embeddings(a, cfg.NoTokenTypeIDs)
 	maskF, add, one := b.attentionMask()
@@ -134,7 +139,7 @@ func (b *builder) embeddings(a Arch, noTokenTypeIDs bool) string {
 	}
 	posBuf := b.init(onnxproto.Int64Tensor("embeddings.position_ids", []int64{1, int64(a.MaxPos)}, posIDs))
 	x := b.op("Gather", []string{word, gateway.TensorInputIDs})
-	seqLen := b.op("Shape", []string{gateway.TensorInputIDs}, onnxproto.IntAttr("start", 1), onnxproto.IntAttr("end", 2))
+	seqLen := b.seqLen()
 	posSlice := b.op("Slice", []string{posBuf, b.ints("/zero_1d", 0), seqLen, b.ints("/axis_1", 1)})
 	x = b.op("Add", []string{x, b.op("Gather", []string{pos, posSlice})})
 	if noTokenTypeIDs {
@@ -152,7 +157,7 @@ func (b *builder) embeddings(a Arch, noTokenTypeIDs bool) string {
 // attention exports it) and the constant 1 it made, which the GELUs reuse.
 func (b *builder) attentionMask() (maskF, add, one string) {
 	maskF = b.op("Cast", []string{gateway.TensorAttentionMask}, onnxproto.IntAttr("to", onnxproto.DTFloat))
-	mask4 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_1_2", 1, 2)})
+	mask4 := b.axesOp("Unsqueeze", maskF, &axes{name: "/axes_1_2", v: []int64{1, 2}})
 	one = b.scalar("/one", 1)
 	add = b.op("Mul", []string{b.op("Sub", []string{one, mask4}), b.scalar("/float_min", -math.MaxFloat32)})
 	return maskF, add, one
@@ -217,13 +222,13 @@ func (b *builder) feedForward(x, p string, H, inter int64, one string) string {
 // + Normalize compute it: mask-weighted mean (count clamped to 1e-9), then
 // x / max(||x||, 1e-12).
 func (b *builder) meanPooled(x, maskF string, H int64) {
-	m3 := b.op("Unsqueeze", []string{maskF, b.ints("/axes_2", 2)})
-	axis1 := b.ints("/reduce_axis_1", 1)
+	m3 := b.axesOp("Unsqueeze", maskF, &axes{name: "/axes_2", v: []int64{2}})
+	axis1 := &axes{name: "/reduce_axis_1", v: []int64{1}}
 	keep0 := onnxproto.IntAttr("keepdims", 0)
-	sum := b.op("ReduceSum", []string{b.op("Mul", []string{x, m3}), axis1}, keep0)
-	cnt := b.op("Max", []string{b.op("ReduceSum", []string{m3, axis1}, keep0), b.scalar("/count_min", 1e-9)})
+	sum := b.axesOp("ReduceSum", b.op("Mul", []string{x, m3}), axis1, keep0)
+	cnt := b.op("Max", []string{b.axesOp("ReduceSum", m3, axis1, keep0), b.scalar("/count_min", 1e-9)})
 	mean := b.op("Div", []string{sum, cnt})
-	sq := b.op("ReduceSum", []string{b.op("Mul", []string{mean, mean}), axis1}, onnxproto.IntAttr("keepdims", 1))
+	sq := b.axesOp("ReduceSum", b.op("Mul", []string{mean, mean}), axis1, onnxproto.IntAttr("keepdims", 1))
 	norm := b.op("Max", []string{b.op("Sqrt", []string{sq}), b.scalar("/norm_min", 1e-12)})
 	b.opTo(gateway.TensorSentenceEmbedding, "Div", []string{mean, norm})
 	b.g.outputs = append(b.g.outputs, onnxproto.ValueInfo{Name: gateway.TensorSentenceEmbedding, Elem: onnxproto.DTFloat,

@@ -1,6 +1,8 @@
 package testmodel
 
 import (
+	"cmp"
+
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/embedgate/embedgate/gateway/internal/onnxproto"
@@ -13,6 +15,7 @@ import (
 
 type graph struct {
 	name    string
+	opset   int64 // the default-domain opset_import; 0 = DefaultOpset
 	nodes   []onnxproto.Node
 	inits   []onnxproto.Tensor
 	inputs  []onnxproto.ValueInfo
@@ -37,7 +40,7 @@ func (g *graph) encode() []byte {
 	return b
 }
 
-// encodeModel wraps g in a ModelProto (IR 8, default-domain opset 17).
+// encodeModel wraps g in a ModelProto (IR 8, default-domain opset g.opset).
 func encodeModel(g *graph, producer string) []byte {
 	b := protowire.AppendTag(nil, 1, protowire.VarintType) // ir_version
 	b = protowire.AppendVarint(b, 8)
@@ -45,6 +48,6 @@ func encodeModel(g *graph, producer string) []byte {
 	b = onnxproto.AppendMessage(b, 7, g.encode())
 	opset := onnxproto.AppendString(nil, 1, "")
 	opset = protowire.AppendTag(opset, 2, protowire.VarintType)
-	opset = protowire.AppendVarint(opset, 17)
+	opset = protowire.AppendVarint(opset, uint64(cmp.Or(g.opset, DefaultOpset)))
 	return onnxproto.AppendMessage(b, 8, opset) // opset_import
 }

@@ -1,6 +1,7 @@
 // Package testmodel writes a BERT-architecture embedding model with seeded
 // random weights, laid out like a sentence-transformers repository with an
-// optimum ONNX export: onnx/model.onnx (opset 17, IR 8, HF input and output
+// optimum ONNX export: onnx/model.onnx (opset 17 unless WithOpset says
+// otherwise, IR 8, HF input and output
 // names), config.json, the real all-MiniLM-L6-v2 tokenizer files and the
 // sentence-transformers configs. Tests and benchmarks use it so that they
 // need no download; the numbers it produces mean nothing.
@@ -91,6 +92,9 @@ type Config struct {
 	// NumLabels > 0 makes a cross-encoder (a reranker) with that many
 	// labels instead of an embedding model; 0 = an embedding model.
 	NumLabels int
+	// Opset is the graph's default-domain opset, MinOpset to DefaultOpset
+	// (see WithOpset); 0 = DefaultOpset.
+	Opset int
 }
 
 // MaxLabels bounds Config.NumLabels: rerankers have one or two labels, and
@@ -177,6 +181,9 @@ func (c Config) normalized() (Config, error) {
 	}
 	if c.NumLabels < 0 || c.NumLabels > MaxLabels {
 		return c, fmt.Errorf("testmodel: num_labels %d outside 0..%d (0 is an embedding model)", c.NumLabels, MaxLabels)
+	}
+	if err := checkOpset(c.Opset); err != nil {
+		return c, err
 	}
 	if c.NumLabels > 0 && c.Pooled {
 		return c, errors.New("testmodel: a cross-encoder (num_labels > 0) has no sentence_embedding output")

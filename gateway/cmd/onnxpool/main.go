@@ -4,6 +4,10 @@
 //
 //	go run ./gateway/cmd/onnxpool -in model.onnx -out pooled.onnx -pooling mean [-normalize=true]
 //
+// The model may import any default-domain opset from onnxpool.MinOpset to
+// MaxOpset (11 to 26; -help says): the appended ops are written in that
+// opset's form, and the opset is kept.
+//
 // -in and -out may be the same file: the output is written to a temporary
 // file and renamed into place. A model with an external-data file
 // (model.onnx_data) keeps referring to it by name, so keep -out in the same
@@ -34,7 +38,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	in := fs.String("in", "", "input ONNX model (required)")
+	in := fs.String("in", "", fmt.Sprintf("input ONNX model (required; default-domain opset %d to %d)", onnxpool.MinOpset, onnxpool.MaxOpset))
 	out := fs.String("out", "", "output ONNX model (required; may equal -in)")
 	method := fs.String("pooling", "", "cls, mean or last-token (required: it must match the model's sentence-transformers 1_Pooling)")
 	normalize := fs.Bool("normalize", true, "L2-normalize the pooled vector")

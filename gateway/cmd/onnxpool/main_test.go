@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +41,35 @@ func TestRun(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("output dir has %d entries, want 1", len(entries))
+	}
+}
+
+// TestRunOpset11 pools an opset-11 export (as bge-small-en-v1.5's
+// onnx/model.onnx is) the way the README's fetch-model recipe does.
+func TestRunOpset11(t *testing.T) {
+	in := filepath.Join(testenv.TinyModel(t, testmodel.WithOpset(11)), "onnx", "model.onnx")
+	out := filepath.Join(t.TempDir(), "model.onnx")
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"onnxpool", "-in", in, "-out", out, "-pooling", "mean"}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v (stderr %q)", err, stderr.String())
+	}
+	pooled, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := onnxpool.Append(pooled, onnxpool.Options{Pooling: pooling.Mean}); err == nil || !strings.Contains(err.Error(), "already has output") {
+		t.Errorf("Append(written model) = %v, want an already-has-output error", err)
+	}
+}
+
+// TestHelp: -help names the opsets the tool accepts.
+func TestHelp(t *testing.T) {
+	var buf bytes.Buffer
+	if err := run([]string{"onnxpool", "-help"}, &buf, &buf); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("run(-help) = %v, want flag.ErrHelp", err)
+	}
+	if want := fmt.Sprintf("opset %d to %d", onnxpool.MinOpset, onnxpool.MaxOpset); !strings.Contains(buf.String(), want) {
+		t.Errorf("help = %q, want it to contain %q", buf.String(), want)
 	}
 }
 
