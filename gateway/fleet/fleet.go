@@ -264,7 +264,9 @@ func (f *Fleet) start(ctx context.Context, e catalog.Entry) (*member, error) {
 // launch runs m's engine: its batch loop, which first calibrates the
 // backend.
 func (f *Fleet) launch(m *member) {
-	m.launched.Store(true)
+	if !m.launched.CompareAndSwap(false, true) {
+		return // once only: done is closed once
+	}
 	go func() {
 		defer close(m.done)
 		_ = m.p.Engine.Run(m.runCtx)
@@ -296,9 +298,10 @@ func (f *Fleet) retire(m *member) {
 // releases its backend and its metrics.
 func (f *Fleet) stop(m *member) {
 	m.stop()
-	if m.launched.Load() {
-		<-m.done
-	}
+	// A member never run (retired before the fleet ran, or a start that
+	// failed) runs now, its context done: Run answers what it queued.
+	f.launch(m)
+	<-m.done
 	if m.p.Close != nil {
 		m.p.Close()
 	}

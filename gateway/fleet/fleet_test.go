@@ -248,7 +248,9 @@ func TestApplyChanges(t *testing.T) {
 	}
 	// The retired engine refuses what reaches it late: 503, not a hang.
 	waitFor(t, func() bool {
-		_, err := dropped.Engine.Embed(ctx, &gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "late"}}})
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := dropped.Engine.Embed(lctx, &gateway.EmbedRequest{Inputs: []gateway.Input{{Text: "late"}}})
 		return gateway.KindOf(err) == gateway.Unhealthy
 	})
 }

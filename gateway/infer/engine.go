@@ -188,7 +188,7 @@ func (e *Engine) Serving() <-chan struct{} { return e.serving }
 // Run drives the batch loop until ctx is done, then waits for the batches in
 // flight. Inputs still queued then are answered Unhealthy, so no request hangs.
 func (e *Engine) Run(ctx context.Context) error {
-	if e.opts.Calibrate {
+	if e.opts.Calibrate && ctx.Err() == nil {
 		e.calibrate(ctx)
 	}
 	e.healthy.Store(true)
