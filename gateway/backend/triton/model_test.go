@@ -127,7 +127,10 @@ func TestClassify(t *testing.T) {
 	}{
 		{"QueueFull", bg, status.Error(codes.Unavailable, "[request id: b1] Exceeds maximum queue size"), gateway.Overloaded, time.Second, false},
 		{"Unavailable", bg, status.Error(codes.Unavailable, "Server not ready"), gateway.Unhealthy, 0, false},
-		{"QueueTimeout", bg, status.Error(codes.Unavailable, "[request id: b1] Request timeout expired"), gateway.Unhealthy, 0, false},
+		// Triton's exact answer (core's FinishRejectedCancelledRequests), and
+		// the same text should a version add the request id.
+		{"QueueTimeout", bg, status.Error(codes.Unavailable, "Request timeout expired"), gateway.Overloaded, time.Second, false},
+		{"QueueTimeoutWithID", bg, status.Error(codes.Unavailable, "[request id: b1] Request timeout expired"), gateway.Overloaded, time.Second, false},
 		{"NotFound", bg, status.Error(codes.NotFound, "Request for unknown model: 'm' has no available versions"), gateway.Unhealthy, 0, false},
 		{"DeadlineExceeded", bg, status.Error(codes.DeadlineExceeded, "context deadline exceeded"), gateway.Timeout, 0, false},
 		{"OurDeadline", expired, status.Error(codes.Unknown, "whatever"), gateway.Timeout, 0, false},

@@ -177,6 +177,8 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 	switch v.fault() {
 	case QueueFull:
 		return nil, fail(codes.Unavailable, "Exceeds maximum queue size")
+	case QueueTimeout:
+		return nil, status.Error(codes.Unavailable, "Request timeout expired")
 	case InvalidArgument:
 		return nil, fail(codes.InvalidArgument, "inference input '%s' data-type is 'FP16', but model '%s' expects 'INT64'", gateway.TensorInputIDs, name)
 	case InternalError:

@@ -10,8 +10,9 @@
 // It reports metadata and the normalized config the way Triton does for an
 // onnxruntime_onnx model, validates requests as Triton does (same gRPC codes
 // and messages, "[request id: …]" prefixes), and has fault modes switchable
-// at run time: not ready, queue full, slow, INVALID_ARGUMENT, INTERNAL,
-// INT32 inputs (like a TensorRT engine), and Stop/Restart on one address.
+// at run time: not ready, queue full, queue timeout, slow, INVALID_ARGUMENT,
+// INTERNAL, INT32 inputs (like a TensorRT engine), and Stop/Restart on one
+// address.
 //
 // Tests use Start or StartMulti; the benchmark harness uses New and Serve.
 // It imports gateway, tritonstubs and grpc.
@@ -64,6 +65,11 @@ const (
 	InvalidArgument
 	// InternalError: ModelInfer answers INTERNAL, like a backend runtime failure.
 	InternalError
+	// QueueTimeout: ModelInfer answers UNAVAILABLE "Request timeout
+	// expired", without a request id, exactly as Triton's dynamic batcher
+	// rejects a request that waited in its queue past its timeout
+	// (timeout_action REJECT; core r25.06, src/dynamic_batch_scheduler.cc).
+	QueueTimeout
 )
 
 func (f Fault) String() string {
@@ -78,12 +84,21 @@ func (f Fault) String() string {
 		return "InvalidArgument"
 	case InternalError:
 		return "InternalError"
+	case QueueTimeout:
+		return "QueueTimeout"
 	}
 	return fmt.Sprintf("Fault(%d)", int(f))
 }
 
 // Option configures New and Start (and NewMulti and StartMulti).
 type Option func(*config)
+
+// MinPingInterval is the least time between a client's keepalive pings
+// that the server accepts, Triton's default
+// (http2_min_recv_ping_interval_without_data_ms 300000); pings without a
+// call in flight are refused at any rate, as keepalive_permit_without_calls
+// false has it.
+const MinPingInterval = 5 * time.Minute
 
 // defaultMaxBatchSize is every model's max_batch_size unless set.
 const defaultMaxBatchSize = 32
@@ -288,9 +303,10 @@ func (s *Server) Serve(lis net.Listener) error {
 func (s *Server) newGRPC() *grpc.Server {
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(256<<20),
-		// Like Triton's own defaults, lenient enough for a client pinging
-		// every 30 s during long calls.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
+		// Triton's defaults (server r25.06, src/grpc/grpc_server.h,
+		// KeepAliveOptions): a client pinging more often is sent GOAWAY
+		// "too_many_pings".
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinPingInterval, PermitWithoutStream: false}),
 	)
 	tritonstubs.RegisterGRPCInferenceServiceServer(gs, &service{s: s})
 	if !s.cfg.noHealth {
