@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"time"
 	"unsafe"
 
 	"google.golang.org/grpc"
@@ -17,7 +18,9 @@ import (
 // Embed runs one padded batch as one ModelInfer call. It waits for one of
 // MaxInflight slots and for the batch's response bytes within
 // MaxInflightBytes (honouring ctx), bounds the call by min(ctx deadline,
-// Timeout), and retries once, on another connection, only a call that never
+// Timeout), sends what is left of that as Triton's timeout parameter (so
+// Triton drops the batch from its queue once the gateway has given up on
+// it), and retries once, on another connection, only a call that never
 // reached Triton. A malformed batch is an Internal error (the gateway built
 // it); Triton's answers map to kinds in errors.go. The output's Data comes
 // from the backend's pool: its Release hands it back.
@@ -87,10 +90,35 @@ func (b *Backend) fail(ctx context.Context, batchID string, err error) error {
 }
 
 // infer is the generated client's ModelInfer with our own response type and
-// codec (see inferCodec).
+// codec (see inferCodec). It sets req's timeout parameter to what is left of
+// ctx's deadline at the moment of the call.
 func (c *Client) infer(ctx context.Context, conn int, req *tritonstubs.ModelInferRequest, resp *inferResponse) error {
+	if d, ok := ctx.Deadline(); ok {
+		if req.Parameters == nil {
+			req.Parameters = map[string]*tritonstubs.InferParameter{}
+		}
+		req.Parameters[timeoutParameter] = &tritonstubs.InferParameter{
+			ParameterChoice: &tritonstubs.InferParameter_Int64Param{Int64Param: timeoutMicros(time.Until(d))}}
+	}
 	return c.conns[conn].Invoke(ctx, tritonstubs.GRPCInferenceService_ModelInfer_FullMethodName, req, resp,
 		grpc.StaticMethod(), grpc.WaitForReady(false), grpc.ForceCodecV2(c.codec))
+}
+
+// timeoutParameter is Triton's request parameter for the time a request may
+// wait in the model's queue, an int64_param in microseconds: Triton's gRPC
+// frontend refuses any other type (server r25.06, src/grpc/infer_handler.cc,
+// SetInferenceRequestMetadata). The scheduler uses it where the model's
+// queue policy has allow_timeout_override, and only to shorten a non-zero
+// default_timeout_microseconds (core r25.06, src/scheduler_utils.cc,
+// PolicyQueue::Enqueue); with timeout_action REJECT, a request still queued
+// at the end gets "Request timeout expired" (errors.go) instead of running
+// for a caller that has gone.
+const timeoutParameter = "timeout"
+
+// timeoutMicros is the timeout parameter for a call with remaining time
+// left: at least 1, since Triton reads 0 as no timeout of the request's own.
+func timeoutMicros(remaining time.Duration) int64 {
+	return max(1, remaining.Microseconds())
 }
 
 // outgoing adds the trace headers for the call in ctx.

@@ -256,6 +256,25 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// Triton reads a timeout of 0 as none: a call with less than a
+// microsecond left, or none, still sends 1.
+func TestTimeoutMicros(t *testing.T) {
+	for _, tt := range []struct {
+		left time.Duration
+		want int64
+	}{
+		{1500 * time.Microsecond, 1500},
+		{2*time.Second + 999*time.Nanosecond, 2_000_000},
+		{999 * time.Nanosecond, 1},
+		{0, 1},
+		{-time.Second, 1},
+	} {
+		if got := timeoutMicros(tt.left); got != tt.want {
+			t.Errorf("timeoutMicros(%v) = %d, want %d", tt.left, got, tt.want)
+		}
+	}
+}
+
 func TestResponseBytes(t *testing.T) {
 	b := &gateway.Batch{Rows: 32, Len: 512}
 	for _, tt := range []struct {

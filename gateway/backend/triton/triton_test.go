@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -244,6 +245,42 @@ func TestWire(t *testing.T) {
 						t.Fatalf("input %s value %d = %d, want %d", tensor.GetName(), j, got, want)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestTimeoutParameter: every call tells Triton how long it may queue the
+// batch, as an int64 of microseconds: what is left of the earlier of the
+// caller's deadline and Options.Timeout.
+func TestTimeoutParameter(t *testing.T) {
+	t.Parallel()
+	srv := tritontest.Start(t, openONNX(t))
+	opts := options(t, srv)
+	opts.Timeout = 20 * time.Second
+	b := openTriton(t, opts)
+	for _, tt := range []struct {
+		name     string
+		deadline time.Duration // the caller's; 0 = none
+		atMost   time.Duration
+	}{
+		{"OptionTimeout", 0, 20 * time.Second},
+		{"CallerDeadline", 10 * time.Second, 10 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+				defer cancel()
+			}
+			if _, err := b.Embed(ctx, batch(3)); err != nil {
+				t.Fatalf("Embed: %v", err)
+			}
+			// At most the caller's 10 s shows that the earlier bound won.
+			d, ok := srv.LastTimeout()
+			if !ok || d <= 0 || d > tt.atMost {
+				t.Errorf("timeout parameter = %v (present %v), want an int64 of microseconds in (0, %v]", d, ok, tt.atMost)
 			}
 		})
 	}

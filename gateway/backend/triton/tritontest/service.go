@@ -166,6 +166,9 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 	if v.fault() == NotReady {
 		return nil, status.Errorf(codes.NotFound, "Request for unknown model: '%s' has no available versions", name)
 	}
+	if err := checkParameters(req); err != nil {
+		return nil, err
+	}
 	batch, err := v.decode(e, req, fail)
 	if err != nil {
 		return nil, err
@@ -201,6 +204,24 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 		return nil, fail(codes.Internal, "%v", err)
 	}
 	return v.respond(req, outName, out), nil
+}
+
+// TimeoutParameter is the request parameter Triton reads as the request's
+// queue timeout, in microseconds.
+const TimeoutParameter = "timeout"
+
+// checkParameters refuses a timeout parameter of any type but int64, with
+// the message of Triton's gRPC frontend, which has no request id (server
+// r25.06, src/grpc/infer_handler.cc, SetInferenceRequestMetadata).
+func checkParameters(req *tritonstubs.ModelInferRequest) error {
+	p, ok := req.GetParameters()[TimeoutParameter]
+	if !ok {
+		return nil
+	}
+	if _, ok := p.GetParameterChoice().(*tritonstubs.InferParameter_Int64Param); !ok {
+		return status.Error(codes.InvalidArgument, "invalid value type for 'timeout' parameter, expected int64_param.")
+	}
+	return nil
 }
 
 // decode checks inputs as Triton does and returns them as a batch.

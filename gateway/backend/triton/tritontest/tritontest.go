@@ -407,6 +407,17 @@ func (s *Server) LastInfer() (*tritonstubs.ModelInferRequest, metadata.MD) {
 	return s.last, s.lastMD
 }
 
+// LastTimeout returns the timeout parameter of the last ModelInfer request
+// (see TimeoutParameter), and whether it had one of type int64.
+func (s *Server) LastTimeout() (time.Duration, bool) {
+	req, _ := s.LastInfer()
+	p, ok := req.GetParameters()[TimeoutParameter].GetParameterChoice().(*tritonstubs.InferParameter_Int64Param)
+	if !ok {
+		return 0, false
+	}
+	return time.Duration(p.Int64Param) * time.Microsecond, true
+}
+
 func (s *Server) record(ctx context.Context, req *tritonstubs.ModelInferRequest) {
 	s.infers.Add(1)
 	md, _ := metadata.FromIncomingContext(ctx)

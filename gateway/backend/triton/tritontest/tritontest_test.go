@@ -110,6 +110,12 @@ func TestModelInfer(t *testing.T) {
 			r.Outputs = []*tritonstubs.ModelInferRequest_InferRequestedOutputTensor{{Name: "logits"}}
 		}, codes.InvalidArgument, "unexpected inference output 'logits' for model 'embed'"},
 		{"NoID", func(r *tritonstubs.ModelInferRequest) { r.Id = ""; r.Inputs[0].Datatype = "FP32" }, codes.InvalidArgument, "[request id: <id_unknown>] "},
+		{"Timeout", func(r *tritonstubs.ModelInferRequest) {
+			r.Parameters = map[string]*tritonstubs.InferParameter{"timeout": {ParameterChoice: &tritonstubs.InferParameter_Int64Param{Int64Param: 1500}}}
+		}, codes.OK, ""},
+		{"TimeoutNotInt64", func(r *tritonstubs.ModelInferRequest) {
+			r.Parameters = map[string]*tritonstubs.InferParameter{"timeout": {ParameterChoice: &tritonstubs.InferParameter_Uint64Param{Uint64Param: 1500}}}
+		}, codes.InvalidArgument, "invalid value type for 'timeout' parameter, expected int64_param."},
 		{"ContentsOnly", func(r *tritonstubs.ModelInferRequest) {
 			for _, in := range r.Inputs {
 				in.Contents = &tritonstubs.InferTensorContents{Int64Contents: []int64{7, 1}}
@@ -127,6 +133,10 @@ func TestModelInfer(t *testing.T) {
 			}
 			if tt.code != codes.OK {
 				return
+			}
+			wantTimeout := req.GetParameters()["timeout"] != nil
+			if d, ok := srv.LastTimeout(); ok != wantTimeout || ok && d != 1500*time.Microsecond {
+				t.Errorf("LastTimeout() = %v, %v; want 1.5ms, %v", d, ok, wantTimeout)
 			}
 			if resp.GetId() != req.GetId() || len(resp.GetOutputs()) != 1 || len(resp.GetRawOutputContents()) != 1 {
 				t.Fatalf("ModelInfer() = %v, want id %q and one output", resp, req.GetId())
