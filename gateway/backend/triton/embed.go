@@ -61,7 +61,7 @@ func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Out
 	}
 	callCtx, cancelCall := context.WithTimeout(c.outgoing(ctx), c.opts.Timeout)
 	defer cancelCall()
-	resp := &inferResponse{pool: c.pool}
+	resp := &inferResponse{pool: c.pool, wire: b.plan.wire}
 	defer resp.release() // what decode did not take, also after an error
 	i := c.pick()
 	err = c.infer(callCtx, i, req, resp)
@@ -228,7 +228,8 @@ func (p *plan) responseBytes(batch *gateway.Batch) int64 {
 }
 
 // decode finds the requested output by name and checks its type, shape and
-// size against the batch. The output takes its values from resp, with a
+// size against the batch (its values are FP32 already, whatever the wire
+// datatype). The output takes its values from resp, with a
 // Release that returns them to the pool.
 func (p *plan) decode(batch *gateway.Batch, resp *inferResponse) (*gateway.Output, error) {
 	bad := func(format string, args ...any) error {
@@ -250,8 +251,9 @@ func (p *plan) decode(batch *gateway.Batch, resp *inferResponse) (*gateway.Outpu
 		return nil, bad("output %s has no raw_output_contents (%d entries)", p.output, len(resp.raw))
 	}
 	o := outputs[idx]
-	if o.GetDatatype() != "FP32" {
-		return nil, bad("output %s is %s, want FP32", p.output, o.GetDatatype())
+	if o.GetDatatype() != p.wire.String() {
+		// The codec read raw_output_contents as the metadata's datatype.
+		return nil, bad("output %s is %s, want %s as the model's metadata said", p.output, o.GetDatatype(), p.wire)
 	}
 	out := &gateway.Output{Kind: p.spec.Output, Rows: batch.Rows, Hidden: p.spec.Hidden}
 	want := []int64{int64(batch.Rows), int64(p.spec.Hidden)}
@@ -270,7 +272,8 @@ func (p *plan) decode(batch *gateway.Batch, resp *inferResponse) (*gateway.Outpu
 	}
 	n := out.Rows * out.Hidden * max(out.Len, 1)
 	if len(resp.raw[idx]) != n {
-		return nil, bad("output %s has %d bytes, want %d for shape %v", p.output, 4*len(resp.raw[idx]), 4*n, want)
+		size := p.wire.size()
+		return nil, bad("output %s has %d bytes, want %d for shape %v", p.output, size*len(resp.raw[idx]), size*n, want)
 	}
 	data := resp.take(idx)
 	out.Data = data[:n:n] // appending to Data must not write into the pooled capacity

@@ -23,6 +23,7 @@ type plan struct {
 	spec   gateway.ModelSpec
 	inputs []input
 	output string
+	wire   wireFloat // the output's datatype, decoded into FP32
 }
 
 // describe derives the plan from the model's metadata and normalized
@@ -136,9 +137,11 @@ func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *
 			model, strings.Join(names, ", "), gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState, gateway.TensorLogits)
 	}
 	p.output = out.GetName()
-	if out.GetDatatype() != "FP32" {
-		return fmt.Errorf("model %s output %s is %s; the gateway reads FP32 (cast the output in the export, data_type: TYPE_FP32)", model, out.GetName(), out.GetDatatype())
+	wire, err := parseWireFloat(out.GetDatatype())
+	if err != nil {
+		return fmt.Errorf("model %s output %s is %s; the gateway reads FP32, FP16 or BF16 (cast the output in the export, data_type: TYPE_FP32)", model, out.GetName(), out.GetDatatype())
 	}
+	p.wire = wire
 	rank := 3
 	if p.spec.Output != gateway.Hidden {
 		rank = 2 // [batch, hidden] or [batch, num_labels]

@@ -44,6 +44,7 @@ func TestDescribe(t *testing.T) {
 		want    gateway.ModelSpec
 		inputs  []input
 		output  string
+		wire    wireFloat
 		wantErr string
 	}{
 		{name: "Hidden", meta: bertMeta("INT64", hidden, three...), cfg: cfg,
@@ -82,7 +83,14 @@ func TestDescribe(t *testing.T) {
 			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorLastHiddenState},
 		{name: "NoUsableOutput", meta: bertMeta("INT64", tm("scores", "FP32", -1, 2), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "outputs [scores]"},
 		{name: "LogitsRank", meta: bertMeta("INT64", tm(gateway.TensorLogits, "FP32", -1, 7, 1), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "want rank 2"},
-		{name: "FP16Output", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP16", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "is FP16"},
+		// TensorRT engines and half-precision exports: decoded into FP32.
+		{name: "FP16Output", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP16", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg,
+			want:   gateway.ModelSpec{Name: "m", Output: gateway.Pooled, Hidden: 384, MaxBatch: 64},
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorSentenceEmbedding, wire: wireFP16},
+		{name: "BF16Output", meta: bertMeta("INT64", tm(gateway.TensorLastHiddenState, "BF16", -1, -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg,
+			want:   gateway.ModelSpec{Name: "m", Output: gateway.Hidden, Hidden: 384, MaxBatch: 64},
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorLastHiddenState, wire: wireBF16},
+		{name: "FP64Output", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP64", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "is FP64; the gateway reads FP32, FP16 or BF16"},
 		{name: "HiddenUnknown", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP32", -1, -1), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "hidden size unknown"},
 		{name: "OutputRank", meta: bertMeta("INT64", tm(gateway.TensorLastHiddenState, "FP32", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "want rank 3"},
 		{name: "FixedBatchWithoutBatching", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(gateway.TensorInputIDs, "INT64", 1, -1), tm(gateway.TensorAttentionMask, "INT64", 1, -1)},
@@ -106,8 +114,8 @@ func TestDescribe(t *testing.T) {
 			if p.spec != tt.want {
 				t.Errorf("describe() spec = %+v, want %+v", p.spec, tt.want)
 			}
-			if fmt.Sprint(p.inputs) != fmt.Sprint(tt.inputs) || p.output != tt.output {
-				t.Errorf("describe() inputs, output = %v, %s, want %v, %s", p.inputs, p.output, tt.inputs, tt.output)
+			if fmt.Sprint(p.inputs) != fmt.Sprint(tt.inputs) || p.output != tt.output || p.wire != tt.wire {
+				t.Errorf("describe() inputs, output = %v, %s %s, want %v, %s %s", p.inputs, p.output, p.wire, tt.inputs, tt.output, tt.wire)
 			}
 		})
 	}

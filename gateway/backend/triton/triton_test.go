@@ -65,18 +65,27 @@ func TestConformance(t *testing.T) {
 }
 
 // TestSameAsONNX checks that going through Triton changes no bit of the
-// model's output, for each wire dtype and output kind.
+// model's output, for each wire dtype and output kind; FP16 and BF16
+// outputs change each value to it rounded to the format, no more.
 func TestSameAsONNX(t *testing.T) {
 	t.Parallel()
+	fp16 := func(v float64) float64 { return roundTo(v, 11, -14) }
+	bf16 := func(v float64) float64 { return roundTo(v, 8, -126) }
 	for _, tt := range []struct {
 		name   string
 		model  []testmodel.Option
 		server []tritontest.Option
+		round  func(float64) float64 // the output's rounding; nil = FP32
 	}{
-		{"HiddenInt64", nil, nil},
-		{"HiddenInt32", nil, []tritontest.Option{tritontest.WithInt32Inputs()}},
-		{"Pooled", []testmodel.Option{testmodel.WithPooled()}, nil},
-		{"Logits", []testmodel.Option{testmodel.WithNumLabels(2)}, nil},
+		{"HiddenInt64", nil, nil, nil},
+		{"HiddenInt32", nil, []tritontest.Option{tritontest.WithInt32Inputs()}, nil},
+		{"Pooled", []testmodel.Option{testmodel.WithPooled()}, nil, nil},
+		{"Logits", []testmodel.Option{testmodel.WithNumLabels(2)}, nil, nil},
+		{"HiddenFP16", nil, []tritontest.Option{tritontest.WithOutputDType("FP16")}, fp16},
+		{"PooledFP16", []testmodel.Option{testmodel.WithPooled()}, []tritontest.Option{tritontest.WithOutputDType("FP16")}, fp16},
+		{"HiddenBF16", nil, []tritontest.Option{tritontest.WithOutputDType("BF16")}, bf16},
+		{"LogitsBF16Int32", []testmodel.Option{testmodel.WithNumLabels(2)},
+			[]tritontest.Option{tritontest.WithOutputDType("BF16"), tritontest.WithInt32Inputs()}, bf16},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			direct := openONNX(t, tt.model...)
@@ -97,12 +106,30 @@ func TestSameAsONNX(t *testing.T) {
 					len(got.Data), want.Kind, want.Rows, want.Len, want.Hidden, len(want.Data))
 			}
 			for i := range want.Data {
-				if d := math.Abs(float64(got.Data[i] - want.Data[i])); d > 1e-6 {
+				if tt.round != nil {
+					if w := tt.round(float64(want.Data[i])); float64(got.Data[i]) != w {
+						t.Fatalf("Data[%d] = %v, want %v (onnx directly: %v, rounded)", i, got.Data[i], w, want.Data[i])
+					}
+				} else if d := math.Abs(float64(got.Data[i] - want.Data[i])); d > 1e-6 {
 					t.Fatalf("Data[%d] = %v, want %v (onnx directly)", i, got.Data[i], want.Data[i])
 				}
 			}
 		})
 	}
+}
+
+// roundTo rounds v to nearest, ties to even, in a binary format of p
+// significant bits whose normal numbers start at 2^minExp (below that the
+// spacing stays 2^(minExp-p+1)): FP16 is (11, -14), BF16 (8, -126). It is
+// computed in float64 from the formats' definitions, apart from the
+// stand-in's conversion and the backend's.
+func roundTo(v float64, p, minExp int) float64 {
+	if v == 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return v
+	}
+	_, e := math.Frexp(v) // |v| in [2^(e-1), 2^e)
+	ulp := math.Ldexp(1, max(e-1, minExp)-p+1)
+	return math.RoundToEven(v/ulp) * ulp
 }
 
 // TestRelease checks that an output's buffer is reused once freed, and
@@ -320,6 +347,8 @@ func TestConfigWarnings(t *testing.T) {
 		{"Good", nil, nil, nil},
 		// logits, a cross-encoder's only output, is one the gateway reads.
 		{"GoodReranker", []testmodel.Option{testmodel.WithNumLabels(1)}, nil, nil},
+		// A half-precision output is one the gateway reads.
+		{"GoodFP16", nil, []tritontest.Option{tritontest.WithOutputDType("FP16")}, nil},
 		{"NoTritonBatching", nil, []tritontest.Option{tritontest.WithName("bge"), tritontest.WithMaxBatchSize(0)}, []string{
 			"max_batch_size is 0",
 			`input \"input_ids\" dims [-1 -1]`,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -90,7 +89,7 @@ func (v *service) ModelMetadata(_ context.Context, req *tritonstubs.ModelMetadat
 		resp.Inputs = append(resp.Inputs, &tritonstubs.ModelMetadataResponse_TensorMetadata{Name: name, Datatype: dt, Shape: fullShape(-1)})
 	}
 	out, dims := e.output()
-	resp.Outputs = []*tritonstubs.ModelMetadataResponse_TensorMetadata{{Name: out, Datatype: "FP32", Shape: fullShape(dims...)}}
+	resp.Outputs = []*tritonstubs.ModelMetadataResponse_TensorMetadata{{Name: out, Datatype: v.s.out.wire, Shape: fullShape(dims...)}}
 	return resp, nil
 }
 
@@ -123,7 +122,7 @@ func (v *service) ModelConfig(_ context.Context, req *tritonstubs.ModelConfigReq
 		cfg.Input = append(cfg.Input, &tritonstubs.ModelInput{Name: name, DataType: dt, Dims: shape(-1)})
 	}
 	out, dims := e.output()
-	cfg.Output = []*tritonstubs.ModelOutput{{Name: out, DataType: tritonstubs.DataType_TYPE_FP32, Dims: shape(dims...)}}
+	cfg.Output = []*tritonstubs.ModelOutput{{Name: out, DataType: v.s.out.cfg, Dims: shape(dims...)}}
 	if mbs > 0 {
 		// The normalized config: preferred_batch_size defaults to [max_batch_size].
 		cfg.SchedulingChoice = &tritonstubs.ModelConfig_DynamicBatching{DynamicBatching: &tritonstubs.ModelDynamicBatching{
@@ -362,13 +361,9 @@ func (v *service) respond(req *tritonstubs.ModelInferRequest, name string, out *
 	if out.Kind == gateway.Hidden {
 		shape = []int64{int64(out.Rows), int64(out.Len), int64(out.Hidden)}
 	}
-	b := make([]byte, 4*len(out.Data))
-	for i, f := range out.Data {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
-	}
 	return &tritonstubs.ModelInferResponse{ModelName: req.GetModelName(), ModelVersion: "1", Id: req.GetId(),
-		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: name, Datatype: "FP32", Shape: shape}},
-		RawOutputContents: [][]byte{b}}
+		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: name, Datatype: v.s.out.wire, Shape: shape}},
+		RawOutputContents: [][]byte{v.s.out.encode(out.Data)}}
 }
 
 func rawInts(b []byte, size int) []int64 {

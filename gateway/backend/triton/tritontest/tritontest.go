@@ -114,6 +114,7 @@ type config struct {
 	models      []modelConfig // WithModel's
 	int32Inputs bool
 	noHealth    bool
+	outputDType string // WithOutputDType's
 }
 
 // WithName sets the name of New's model (default "embed").
@@ -134,6 +135,12 @@ func WithParameters(p map[string]string) Option {
 // WithInt32Inputs starts in INT32 mode (see Server.SetInt32Inputs).
 func WithInt32Inputs() Option { return func(c *config) { c.int32Inputs = true } }
 
+// WithOutputDType makes every model's output datatype dtype: "FP32" (the
+// default), "FP16" or "BF16", as a TensorRT engine or half-precision
+// export has it. Metadata and config say so, and ModelInfer rounds the
+// model's FP32 values to it (to nearest, ties to even) on the wire.
+func WithOutputDType(dtype string) Option { return func(c *config) { c.outputDType = dtype } }
+
 // WithoutHealthService leaves grpc.health.v1 unregistered, so clients must
 // fall back to ServerReady.
 func WithoutHealthService() Option { return func(c *config) { c.noHealth = true } }
@@ -141,6 +148,7 @@ func WithoutHealthService() Option { return func(c *config) { c.noHealth = true 
 // Server is one stand-in Triton. Its methods are safe for concurrent use.
 type Server struct {
 	cfg    config
+	out    outputDType       // every output's datatype
 	first  string            // the model Name reports
 	models map[string]*entry // the repository, by name; fixed at New
 	health *health.Server
@@ -196,7 +204,11 @@ func newServer(cfg config, models []modelConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, first: models[0].name, models: repo, health: health.NewServer(),
+	out, err := parseOutputDType(cfg.outputDType)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, out: out, first: models[0].name, models: repo, health: health.NewServer(),
 		restart: make(chan net.Listener), done: make(chan struct{})}
 	s.int32s.Store(cfg.int32Inputs)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

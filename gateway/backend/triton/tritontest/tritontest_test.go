@@ -1,6 +1,7 @@
 package tritontest_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"net"
@@ -297,5 +298,41 @@ func TestServe(t *testing.T) {
 func TestNewErrors(t *testing.T) {
 	if _, err := tritontest.New(fakeModel{}, tritontest.WithMaxBatchSize(-1)); err == nil {
 		t.Error("New(max batch -1) = nil error, want one")
+	}
+	if _, err := tritontest.New(fakeModel{}, tritontest.WithOutputDType("FP64")); err == nil {
+		t.Error("New(output FP64) = nil error, want one")
+	}
+}
+
+// TestOutputDType: a half-precision output is declared in metadata and
+// config and sent as 2-byte little-endian values, rounded to nearest.
+func TestOutputDType(t *testing.T) {
+	for _, tt := range []struct {
+		dtype string
+		cfg   tritonstubs.DataType
+		raw   []byte // fakeModel's [7 7 1 1] for ids and mask [7 1]
+	}{
+		{"FP16", tritonstubs.DataType_TYPE_FP16, []byte{0x00, 0x47, 0x00, 0x47, 0x00, 0x3c, 0x00, 0x3c}},
+		{"BF16", tritonstubs.DataType_TYPE_BF16, []byte{0xe0, 0x40, 0xe0, 0x40, 0x80, 0x3f, 0x80, 0x3f}},
+	} {
+		t.Run(tt.dtype, func(t *testing.T) {
+			srv := tritontest.Start(t, fakeModel{}, tritontest.WithOutputDType(tt.dtype))
+			c := tritonstubs.NewGRPCInferenceServiceClient(dial(t, srv.Addr()))
+			meta, err := c.ModelMetadata(context.Background(), &tritonstubs.ModelMetadataRequest{Name: "embed"})
+			if err != nil || meta.GetOutputs()[0].GetDatatype() != tt.dtype {
+				t.Errorf("ModelMetadata() = %v, %v; want output %s", meta, err, tt.dtype)
+			}
+			resp, err := c.ModelConfig(context.Background(), &tritonstubs.ModelConfigRequest{Name: "embed"})
+			if err != nil || resp.GetConfig().GetOutput()[0].GetDataType() != tt.cfg {
+				t.Errorf("ModelConfig() = %v, %v; want output %v", resp, err, tt.cfg)
+			}
+			out, err := c.ModelInfer(context.Background(), goodRequest())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := out.GetOutputs()[0]; o.GetDatatype() != tt.dtype || !bytes.Equal(out.GetRawOutputContents()[0], tt.raw) {
+				t.Errorf("ModelInfer() = %s % x, want %s % x", o.GetDatatype(), out.GetRawOutputContents()[0], tt.dtype, tt.raw)
+			}
+		})
 	}
 }
