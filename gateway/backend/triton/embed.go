@@ -147,7 +147,8 @@ func (p *plan) validate(b *gateway.Batch) error {
 }
 
 // request builds the ModelInferRequest for batch: one [Rows, Len] tensor per
-// model input, data in raw_input_contents (never contents), only the output
+// model input (position_ids, which no Batch carries, from
+// gateway.PositionIDs), data in raw_input_contents (never contents), only the output
 // the gateway reads requested, id = batch id (Triton prefixes its errors
 // with it).
 func (p *plan) request(model, version string, batch *gateway.Batch) (*tritonstubs.ModelInferRequest, error) {
@@ -177,6 +178,8 @@ func (p *plan) request(model, version string, batch *gateway.Batch) (*tritonstub
 			data = batch.AttentionMask
 		case gateway.TensorTokenTypeIDs:
 			data = batch.TokenTypeIDs
+		case gateway.TensorPositionIDs:
+			data = gateway.PositionIDs(batch.Rows, batch.Len)
 		}
 		raw, err := encodeInts(data, n, in.int32)
 		if err != nil {

@@ -47,12 +47,17 @@ func (v *service) ServerMetadata(context.Context, *tritonstubs.ServerMetadataReq
 		Extensions: []string{"classification", "sequence", "model_repository", "schedule_policy", "model_configuration", "statistics"}}, nil
 }
 
-// inputNames are the model's inputs in the order Triton lists them.
+// inputNames are the model's inputs in the order Triton lists them:
+// position_ids last, as optimum exports a decoder's.
 func (e *entry) inputNames() []string {
+	names := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask}
 	if e.spec.HasTokenTypeIDs {
-		return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
+		names = append(names, gateway.TensorTokenTypeIDs)
 	}
-	return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask}
+	if e.spec.HasPositionIDs {
+		names = append(names, gateway.TensorPositionIDs)
+	}
+	return names
 }
 
 // output is the model's one output as an export names it: a cross-encoder
@@ -246,6 +251,10 @@ func (v *service) decode(e *entry, req *tritonstubs.ModelInferRequest, fail func
 			batch.AttentionMask = vals
 		case gateway.TensorTokenTypeIDs:
 			batch.TokenTypeIDs = vals
+		case gateway.TensorPositionIDs:
+			if err := checkPositions(vals, batch, fail); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if r.next != len(r.raw) {
@@ -255,6 +264,20 @@ func (v *service) decode(e *entry, req *tritonstubs.ModelInferRequest, fail func
 		return nil, fail(codes.InvalidArgument, "empty input shape [%d,%d] for model '%s'", batch.Rows, batch.Len, r.model)
 	}
 	return batch, nil
+}
+
+// checkPositions wants position_ids 0..Len-1 on every row. Triton would
+// pass any values to the model; the stand-in's Model fills the positions
+// itself (a gateway.Batch has none), so it refuses what the model would
+// not see, rather than answer as if it had used them.
+func checkPositions(vals []int64, batch *gateway.Batch, fail func(codes.Code, string, ...any) error) error {
+	for i, v := range vals {
+		if v != int64(i%batch.Len) {
+			return fail(codes.InvalidArgument, "tritontest: input '%s' is %d at row %d, position %d; the stand-in's model takes 0..%d on every row",
+				gateway.TensorPositionIDs, v, i/batch.Len, i%batch.Len, batch.Len-1)
+		}
+	}
+	return nil
 }
 
 // inputReader reads the input tensors of one ModelInfer request, with

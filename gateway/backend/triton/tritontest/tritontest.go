@@ -8,11 +8,13 @@
 // with its own hidden size, max_batch_size and config parameters, loaded
 // and unloaded at run time as with Triton's explicit model control.
 // It reports metadata and the normalized config the way Triton does for an
-// onnxruntime_onnx model, validates requests as Triton does (same gRPC codes
-// and messages, "[request id: …]" prefixes), and has fault modes switchable
-// at run time: not ready, queue full, queue timeout, slow, INVALID_ARGUMENT,
-// INTERNAL, INT32 inputs (like a TensorRT engine), and Stop/Restart on one
-// address.
+// onnxruntime_onnx model (position_ids among the inputs of a model whose
+// spec has HasPositionIDs; FP16 or BF16 outputs with WithOutputDType),
+// validates requests as Triton does (same gRPC codes and messages,
+// "[request id: …]" prefixes, the timeout parameter's type), and has fault
+// modes switchable at run time: not ready, queue full, queue timeout, slow,
+// INVALID_ARGUMENT, INTERNAL, INT32 inputs (like a TensorRT engine), and
+// Stop/Restart on one address.
 //
 // Tests use Start or StartMulti; the benchmark harness uses New and Serve.
 // It imports gateway, tritonstubs and grpc.

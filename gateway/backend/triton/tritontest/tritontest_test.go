@@ -336,3 +336,59 @@ func TestOutputDType(t *testing.T) {
 		})
 	}
 }
+
+// decoder is fakeModel taking position_ids, as a Qwen3 export does.
+type decoder struct{ fakeModel }
+
+func (decoder) Spec() gateway.ModelSpec {
+	return gateway.ModelSpec{HasPositionIDs: true, Output: gateway.Hidden, Hidden: 2}
+}
+
+// TestPositionIDs: a model whose spec takes position_ids declares the
+// input, requires it as Triton requires every declared input, and accepts
+// only 0..L-1 on every row, the positions its Model uses.
+func TestPositionIDs(t *testing.T) {
+	srv := tritontest.Start(t, decoder{})
+	c := tritonstubs.NewGRPCInferenceServiceClient(dial(t, srv.Addr()))
+	meta, err := c.ModelMetadata(context.Background(), &tritonstubs.ModelMetadataRequest{Name: "embed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, in := range meta.GetInputs() {
+		names = append(names, in.GetName())
+	}
+	if got := strings.Join(names, ","); got != "input_ids,attention_mask,position_ids" {
+		t.Errorf("metadata inputs = %s, want input_ids,attention_mask,position_ids", got)
+	}
+	request := func(pos ...int64) *tritonstubs.ModelInferRequest {
+		req := &tritonstubs.ModelInferRequest{ModelName: "embed", Id: "r1"}
+		for _, name := range []string{"input_ids", "attention_mask", "position_ids"}[:2+min(len(pos), 1)] {
+			req.Inputs = append(req.Inputs, &tritonstubs.ModelInferRequest_InferInputTensor{Name: name, Datatype: "INT64", Shape: []int64{2, 2}})
+			vals := []int64{7, 1, 8, 1}
+			if name == "position_ids" {
+				vals = pos
+			}
+			req.RawInputContents = append(req.RawInputContents, ints(8, vals...))
+		}
+		return req
+	}
+	for _, tt := range []struct {
+		name    string
+		req     *tritonstubs.ModelInferRequest
+		code    codes.Code
+		message string
+	}{
+		{"Given", request(0, 1, 0, 1), codes.OK, ""},
+		{"Missing", request(), codes.InvalidArgument, "expected 3 inputs but got 2 inputs for model 'embed'. Got input(s) [input_ids,attention_mask], but missing required input(s) [position_ids]"},
+		{"Zeros", request(0, 0, 0, 0), codes.InvalidArgument, "[request id: r1] tritontest: input 'position_ids' is 0 at row 0, position 1"},
+		{"Continued", request(0, 1, 2, 3), codes.InvalidArgument, "is 2 at row 1, position 0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.ModelInfer(context.Background(), tt.req)
+			if st := status.Convert(err); st.Code() != tt.code || !strings.Contains(st.Message(), tt.message) {
+				t.Errorf("ModelInfer() = %v %q, want %v containing %q", st.Code(), st.Message(), tt.code, tt.message)
+			}
+		})
+	}
+}
