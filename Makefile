@@ -18,13 +18,16 @@ build:
 run: build
 	bin/embedgate --model-id $(MODEL_ID)
 
-# The generated test models (package testmodel): an embedding model and a
-# one-label cross-encoder. `make run MODEL_ID=.cache/models/tiny-reranker`
-# serves the second as a reranker.
+# The generated test models (package testmodel): an embedding model, a
+# one-label cross-encoder and a Qwen3 decoder embedding model (20 MB, with
+# the tokenizer tests' copy of the Qwen3 tokenizer).
+# `make run MODEL_ID=.cache/models/tiny-reranker` serves the second as a
+# reranker, `make run MODEL_ID=.cache/models/tiny-qwen3` the third.
 MODELS_DIR ?= .cache/models
 testmodel:
 	$(GO) run ./gateway/cmd/testmodel -out $(MODELS_DIR)/tiny-bert
 	$(GO) run ./gateway/cmd/testmodel -out $(MODELS_DIR)/tiny-reranker -num-labels 1
+	$(GO) run ./gateway/cmd/testmodel -out $(MODELS_DIR)/tiny-qwen3 -arch qwen3 -tokenizer gateway/tokenizer/testdata/qwen3emb.json
 
 # make test runs every test once, in one of two tiers. The race detector
 # (about 10 times slower) runs on everything but the tokenizer tests below:

@@ -127,6 +127,9 @@ type ModelSpec struct {
 	// "" for onnx): the cache keys on it, so a new version never gets
 	// the vectors of the old one.
 	Version string
+	// HasPositionIDs: the model takes position_ids (TensorPositionIDs),
+	// which the backend fills itself (PositionIDs); a Batch has none.
+	HasPositionIDs bool
 }
 
 // Batch is one padded [Rows, Len] call to a backend. Slices are row-major,

@@ -8,6 +8,10 @@ const (
 	TensorInputIDs      = "input_ids"      // Batch.InputIDs
 	TensorAttentionMask = "attention_mask" // Batch.AttentionMask
 	TensorTokenTypeIDs  = "token_type_ids" // Batch.TokenTypeIDs
+	// TensorPositionIDs is a decoder's third input (optimum's export of
+	// Qwen3 and other decoders has it): backends fill it with PositionIDs
+	// whenever the model declares it (ModelSpec.HasPositionIDs).
+	TensorPositionIDs = "position_ids"
 	// TensorLastHiddenState is the Hidden output, [B, L, H].
 	TensorLastHiddenState = "last_hidden_state"
 	// TensorSentenceEmbedding is the Pooled output, [B, H].
@@ -15,3 +19,17 @@ const (
 	// TensorLogits is a cross-encoder's output, [B, num_labels].
 	TensorLogits = "logits"
 )
+
+// PositionIDs is the position_ids input of a [rows, length] batch, row
+// major: each row 0, 1, ..., length-1. That is what Hugging Face's
+// decoders compute when the input is not given (arange over the sequence),
+// and, for the real tokens of a right-padded row, what optimum's
+// attention_mask cumsum gives too; padding positions differ there, but a
+// causal model's real tokens never attend to the padding after them.
+func PositionIDs(rows, length int) []int64 {
+	ids := make([]int64, rows*length)
+	for i := range ids {
+		ids[i] = int64(i % length)
+	}
+	return ids
+}

@@ -1,7 +1,7 @@
 // Package modelrepo reads Triton model configurations (config.pbtxt, text
 // format) into tritonstubs.ModelConfig and checks one against what the
 // gateway sends and reads: token inputs of [B, L] INT64/INT32, one FP32
-// output (embeddings, or a cross-encoder's logits), batching, a bounded queue, warmup and TensorRT profiles.
+// (or FP16, BF16) output (embeddings, or a cross-encoder's logits), batching, a bounded queue, warmup and TensorRT profiles.
 // Tests run it over model_repository/; the Triton backend runs it at Open
 // on the config Triton reports and logs each problem. It imports gateway
 // (the tensor names), tritonstubs and the protobuf module.
@@ -105,8 +105,11 @@ func checkOutput(out *tritonstubs.ModelOutput, outputs []string, bad func(string
 	if !slices.Contains(outputs, name) {
 		bad("output %q is not one the gateway reads (%s)", name, strings.Join(outputs, ", "))
 	}
-	if out.GetDataType() != tritonstubs.DataType_TYPE_FP32 {
-		bad("output %q is %s, want TYPE_FP32", name, out.GetDataType())
+	switch out.GetDataType() {
+	case tritonstubs.DataType_TYPE_FP32, tritonstubs.DataType_TYPE_FP16, tritonstubs.DataType_TYPE_BF16:
+		// The Triton backend widens FP16 and BF16 into FP32 exactly.
+	default:
+		bad("output %q is %s, want TYPE_FP32, TYPE_FP16 or TYPE_BF16", name, out.GetDataType())
 	}
 	want := map[string]int{gateway.TensorLastHiddenState: 2, gateway.TensorSentenceEmbedding: 1, gateway.TensorLogits: 1}[name]
 	if want != 0 && len(dims) != want {

@@ -160,8 +160,10 @@ func TestCheck(t *testing.T) {
 			wantErr: `input "input_ids" is TYPE_FP32`},
 		{name: "batch in dims", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Input[0].Dims = []int64{-1, -1} },
 			wantErr: `input "input_ids" dims [-1 -1]`},
-		{name: "fp16 output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].DataType = tritonstubs.DataType_TYPE_FP16 },
-			wantErr: "is TYPE_FP16, want TYPE_FP32"},
+		{name: "fp16 output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].DataType = tritonstubs.DataType_TYPE_FP16 }},
+		{name: "bf16 output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].DataType = tritonstubs.DataType_TYPE_BF16 }},
+		{name: "fp64 output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].DataType = tritonstubs.DataType_TYPE_FP64 },
+			wantErr: "is TYPE_FP64, want TYPE_FP32, TYPE_FP16 or TYPE_BF16"},
 		{name: "unknown output", text: base, edit: func(c *tritonstubs.ModelConfig) { c.Output[0].Name = "pooler_output" },
 			wantErr: `output "pooler_output" is not one the gateway reads`},
 		{name: "logits of an embedding model", text: base, edit: func(c *tritonstubs.ModelConfig) {

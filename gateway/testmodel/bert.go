@@ -88,9 +88,10 @@ func (b *builder) linear(x, prefix string, in, out int64) string {
 	return b.op("Add", []string{b.op("MatMul", []string{x, w}), bias})
 }
 
-// build returns the encoded ONNX model for cfg. The steps run in the order
-// that draws the weights and numbers the nodes, which fixes the bytes.
-func build(cfg Config) ([]byte, error) {
+// buildBERT returns the encoded ONNX BERT model for cfg. The steps run in
+// the order that draws the weights and numbers the nodes, which fixes the
+// bytes.
+func buildBERT(cfg Config) ([]byte, error) {
 	a := cfg.arch()
 	if a.Hidden%a.Heads != 0 {
 		return nil, fmt.Errorf("testmodel: hidden %d not divisible by %d heads", a.Hidden, a.Heads)

@@ -7,6 +7,9 @@ import "strconv"
 // sentence-transformers files (no pooling: its head scores the pair).
 // Structs (not maps) keep the key order fixed.
 func jsonFiles(cfg Config) map[string]any {
+	if cfg.ModelType == Qwen3 {
+		return qwen3Files(cfg)
+	}
 	a := cfg.arch()
 	if cfg.NumLabels > 0 {
 		return map[string]any{

@@ -103,18 +103,20 @@ func open(path string, threads, maxAttn int, logger *slog.Logger) (*Backend, err
 	var inputs []string
 	for _, in := range ins {
 		switch in.Name {
-		case gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs:
+		case gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, gateway.TensorPositionIDs:
 		default:
-			return nil, fmt.Errorf("onnx: model %s has unsupported input %q", path, in.Name)
+			return nil, fmt.Errorf("onnx: model %s has unsupported input %q: the gateway fills %s, %s, %s and %s", path, in.Name,
+				gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, gateway.TensorPositionIDs)
 		}
 		if in.DataType != ort.TensorElementDataTypeInt64 {
 			return nil, fmt.Errorf("onnx: model %s input %s is %v, want int64", path, in.Name, in.DataType)
 		}
 		spec.HasTokenTypeIDs = spec.HasTokenTypeIDs || in.Name == gateway.TensorTokenTypeIDs
+		spec.HasPositionIDs = spec.HasPositionIDs || in.Name == gateway.TensorPositionIDs
 		inputs = append(inputs, in.Name)
 	}
 	if !slices.Contains(inputs, gateway.TensorInputIDs) || !slices.Contains(inputs, gateway.TensorAttentionMask) {
-		return nil, fmt.Errorf("onnx: model %s has inputs %v, want input_ids, attention_mask and optionally token_type_ids", path, inputs)
+		return nil, fmt.Errorf("onnx: model %s has inputs %v, want input_ids, attention_mask and optionally token_type_ids and position_ids", path, inputs)
 	}
 	out, kind := pickOutput(outs)
 	if out == nil {
@@ -290,6 +292,8 @@ func (b *Backend) embed(ctx context.Context, batch *gateway.Batch) (*gateway.Out
 			if data == nil {
 				data = make([]int64, batch.Rows*batch.Len)
 			}
+		case gateway.TensorPositionIDs:
+			data = gateway.PositionIDs(batch.Rows, batch.Len)
 		}
 		// NewTensor wraps data without copying; it stays untouched until Destroy.
 		t, err := ort.NewTensor(shape, data)

@@ -117,8 +117,7 @@ func (c *Client) dial() error {
 	dopts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
-		// Gentle: Triton drops clients that ping more often than it allows.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.WithKeepaliveParams(keepaliveParams()),
 		// Reconnect within a few seconds of a Triton restart (grpc-go's
 		// default backoff grows to 2 minutes).
 		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 5 * time.Second,
@@ -136,6 +135,24 @@ func (c *Client) dial() error {
 		c.health = append(c.health, healthpb.NewHealthClient(cc))
 	}
 	return nil
+}
+
+// minPingInterval is the least time Triton's gRPC server accepts between
+// two pings on a connection that sends no data: its default
+// http2_min_recv_ping_interval_without_data_ms is 300000, with
+// http2_max_ping_strikes 2 (server r25.06, src/grpc/grpc_server.h,
+// KeepAliveOptions). A third ping sooner gets GOAWAY "too_many_pings",
+// which fails every call on the connection.
+const minPingInterval = 5 * time.Minute
+
+// keepaliveParams are the client's keepalive: a ping only after
+// minPingInterval without activity, and only while calls are in flight
+// (Triton's keepalive_permit_without_calls is false, so an idle
+// connection's pings are strikes, allowed once in two hours). Calls last
+// Timeout, seconds, so a dead connection is found by the call's deadline
+// rather than by a ping; the ping still guards long calls.
+func keepaliveParams() keepalive.ClientParameters {
+	return keepalive.ClientParameters{Time: minPingInterval, Timeout: 20 * time.Second, PermitWithoutStream: false}
 }
 
 // ready checks the server (grpc.health.v1, or ServerReady where that is

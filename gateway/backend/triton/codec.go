@@ -1,10 +1,8 @@
 package triton
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"unsafe"
 
 	"google.golang.org/grpc/encoding"
@@ -22,9 +20,9 @@ const (
 	fieldRawOutputContents protowire.Number = 6 // the highest
 )
 
-// errNotFP32 is returned for a raw_output_contents entry whose length is
-// not a whole number of FP32 values.
-var errNotFP32 = errors.New("raw_output_contents entry is not a whole number of FP32 values")
+// errNotWhole is returned for a raw_output_contents entry whose length is
+// not a whole number of values of the output's datatype.
+var errNotWhole = errors.New("raw_output_contents entry is not a whole number of values")
 
 // errTooManyOutputs is returned for a response with more
 // raw_output_contents entries than maxRawOutputs.
@@ -72,9 +70,12 @@ func (c *inferCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // inferResponse is a ModelInferResponse as inferCodec decodes it: every
 // field but raw_output_contents in msg, and raw_output_contents as FP32
-// values in buffers taken from pool. Whoever holds it calls release.
+// values in buffers taken from pool, converted from wire, the datatype the
+// model's metadata gives its output (decode checks that the response says
+// the same). Whoever holds it calls release.
 type inferResponse struct {
 	pool *floatPool
+	wire wireFloat
 	msg  tritonstubs.ModelInferResponse // RawOutputContents stays empty
 	raw  [][]float32                    // raw_output_contents, in order; nil once taken
 	err  error                          // why the codec refused the response, if it did
@@ -104,8 +105,9 @@ func (r *inferResponse) release() {
 // unmarshal walks the protobuf wire format of a ModelInferResponse over
 // data, whose buffers may split anything at any byte. The small fields
 // (1 to 5) are gathered and handed to proto.Unmarshal; raw_output_contents
-// entries are decoded as little-endian FP32 into pooled buffers (native:
-// the host is little-endian, so the bytes are copied as they are). Fields
+// entries are decoded as little-endian r.wire values into pooled FP32
+// buffers (native: the host is little-endian, so FP32 bytes are copied as
+// they are). Fields
 // of other numbers or wire types are skipped, as proto.Unmarshal would
 // keep them only as unknown fields. On error r is released.
 func (r *inferResponse) unmarshal(data mem.BufferSlice, native bool) error {
@@ -166,32 +168,24 @@ func (r *inferResponse) walk(data mem.BufferSlice, native bool) error {
 	return nil
 }
 
-// readFloats reads n bytes of little-endian FP32 values into a buffer from
-// the pool. On a little-endian host that is one copy from the frames; on a
-// big-endian one each value is converted through a small scratch array.
+// readFloats reads n bytes of little-endian r.wire values into a buffer
+// from the pool: one copy from the frames to the end of the buffer, then,
+// unless they are FP32 on a little-endian host and so already in place,
+// converted in place (wireFloat.widen).
 func (r *inferResponse) readFloats(rd *mem.Reader, n int, native bool) ([]float32, error) {
-	if n%4 != 0 {
-		return nil, fmt.Errorf("%w: %d bytes", errNotFP32, n)
+	size := r.wire.size()
+	if n%size != 0 {
+		return nil, fmt.Errorf("%w: %d bytes of %s", errNotWhole, n, r.wire)
 	}
-	f := r.pool.get(n / 4)
-	if native {
-		if err := readFull(rd, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), n)); err != nil {
-			r.pool.put(f)
-			return nil, err
-		}
-		return f, nil
+	f := r.pool.get(n / size)
+	all := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
+	src := all[len(all)-n:]
+	if err := readFull(rd, src); err != nil {
+		r.pool.put(f)
+		return nil, err
 	}
-	var scratch [1024]byte
-	for i := 0; i < len(f); {
-		k := min(len(scratch)/4, len(f)-i)
-		if err := readFull(rd, scratch[:4*k]); err != nil {
-			r.pool.put(f)
-			return nil, err
-		}
-		for j := range k {
-			f[i+j] = math.Float32frombits(binary.LittleEndian.Uint32(scratch[4*j:]))
-		}
-		i += k
+	if !native || r.wire != wireFP32 {
+		r.wire.widen(f, src)
 	}
 	return f, nil
 }

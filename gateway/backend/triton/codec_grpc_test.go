@@ -134,7 +134,7 @@ func TestEmbedOverGRPC(t *testing.T) {
 func TestCodecErrorRecorded(t *testing.T) {
 	r := &inferResponse{pool: newFloatPool(1, 1<<20)}
 	err := newCodec(t).Unmarshal(mem.BufferSlice{mem.SliceBuffer([]byte{0x32, 0x03, 1, 2, 3})}, r)
-	if err == nil || !strings.Contains(err.Error(), "FP32") || !errors.Is(r.err, errNotFP32) {
+	if err == nil || !strings.Contains(err.Error(), "FP32") || !errors.Is(r.err, errNotWhole) {
 		t.Errorf("Unmarshal() = %v, recorded %v; want the FP32 cause in both", err, r.err)
 	}
 }

@@ -270,8 +270,8 @@ func TestCodecMalformed(t *testing.T) {
 				if len(r.raw) != 0 {
 					t.Fatalf("unmarshal(% x) kept %d buffers after %v", tt.wire, len(r.raw), err)
 				}
-				if tt.name == "NotFP32" && !errors.Is(err, errNotFP32) {
-					t.Errorf("unmarshal(% x) = %v, want errNotFP32", tt.wire, err)
+				if tt.name == "NotFP32" && !errors.Is(err, errNotWhole) {
+					t.Errorf("unmarshal(% x) = %v, want errNotWhole", tt.wire, err)
 				}
 			}
 		})
@@ -324,7 +324,7 @@ func FuzzCodec(f *testing.F) {
 		case refErr != nil && err == nil:
 			t.Fatalf("unmarshal(% x) = nil error, proto.Unmarshal: %v", wire, refErr)
 		case refErr == nil && err != nil:
-			if !errors.Is(err, errNotFP32) && !errors.Is(err, errTooManyOutputs) {
+			if !errors.Is(err, errNotWhole) && !errors.Is(err, errTooManyOutputs) {
 				t.Fatalf("unmarshal(% x) = %v, proto.Unmarshal succeeds", wire, err)
 			}
 		case err == nil:

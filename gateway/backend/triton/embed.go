@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"time"
 	"unsafe"
 
 	"google.golang.org/grpc"
@@ -17,7 +18,9 @@ import (
 // Embed runs one padded batch as one ModelInfer call. It waits for one of
 // MaxInflight slots and for the batch's response bytes within
 // MaxInflightBytes (honouring ctx), bounds the call by min(ctx deadline,
-// Timeout), and retries once, on another connection, only a call that never
+// Timeout), sends what is left of that as Triton's timeout parameter (so
+// Triton drops the batch from its queue once the gateway has given up on
+// it), and retries once, on another connection, only a call that never
 // reached Triton. A malformed batch is an Internal error (the gateway built
 // it); Triton's answers map to kinds in errors.go. The output's Data comes
 // from the backend's pool: its Release hands it back.
@@ -58,7 +61,7 @@ func (b *Backend) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Out
 	}
 	callCtx, cancelCall := context.WithTimeout(c.outgoing(ctx), c.opts.Timeout)
 	defer cancelCall()
-	resp := &inferResponse{pool: c.pool}
+	resp := &inferResponse{pool: c.pool, wire: b.plan.wire}
 	defer resp.release() // what decode did not take, also after an error
 	i := c.pick()
 	err = c.infer(callCtx, i, req, resp)
@@ -87,10 +90,35 @@ func (b *Backend) fail(ctx context.Context, batchID string, err error) error {
 }
 
 // infer is the generated client's ModelInfer with our own response type and
-// codec (see inferCodec).
+// codec (see inferCodec). It sets req's timeout parameter to what is left of
+// ctx's deadline at the moment of the call.
 func (c *Client) infer(ctx context.Context, conn int, req *tritonstubs.ModelInferRequest, resp *inferResponse) error {
+	if d, ok := ctx.Deadline(); ok {
+		if req.Parameters == nil {
+			req.Parameters = map[string]*tritonstubs.InferParameter{}
+		}
+		req.Parameters[timeoutParameter] = &tritonstubs.InferParameter{
+			ParameterChoice: &tritonstubs.InferParameter_Int64Param{Int64Param: timeoutMicros(time.Until(d))}}
+	}
 	return c.conns[conn].Invoke(ctx, tritonstubs.GRPCInferenceService_ModelInfer_FullMethodName, req, resp,
 		grpc.StaticMethod(), grpc.WaitForReady(false), grpc.ForceCodecV2(c.codec))
+}
+
+// timeoutParameter is Triton's request parameter for the time a request may
+// wait in the model's queue, an int64_param in microseconds: Triton's gRPC
+// frontend refuses any other type (server r25.06, src/grpc/infer_handler.cc,
+// SetInferenceRequestMetadata). The scheduler uses it where the model's
+// queue policy has allow_timeout_override, and only to shorten a non-zero
+// default_timeout_microseconds (core r25.06, src/scheduler_utils.cc,
+// PolicyQueue::Enqueue); with timeout_action REJECT, a request still queued
+// at the end gets "Request timeout expired" (errors.go) instead of running
+// for a caller that has gone.
+const timeoutParameter = "timeout"
+
+// timeoutMicros is the timeout parameter for a call with remaining time
+// left: at least 1, since Triton reads 0 as no timeout of the request's own.
+func timeoutMicros(remaining time.Duration) int64 {
+	return max(1, remaining.Microseconds())
 }
 
 // outgoing adds the trace headers for the call in ctx.
@@ -119,7 +147,8 @@ func (p *plan) validate(b *gateway.Batch) error {
 }
 
 // request builds the ModelInferRequest for batch: one [Rows, Len] tensor per
-// model input, data in raw_input_contents (never contents), only the output
+// model input (position_ids, which no Batch carries, from
+// gateway.PositionIDs), data in raw_input_contents (never contents), only the output
 // the gateway reads requested, id = batch id (Triton prefixes its errors
 // with it).
 func (p *plan) request(model, version string, batch *gateway.Batch) (*tritonstubs.ModelInferRequest, error) {
@@ -149,6 +178,8 @@ func (p *plan) request(model, version string, batch *gateway.Batch) (*tritonstub
 			data = batch.AttentionMask
 		case gateway.TensorTokenTypeIDs:
 			data = batch.TokenTypeIDs
+		case gateway.TensorPositionIDs:
+			data = gateway.PositionIDs(batch.Rows, batch.Len)
 		}
 		raw, err := encodeInts(data, n, in.int32)
 		if err != nil {
@@ -200,7 +231,8 @@ func (p *plan) responseBytes(batch *gateway.Batch) int64 {
 }
 
 // decode finds the requested output by name and checks its type, shape and
-// size against the batch. The output takes its values from resp, with a
+// size against the batch (its values are FP32 already, whatever the wire
+// datatype). The output takes its values from resp, with a
 // Release that returns them to the pool.
 func (p *plan) decode(batch *gateway.Batch, resp *inferResponse) (*gateway.Output, error) {
 	bad := func(format string, args ...any) error {
@@ -222,8 +254,9 @@ func (p *plan) decode(batch *gateway.Batch, resp *inferResponse) (*gateway.Outpu
 		return nil, bad("output %s has no raw_output_contents (%d entries)", p.output, len(resp.raw))
 	}
 	o := outputs[idx]
-	if o.GetDatatype() != "FP32" {
-		return nil, bad("output %s is %s, want FP32", p.output, o.GetDatatype())
+	if o.GetDatatype() != p.wire.String() {
+		// The codec read raw_output_contents as the metadata's datatype.
+		return nil, bad("output %s is %s, want %s as the model's metadata said", p.output, o.GetDatatype(), p.wire)
 	}
 	out := &gateway.Output{Kind: p.spec.Output, Rows: batch.Rows, Hidden: p.spec.Hidden}
 	want := []int64{int64(batch.Rows), int64(p.spec.Hidden)}
@@ -242,7 +275,8 @@ func (p *plan) decode(batch *gateway.Batch, resp *inferResponse) (*gateway.Outpu
 	}
 	n := out.Rows * out.Hidden * max(out.Len, 1)
 	if len(resp.raw[idx]) != n {
-		return nil, bad("output %s has %d bytes, want %d for shape %v", p.output, 4*len(resp.raw[idx]), 4*n, want)
+		size := p.wire.size()
+		return nil, bad("output %s has %d bytes, want %d for shape %v", p.output, size*len(resp.raw[idx]), size*n, want)
 	}
 	data := resp.take(idx)
 	out.Data = data[:n:n] // appending to Data must not write into the pooled capacity

@@ -15,12 +15,23 @@ import (
 )
 
 // retryAfterQueueFull is what clients are told to wait when Triton's queue
-// is full: its queue drains in about one batch time.
+// is full or too slow: its queue drains in about one batch time.
 const retryAfterQueueFull = time.Second
 
-// queueFull is the text Triton's scheduler uses when max_queue_size is
-// reached (core:src/scheduler_utils.cc).
-const queueFull = "Exceeds maximum queue size"
+// Triton's texts for a request its queue policy refused, both UNAVAILABLE:
+// the queue is overloaded, the server is not down.
+const (
+	// queueFull: max_queue_size reached, at enqueue (core r25.06,
+	// src/scheduler_utils.cc, PriorityQueue::PolicyQueue::Enqueue; with a
+	// "[request id: …] " prefix).
+	queueFull = "Exceeds maximum queue size"
+	// queueTimeout: the request waited in the queue past its timeout
+	// (default_timeout_microseconds, or the request's own timeout
+	// parameter under allow_timeout_override) with timeout_action REJECT
+	// (core r25.06, src/dynamic_batch_scheduler.cc,
+	// FinishRejectedCancelledRequests; no prefix).
+	queueTimeout = "Request timeout expired"
+)
 
 // classify turns the error of a Triton call into a *gateway.Error. It is the
 // only place where gRPC codes become gateway kinds. ctx is the caller's
@@ -45,8 +56,13 @@ func classify(ctx context.Context, logger *slog.Logger, batchID string, err erro
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		if strings.Contains(st.Message(), queueFull) {
+		switch msg := st.Message(); {
+		case strings.Contains(msg, queueFull):
 			return &gateway.Error{Kind: gateway.Overloaded, Msg: "triton queue full", RetryAfter: retryAfterQueueFull, Err: err}
+		case strings.Contains(msg, queueTimeout):
+			// Unhealthy would turn /ready off on every replica at once
+			// under load, which makes the overload worse.
+			return &gateway.Error{Kind: gateway.Overloaded, Msg: "triton queue timeout", RetryAfter: retryAfterQueueFull, Err: err}
 		}
 		return &gateway.Error{Kind: gateway.Unhealthy, Msg: "triton unavailable", Err: err}
 	case codes.NotFound:

@@ -40,6 +40,8 @@ func TestFaults(t *testing.T) {
 		unhealthy  bool // Health fails too
 	}{
 		{"QueueFull", func() { srv.SetFault(tritontest.QueueFull) }, gateway.Overloaded, time.Second, false},
+		// A queue timeout is overload too, not an outage: /ready stays on.
+		{"QueueTimeout", func() { srv.SetFault(tritontest.QueueTimeout) }, gateway.Overloaded, time.Second, false},
 		{"InvalidArgument", func() { srv.SetFault(tritontest.InvalidArgument) }, gateway.Backend, 0, false},
 		{"Internal", func() { srv.SetFault(tritontest.InternalError) }, gateway.Backend, 0, false},
 		{"NotReady", func() { srv.SetFault(tritontest.NotReady) }, gateway.Unhealthy, 0, true},

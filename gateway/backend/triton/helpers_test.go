@@ -34,6 +34,23 @@ func openONNX(t testing.TB, opts ...testmodel.Option) *onnx.Backend {
 	return b
 }
 
+// openQwen3 opens the tiny Qwen3 decoder, which takes position_ids; it
+// closes with the test.
+func openQwen3(t testing.TB) *onnx.Backend {
+	t.Helper()
+	path := filepath.Join(testenv.TinyQwen3(t), "onnx", "model.onnx")
+	b, err := onnx.Open(onnx.Options{LibraryPath: testenv.ORTLib(t), ModelPath: path, IntraOpThreads: 1})
+	if err != nil {
+		t.Fatalf("onnx.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("onnx Close: %v", err)
+		}
+	})
+	return b
+}
+
 // testLogger writes the backend's log into the test's.
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))

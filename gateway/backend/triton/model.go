@@ -23,6 +23,7 @@ type plan struct {
 	spec   gateway.ModelSpec
 	inputs []input
 	output string
+	wire   wireFloat // the output's datatype, decoded into FP32
 }
 
 // describe derives the plan from the model's metadata and normalized
@@ -39,13 +40,18 @@ func describe(model string, meta *tritonstubs.ModelMetadataResponse, cfg *triton
 	var dtype string
 	for _, in := range meta.GetInputs() {
 		switch in.GetName() {
-		case gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs:
+		case gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, gateway.TensorPositionIDs:
 		default:
 			if optional[in.GetName()] {
 				continue // Triton runs without it
 			}
-			return p, fmt.Errorf("model %s has input %q that the gateway cannot fill: it sends only %s, %s and %s (remove the input from the export, or mark it optional in config.pbtxt)",
-				model, in.GetName(), gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs)
+			// No advice to mark it optional: Triton's ONNX Runtime backend
+			// refuses to load a batching model with an optional input
+			// (onnxruntime_backend r25.06, src/onnxruntime.cc,
+			// ValidateInputs: "optional input ... is not supported for
+			// models that support batching").
+			return p, fmt.Errorf("model %s has input %q that the gateway cannot fill: it sends only %s, %s, %s and %s (export the model without it)",
+				model, in.GetName(), gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, gateway.TensorPositionIDs)
 		}
 		var i32 bool
 		switch in.GetDatatype() {
@@ -65,14 +71,15 @@ func describe(model string, meta *tritonstubs.ModelMetadataResponse, cfg *triton
 		}
 		p.inputs = append(p.inputs, input{name: in.GetName(), int32: i32})
 		p.spec.HasTokenTypeIDs = p.spec.HasTokenTypeIDs || in.GetName() == gateway.TensorTokenTypeIDs
+		p.spec.HasPositionIDs = p.spec.HasPositionIDs || in.GetName() == gateway.TensorPositionIDs
 	}
 	names := make([]string, len(p.inputs))
 	for i, in := range p.inputs {
 		names[i] = in.name
 	}
 	if !slices.Contains(names, gateway.TensorInputIDs) || !slices.Contains(names, gateway.TensorAttentionMask) {
-		return p, fmt.Errorf("model %s has inputs [%s]; the gateway needs %s and %s (and optionally %s): check the input names in config.pbtxt",
-			model, strings.Join(names, ", "), gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs)
+		return p, fmt.Errorf("model %s has inputs [%s]; the gateway needs %s and %s (and optionally %s and %s): check the input names in config.pbtxt",
+			model, strings.Join(names, ", "), gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, gateway.TensorPositionIDs)
 	}
 	if dtype == "INT32" {
 		p.spec.InputDType = gateway.Int32
@@ -87,7 +94,7 @@ func describe(model string, meta *tritonstubs.ModelMetadataResponse, cfg *triton
 // it runs with, at a cost under load or at startup (an unbounded queue, no
 // warmup, no Triton batching, an input it never sends).
 func warnConfig(logger *slog.Logger, model string, cfg *tritonstubs.ModelConfig) {
-	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
+	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, gateway.TensorPositionIDs}
 	outputs := []string{gateway.TensorLastHiddenState, gateway.TensorSentenceEmbedding}
 	if hasOutput(cfg, gateway.TensorLogits) {
 		outputs = []string{gateway.TensorLogits} // a cross-encoder: nothing else to read
@@ -136,9 +143,11 @@ func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *
 			model, strings.Join(names, ", "), gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState, gateway.TensorLogits)
 	}
 	p.output = out.GetName()
-	if out.GetDatatype() != "FP32" {
-		return fmt.Errorf("model %s output %s is %s; the gateway reads FP32 (cast the output in the export, data_type: TYPE_FP32)", model, out.GetName(), out.GetDatatype())
+	wire, err := parseWireFloat(out.GetDatatype())
+	if err != nil {
+		return fmt.Errorf("model %s output %s is %s; the gateway reads FP32, FP16 or BF16 (cast the output in the export, data_type: TYPE_FP32)", model, out.GetName(), out.GetDatatype())
 	}
+	p.wire = wire
 	rank := 3
 	if p.spec.Output != gateway.Hidden {
 		rank = 2 // [batch, hidden] or [batch, num_labels]

@@ -44,6 +44,7 @@ func TestDescribe(t *testing.T) {
 		want    gateway.ModelSpec
 		inputs  []input
 		output  string
+		wire    wireFloat
 		wantErr string
 	}{
 		{name: "Hidden", meta: bertMeta("INT64", hidden, three...), cfg: cfg,
@@ -63,13 +64,21 @@ func TestDescribe(t *testing.T) {
 			cfg:    &tritonstubs.ModelConfig{MaxBatchSize: 8, Output: []*tritonstubs.ModelOutput{{Name: gateway.TensorLastHiddenState, Dims: []int64{-1, 768}}}},
 			want:   gateway.ModelSpec{Name: "m", Output: gateway.Hidden, Hidden: 768, MaxBatch: 8},
 			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorLastHiddenState},
-		{name: "OptionalExtraInputSkipped", meta: bertMeta("INT64", pooled, gateway.TensorInputIDs, gateway.TensorAttentionMask, "position_ids"),
-			cfg:    &tritonstubs.ModelConfig{MaxBatchSize: 4, Input: []*tritonstubs.ModelInput{{Name: "position_ids", Optional: true}}},
+		{name: "OptionalExtraInputSkipped", meta: bertMeta("INT64", pooled, gateway.TensorInputIDs, gateway.TensorAttentionMask, "pixel_values"),
+			cfg:    &tritonstubs.ModelConfig{MaxBatchSize: 4, Input: []*tritonstubs.ModelInput{{Name: "pixel_values", Optional: true}}},
 			want:   gateway.ModelSpec{Name: "m", Output: gateway.Pooled, Hidden: 384, MaxBatch: 4},
 			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorSentenceEmbedding},
+		// A decoder (Qwen3's export): the gateway fills position_ids.
+		{name: "PositionIDs", meta: bertMeta("INT64", hidden, gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorPositionIDs), cfg: cfg,
+			want:   gateway.ModelSpec{Name: "m", HasPositionIDs: true, Output: gateway.Hidden, Hidden: 384, MaxBatch: 64},
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}, {gateway.TensorPositionIDs, false}}, output: gateway.TensorLastHiddenState},
+		{name: "PositionIDsInt32", meta: bertMeta("INT32", hidden, gateway.TensorPositionIDs, gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg,
+			want:   gateway.ModelSpec{Name: "m", HasPositionIDs: true, InputDType: gateway.Int32, Output: gateway.Hidden, Hidden: 384, MaxBatch: 64},
+			inputs: []input{{gateway.TensorPositionIDs, true}, {gateway.TensorInputIDs, true}, {gateway.TensorAttentionMask, true}}, output: gateway.TensorLastHiddenState},
 
 		{name: "MissingMask", meta: bertMeta("INT64", hidden, gateway.TensorInputIDs), cfg: cfg, wantErr: "needs input_ids and attention_mask"},
-		{name: "UnknownInput", meta: bertMeta("INT64", hidden, gateway.TensorInputIDs, gateway.TensorAttentionMask, "position_ids"), cfg: cfg, wantErr: `input "position_ids"`},
+		{name: "UnknownInput", meta: bertMeta("INT64", hidden, gateway.TensorInputIDs, gateway.TensorAttentionMask, "pixel_values"), cfg: cfg,
+			wantErr: `input "pixel_values" that the gateway cannot fill: it sends only input_ids, attention_mask, token_type_ids and position_ids (export the model without it)`},
 		{name: "FP16Input", meta: bertMeta("FP16", hidden, gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "TYPE_INT64 or TYPE_INT32"},
 		{name: "MixedDTypes", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(gateway.TensorInputIDs, "INT64", -1, -1), tm(gateway.TensorAttentionMask, "INT32", -1, -1)},
 			Outputs: []*tensor{hidden}}, cfg: cfg, wantErr: "mixes INT64 and INT32"},
@@ -82,7 +91,14 @@ func TestDescribe(t *testing.T) {
 			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorLastHiddenState},
 		{name: "NoUsableOutput", meta: bertMeta("INT64", tm("scores", "FP32", -1, 2), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "outputs [scores]"},
 		{name: "LogitsRank", meta: bertMeta("INT64", tm(gateway.TensorLogits, "FP32", -1, 7, 1), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "want rank 2"},
-		{name: "FP16Output", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP16", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "is FP16"},
+		// TensorRT engines and half-precision exports: decoded into FP32.
+		{name: "FP16Output", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP16", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg,
+			want:   gateway.ModelSpec{Name: "m", Output: gateway.Pooled, Hidden: 384, MaxBatch: 64},
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorSentenceEmbedding, wire: wireFP16},
+		{name: "BF16Output", meta: bertMeta("INT64", tm(gateway.TensorLastHiddenState, "BF16", -1, -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg,
+			want:   gateway.ModelSpec{Name: "m", Output: gateway.Hidden, Hidden: 384, MaxBatch: 64},
+			inputs: []input{{gateway.TensorInputIDs, false}, {gateway.TensorAttentionMask, false}}, output: gateway.TensorLastHiddenState, wire: wireBF16},
+		{name: "FP64Output", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP64", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "is FP64; the gateway reads FP32, FP16 or BF16"},
 		{name: "HiddenUnknown", meta: bertMeta("INT64", tm(gateway.TensorSentenceEmbedding, "FP32", -1, -1), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "hidden size unknown"},
 		{name: "OutputRank", meta: bertMeta("INT64", tm(gateway.TensorLastHiddenState, "FP32", -1, 384), gateway.TensorInputIDs, gateway.TensorAttentionMask), cfg: cfg, wantErr: "want rank 3"},
 		{name: "FixedBatchWithoutBatching", meta: &tritonstubs.ModelMetadataResponse{Inputs: []*tensor{tm(gateway.TensorInputIDs, "INT64", 1, -1), tm(gateway.TensorAttentionMask, "INT64", 1, -1)},
@@ -106,8 +122,8 @@ func TestDescribe(t *testing.T) {
 			if p.spec != tt.want {
 				t.Errorf("describe() spec = %+v, want %+v", p.spec, tt.want)
 			}
-			if fmt.Sprint(p.inputs) != fmt.Sprint(tt.inputs) || p.output != tt.output {
-				t.Errorf("describe() inputs, output = %v, %s, want %v, %s", p.inputs, p.output, tt.inputs, tt.output)
+			if fmt.Sprint(p.inputs) != fmt.Sprint(tt.inputs) || p.output != tt.output || p.wire != tt.wire {
+				t.Errorf("describe() inputs, output = %v, %s %s, want %v, %s %s", p.inputs, p.output, p.wire, tt.inputs, tt.output, tt.wire)
 			}
 		})
 	}
@@ -127,7 +143,10 @@ func TestClassify(t *testing.T) {
 	}{
 		{"QueueFull", bg, status.Error(codes.Unavailable, "[request id: b1] Exceeds maximum queue size"), gateway.Overloaded, time.Second, false},
 		{"Unavailable", bg, status.Error(codes.Unavailable, "Server not ready"), gateway.Unhealthy, 0, false},
-		{"QueueTimeout", bg, status.Error(codes.Unavailable, "[request id: b1] Request timeout expired"), gateway.Unhealthy, 0, false},
+		// Triton's exact answer (core's FinishRejectedCancelledRequests), and
+		// the same text should a version add the request id.
+		{"QueueTimeout", bg, status.Error(codes.Unavailable, "Request timeout expired"), gateway.Overloaded, time.Second, false},
+		{"QueueTimeoutWithID", bg, status.Error(codes.Unavailable, "[request id: b1] Request timeout expired"), gateway.Overloaded, time.Second, false},
 		{"NotFound", bg, status.Error(codes.NotFound, "Request for unknown model: 'm' has no available versions"), gateway.Unhealthy, 0, false},
 		{"DeadlineExceeded", bg, status.Error(codes.DeadlineExceeded, "context deadline exceeded"), gateway.Timeout, 0, false},
 		{"OurDeadline", expired, status.Error(codes.Unknown, "whatever"), gateway.Timeout, 0, false},
@@ -250,6 +269,25 @@ func TestDecode(t *testing.T) {
 				t.Errorf("pool holds %d idle buffers after decode and Free, want %d", n, len(tt.resp.GetRawOutputContents()))
 			}
 		})
+	}
+}
+
+// Triton reads a timeout of 0 as none: a call with less than a
+// microsecond left, or none, still sends 1.
+func TestTimeoutMicros(t *testing.T) {
+	for _, tt := range []struct {
+		left time.Duration
+		want int64
+	}{
+		{1500 * time.Microsecond, 1500},
+		{2*time.Second + 999*time.Nanosecond, 2_000_000},
+		{999 * time.Nanosecond, 1},
+		{0, 1},
+		{-time.Second, 1},
+	} {
+		if got := timeoutMicros(tt.left); got != tt.want {
+			t.Errorf("timeoutMicros(%v) = %d, want %d", tt.left, got, tt.want)
+		}
 	}
 }
 

@@ -9,7 +9,8 @@
 // single model. Client.Index lists the ready models with their config
 // parameters, for discovery (index.go). Responses are decoded straight from
 // gRPC's frames into pooled FP32 buffers (codec.go, pool.go) that each
-// Output's Release returns. gRPC errors become gateway error kinds in
+// Output's Release returns; FP16 and BF16 outputs are widened into them
+// (floats.go). gRPC errors become gateway error kinds in
 // errors.go. At Open it also logs, as warnings, what modelrepo finds wrong
 // in the config Triton reports. It imports gateway,
 // modelrepo, tritonstubs, grpc, protobuf and x/sync; its stand-in server

@@ -12,12 +12,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/embedgate/embedgate/gateway"
 	"github.com/embedgate/embedgate/gateway/backend/backendtest"
+	"github.com/embedgate/embedgate/gateway/backend/onnx"
 	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
 	"github.com/embedgate/embedgate/gateway/testmodel"
 	"github.com/embedgate/embedgate/gateway/tracing"
@@ -63,22 +65,67 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestConformanceQwen3: a decoder taking position_ids, served through
+// the stand-in, says so in its spec and passes the conformance suite,
+// with INT64 and INT32 inputs.
+func TestConformanceQwen3(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		server []tritontest.Option
+		dtype  gateway.DType
+	}{
+		{"Int64", nil, gateway.Int64},
+		{"Int32", []tritontest.Option{tritontest.WithInt32Inputs()}, gateway.Int32},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := tritontest.Start(t, openQwen3(t), tt.server...)
+			b := openTriton(t, options(t, srv))
+			want := gateway.ModelSpec{Name: srv.Name(), HasPositionIDs: true, InputDType: tt.dtype, Output: gateway.Hidden,
+				Hidden: 32, MaxBatch: 32, Version: "1"}
+			if got := b.Spec(); got != want {
+				t.Errorf("Spec() = %+v, want %+v", got, want)
+			}
+			backendtest.Run(t, b)
+		})
+	}
+}
+
 // TestSameAsONNX checks that going through Triton changes no bit of the
-// model's output, for each wire dtype and output kind.
+// model's output, for each wire dtype and output kind; FP16 and BF16
+// outputs change each value to it rounded to the format, no more.
 func TestSameAsONNX(t *testing.T) {
 	t.Parallel()
+	fp16 := func(v float64) float64 { return roundTo(v, 11, -14) }
+	bf16 := func(v float64) float64 { return roundTo(v, 8, -126) }
 	for _, tt := range []struct {
 		name   string
 		model  []testmodel.Option
 		server []tritontest.Option
+		round  func(float64) float64 // the output's rounding; nil = FP32
+		qwen3  bool                  // the tiny Qwen3 decoder, not model's BERT
 	}{
-		{"HiddenInt64", nil, nil},
-		{"HiddenInt32", nil, []tritontest.Option{tritontest.WithInt32Inputs()}},
-		{"Pooled", []testmodel.Option{testmodel.WithPooled()}, nil},
-		{"Logits", []testmodel.Option{testmodel.WithNumLabels(2)}, nil},
+		{"HiddenInt64", nil, nil, nil, false},
+		{"HiddenInt32", nil, []tritontest.Option{tritontest.WithInt32Inputs()}, nil, false},
+		{"Pooled", []testmodel.Option{testmodel.WithPooled()}, nil, nil, false},
+		{"Logits", []testmodel.Option{testmodel.WithNumLabels(2)}, nil, nil, false},
+		{"HiddenFP16", nil, []tritontest.Option{tritontest.WithOutputDType("FP16")}, fp16, false},
+		{"PooledFP16", []testmodel.Option{testmodel.WithPooled()}, []tritontest.Option{tritontest.WithOutputDType("FP16")}, fp16, false},
+		{"HiddenBF16", nil, []tritontest.Option{tritontest.WithOutputDType("BF16")}, bf16, false},
+		{"LogitsBF16Int32", []testmodel.Option{testmodel.WithNumLabels(2)},
+			[]tritontest.Option{tritontest.WithOutputDType("BF16"), tritontest.WithInt32Inputs()}, bf16, false},
+		// position_ids go over the wire, and the stand-in accepts them
+		// only as 0..L-1 per row, what its onnx model uses.
+		{"Qwen3", nil, nil, nil, true},
+		{"Qwen3Int32FP16", nil, []tritontest.Option{tritontest.WithInt32Inputs(), tritontest.WithOutputDType("FP16")}, fp16, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			direct := openONNX(t, tt.model...)
+			var direct *onnx.Backend
+			if tt.qwen3 {
+				direct = openQwen3(t)
+			} else {
+				direct = openONNX(t, tt.model...)
+			}
 			srv := tritontest.Start(t, direct, tt.server...)
 			b := openTriton(t, options(t, srv))
 			in := batch(7, 3, 12, 1)
@@ -96,12 +143,30 @@ func TestSameAsONNX(t *testing.T) {
 					len(got.Data), want.Kind, want.Rows, want.Len, want.Hidden, len(want.Data))
 			}
 			for i := range want.Data {
-				if d := math.Abs(float64(got.Data[i] - want.Data[i])); d > 1e-6 {
+				if tt.round != nil {
+					if w := tt.round(float64(want.Data[i])); float64(got.Data[i]) != w {
+						t.Fatalf("Data[%d] = %v, want %v (onnx directly: %v, rounded)", i, got.Data[i], w, want.Data[i])
+					}
+				} else if d := math.Abs(float64(got.Data[i] - want.Data[i])); d > 1e-6 {
 					t.Fatalf("Data[%d] = %v, want %v (onnx directly)", i, got.Data[i], want.Data[i])
 				}
 			}
 		})
 	}
+}
+
+// roundTo rounds v to nearest, ties to even, in a binary format of p
+// significant bits whose normal numbers start at 2^minExp (below that the
+// spacing stays 2^(minExp-p+1)): FP16 is (11, -14), BF16 (8, -126). It is
+// computed in float64 from the formats' definitions, apart from the
+// stand-in's conversion and the backend's.
+func roundTo(v float64, p, minExp int) float64 {
+	if v == 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return v
+	}
+	_, e := math.Frexp(v) // |v| in [2^(e-1), 2^e)
+	ulp := math.Ldexp(1, max(e-1, minExp)-p+1)
+	return math.RoundToEven(v/ulp) * ulp
 }
 
 // TestRelease checks that an output's buffer is reused once freed, and
@@ -188,12 +253,21 @@ func TestWire(t *testing.T) {
 		server   []tritontest.Option
 		dtype    string
 		elemSize int
+		qwen3    bool // the decoder: position_ids instead of token_type_ids
 	}{
-		{"Int64", nil, "INT64", 8},
-		{"Int32", []tritontest.Option{tritontest.WithInt32Inputs()}, "INT32", 4},
+		{"Int64", nil, "INT64", 8, false},
+		{"Int32", []tritontest.Option{tritontest.WithInt32Inputs()}, "INT32", 4, false},
+		{"Qwen3Int64", nil, "INT64", 8, true},
+		{"Qwen3Int32", []tritontest.Option{tritontest.WithInt32Inputs()}, "INT32", 4, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := tritontest.Start(t, openONNX(t), tt.server...)
+			model := tritontest.Model(nil)
+			if tt.qwen3 {
+				model = openQwen3(t)
+			} else {
+				model = openONNX(t)
+			}
+			srv := tritontest.Start(t, model, tt.server...)
 			opts := options(t, srv)
 			prop := propagation.TraceContext{}
 			opts.Propagate = tracing.InjectFunc(prop)
@@ -218,6 +292,9 @@ func TestWire(t *testing.T) {
 			}
 			wantNames := []string{"input_ids", "attention_mask", "token_type_ids"}
 			wantData := [][]int64{in.InputIDs, in.AttentionMask, make([]int64, len(in.InputIDs))}
+			if tt.qwen3 {
+				wantNames[2], wantData[2] = "position_ids", []int64{0, 1, 2, 3, 4, 0, 1, 2, 3, 4}
+			}
 			if len(req.GetInputs()) != len(wantNames) || len(req.GetRawInputContents()) != len(wantNames) {
 				t.Fatalf("request has %d inputs and %d raw contents, want %d each", len(req.GetInputs()), len(req.GetRawInputContents()), len(wantNames))
 			}
@@ -244,6 +321,42 @@ func TestWire(t *testing.T) {
 						t.Fatalf("input %s value %d = %d, want %d", tensor.GetName(), j, got, want)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestTimeoutParameter: every call tells Triton how long it may queue the
+// batch, as an int64 of microseconds: what is left of the earlier of the
+// caller's deadline and Options.Timeout.
+func TestTimeoutParameter(t *testing.T) {
+	t.Parallel()
+	srv := tritontest.Start(t, openONNX(t))
+	opts := options(t, srv)
+	opts.Timeout = 20 * time.Second
+	b := openTriton(t, opts)
+	for _, tt := range []struct {
+		name     string
+		deadline time.Duration // the caller's; 0 = none
+		atMost   time.Duration
+	}{
+		{"OptionTimeout", 0, 20 * time.Second},
+		{"CallerDeadline", 10 * time.Second, 10 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+				defer cancel()
+			}
+			if _, err := b.Embed(ctx, batch(3)); err != nil {
+				t.Fatalf("Embed: %v", err)
+			}
+			// At most the caller's 10 s shows that the earlier bound won.
+			d, ok := srv.LastTimeout()
+			if !ok || d <= 0 || d > tt.atMost {
+				t.Errorf("timeout parameter = %v (present %v), want an int64 of microseconds in (0, %v]", d, ok, tt.atMost)
 			}
 		})
 	}
@@ -278,12 +391,17 @@ func TestConfigWarnings(t *testing.T) {
 		name   string
 		model  []testmodel.Option
 		server []tritontest.Option
+		qwen3  bool     // the tiny Qwen3 decoder, not model's BERT
 		want   []string // what each warning's problem starts with, in order
 	}{
-		{"Good", nil, nil, nil},
+		{"Good", nil, nil, false, nil},
 		// logits, a cross-encoder's only output, is one the gateway reads.
-		{"GoodReranker", []testmodel.Option{testmodel.WithNumLabels(1)}, nil, nil},
-		{"NoTritonBatching", nil, []tritontest.Option{tritontest.WithName("bge"), tritontest.WithMaxBatchSize(0)}, []string{
+		{"GoodReranker", []testmodel.Option{testmodel.WithNumLabels(1)}, nil, false, nil},
+		// A half-precision output is one the gateway reads.
+		{"GoodFP16", nil, []tritontest.Option{tritontest.WithOutputDType("FP16")}, false, nil},
+		// position_ids, a decoder's, is an input the gateway fills.
+		{"GoodQwen3", nil, nil, true, nil},
+		{"NoTritonBatching", nil, []tritontest.Option{tritontest.WithName("bge"), tritontest.WithMaxBatchSize(0)}, false, []string{
 			"max_batch_size is 0",
 			`input \"input_ids\" dims [-1 -1]`,
 			`input \"attention_mask\" dims [-1 -1]`,
@@ -294,7 +412,13 @@ func TestConfigWarnings(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := tritontest.Start(t, openONNX(t, tt.model...), tt.server...)
+			model := tritontest.Model(nil)
+			if tt.qwen3 {
+				model = openQwen3(t)
+			} else {
+				model = openONNX(t, tt.model...)
+			}
+			srv := tritontest.Start(t, model, tt.server...)
 			var log lockedBuffer
 			opts := options(t, srv)
 			opts.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))

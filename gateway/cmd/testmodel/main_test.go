@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/embedgate/embedgate/gateway/hfmodel"
 )
 
 func TestRun(t *testing.T) {
@@ -46,6 +48,26 @@ func TestRunReranker(t *testing.T) {
 	}
 }
 
+func TestRunQwen3(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join("..", "..", "tokenizer", "testdata", "qwen3emb.json")
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"testmodel", "-out", dir, "-arch", "qwen3", "-tokenizer", tok, "-max-seq-length", "1024"}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v (stderr %q)", err, stderr.String())
+	}
+	m, err := hfmodel.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ModelType != "qwen3" || m.Pooling != "last-token" || m.MaxInputLength != 1024 || m.VocabSize != 151669 {
+		t.Errorf("hfmodel.Open = type %q, pooling %q, max input %d, vocab %d; want qwen3, last-token, 1024, 151669",
+			m.ModelType, m.Pooling, m.MaxInputLength, m.VocabSize)
+	}
+	if !strings.Contains(stdout.String(), "wrote tiny qwen3 model") {
+		t.Errorf("stdout = %q, want a summary naming the qwen3 model", stdout.String())
+	}
+}
+
 func TestRunErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -56,6 +78,9 @@ func TestRunErrors(t *testing.T) {
 		{"BadFlag", []string{"-nope"}},
 		{"ExtraArgs", []string{"-out", "x", "extra"}},
 		{"PooledReranker", []string{"-out", "x", "-num-labels", "1", "-pooled"}},
+		{"BadArch", []string{"-out", "x", "-arch", "llama"}},
+		{"Qwen3NoTokenizer", []string{"-out", "x", "-arch", "qwen3"}},
+		{"MissingTokenizer", []string{"-out", "x", "-tokenizer", "no/such/tokenizer.json"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer

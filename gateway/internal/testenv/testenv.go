@@ -80,6 +80,31 @@ func TinyReranker(t testing.TB, opts ...testmodel.Option) string {
 	return model(t, testmodel.NewConfig(append([]testmodel.Option{testmodel.WithNumLabels(1)}, opts...)...))
 }
 
+// TinyQwen3 returns the directory of a generated tiny Qwen3 decoder
+// (testmodel.Qwen3): inputs input_ids, attention_mask and position_ids,
+// output last_hidden_state, the real Qwen3 tokenizer (read from the
+// tokenizer package's testdata), last-token pooling and Qwen3-Embedding's
+// prompts; opts change it further.
+func TinyQwen3(t testing.TB, opts ...testmodel.Option) string {
+	t.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	tok, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(Qwen3Tokenizer)))
+	if err != nil {
+		t.Fatalf("testenv: the Qwen3 tokenizer: %v", err)
+	}
+	base := []testmodel.Option{testmodel.WithArch(testmodel.Qwen3), testmodel.WithTokenizer(tok, 0)}
+	return model(t, testmodel.NewConfig(append(base, opts...)...))
+}
+
+// Qwen3Tokenizer is the Qwen3-Embedding tokenizer.json, relative to the
+// repository root: the tokenizer tests' copy, which TinyQwen3 and
+// `make testmodel` write into the decoder's directory rather than keep a
+// second 5 MB copy.
+const Qwen3Tokenizer = "gateway/tokenizer/testdata/qwen3emb.json"
+
 // MiniLMModel returns the directory of a generated MiniLM-size model (90 MB,
 // about 3 s to write): for benchmarks.
 func MiniLMModel(b testing.TB, opts ...testmodel.Option) string {

@@ -77,6 +77,43 @@ func TestTinyReranker(t *testing.T) {
 	}
 }
 
+// TestTinyQwen3: the decoder's directory holds a qwen3 config and the
+// repository's Qwen3 tokenizer, is shared by callers with the same
+// options, and options still apply.
+func TestTinyQwen3(t *testing.T) {
+	dir := TinyQwen3(t)
+	conf, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), `"model_type": "qwen3"`) || !strings.Contains(string(conf), `"vocab_size": 151669`) {
+		t.Errorf("%s/config.json = %s, want a qwen3 config of vocabulary 151669", dir, conf)
+	}
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(root, Qwen3Tokenizer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
+	if err != nil || string(got) != string(want) {
+		t.Errorf("tokenizer.json is not %s (err %v)", Qwen3Tokenizer, err)
+	}
+	if again := TinyQwen3(t); again != dir {
+		t.Errorf("second call got %s, first %s", again, dir)
+	}
+	other := TinyQwen3(t, testmodel.WithMaxSeqLength(64))
+	sbert, err := os.ReadFile(filepath.Join(other, "sentence_bert_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other == dir || !strings.Contains(string(sbert), `"max_seq_length": 64`) {
+		t.Errorf("WithMaxSeqLength(64): dir %s (default %s), sentence_bert_config.json %s", other, dir, sbert)
+	}
+}
+
 func TestSweepRemovesDeadProcesses(t *testing.T) {
 	root := t.TempDir()
 	// Pid 0x7ffffffe cannot exist on Linux (pid_max <= 2^22).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -48,12 +47,17 @@ func (v *service) ServerMetadata(context.Context, *tritonstubs.ServerMetadataReq
 		Extensions: []string{"classification", "sequence", "model_repository", "schedule_policy", "model_configuration", "statistics"}}, nil
 }
 
-// inputNames are the model's inputs in the order Triton lists them.
+// inputNames are the model's inputs in the order Triton lists them:
+// position_ids last, as optimum exports a decoder's.
 func (e *entry) inputNames() []string {
+	names := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask}
 	if e.spec.HasTokenTypeIDs {
-		return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs}
+		names = append(names, gateway.TensorTokenTypeIDs)
 	}
-	return []string{gateway.TensorInputIDs, gateway.TensorAttentionMask}
+	if e.spec.HasPositionIDs {
+		names = append(names, gateway.TensorPositionIDs)
+	}
+	return names
 }
 
 // output is the model's one output as an export names it: a cross-encoder
@@ -90,7 +94,7 @@ func (v *service) ModelMetadata(_ context.Context, req *tritonstubs.ModelMetadat
 		resp.Inputs = append(resp.Inputs, &tritonstubs.ModelMetadataResponse_TensorMetadata{Name: name, Datatype: dt, Shape: fullShape(-1)})
 	}
 	out, dims := e.output()
-	resp.Outputs = []*tritonstubs.ModelMetadataResponse_TensorMetadata{{Name: out, Datatype: "FP32", Shape: fullShape(dims...)}}
+	resp.Outputs = []*tritonstubs.ModelMetadataResponse_TensorMetadata{{Name: out, Datatype: v.s.out.wire, Shape: fullShape(dims...)}}
 	return resp, nil
 }
 
@@ -123,7 +127,7 @@ func (v *service) ModelConfig(_ context.Context, req *tritonstubs.ModelConfigReq
 		cfg.Input = append(cfg.Input, &tritonstubs.ModelInput{Name: name, DataType: dt, Dims: shape(-1)})
 	}
 	out, dims := e.output()
-	cfg.Output = []*tritonstubs.ModelOutput{{Name: out, DataType: tritonstubs.DataType_TYPE_FP32, Dims: shape(dims...)}}
+	cfg.Output = []*tritonstubs.ModelOutput{{Name: out, DataType: v.s.out.cfg, Dims: shape(dims...)}}
 	if mbs > 0 {
 		// The normalized config: preferred_batch_size defaults to [max_batch_size].
 		cfg.SchedulingChoice = &tritonstubs.ModelConfig_DynamicBatching{DynamicBatching: &tritonstubs.ModelDynamicBatching{
@@ -166,6 +170,9 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 	if v.fault() == NotReady {
 		return nil, status.Errorf(codes.NotFound, "Request for unknown model: '%s' has no available versions", name)
 	}
+	if err := checkParameters(req); err != nil {
+		return nil, err
+	}
 	batch, err := v.decode(e, req, fail)
 	if err != nil {
 		return nil, err
@@ -177,6 +184,8 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 	switch v.fault() {
 	case QueueFull:
 		return nil, fail(codes.Unavailable, "Exceeds maximum queue size")
+	case QueueTimeout:
+		return nil, status.Error(codes.Unavailable, "Request timeout expired")
 	case InvalidArgument:
 		return nil, fail(codes.InvalidArgument, "inference input '%s' data-type is 'FP16', but model '%s' expects 'INT64'", gateway.TensorInputIDs, name)
 	case InternalError:
@@ -199,6 +208,24 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 		return nil, fail(codes.Internal, "%v", err)
 	}
 	return v.respond(req, outName, out), nil
+}
+
+// TimeoutParameter is the request parameter Triton reads as the request's
+// queue timeout, in microseconds.
+const TimeoutParameter = "timeout"
+
+// checkParameters refuses a timeout parameter of any type but int64, with
+// the message of Triton's gRPC frontend, which has no request id (server
+// r25.06, src/grpc/infer_handler.cc, SetInferenceRequestMetadata).
+func checkParameters(req *tritonstubs.ModelInferRequest) error {
+	p, ok := req.GetParameters()[TimeoutParameter]
+	if !ok {
+		return nil
+	}
+	if _, ok := p.GetParameterChoice().(*tritonstubs.InferParameter_Int64Param); !ok {
+		return status.Error(codes.InvalidArgument, "invalid value type for 'timeout' parameter, expected int64_param.")
+	}
+	return nil
 }
 
 // decode checks inputs as Triton does and returns them as a batch.
@@ -224,6 +251,10 @@ func (v *service) decode(e *entry, req *tritonstubs.ModelInferRequest, fail func
 			batch.AttentionMask = vals
 		case gateway.TensorTokenTypeIDs:
 			batch.TokenTypeIDs = vals
+		case gateway.TensorPositionIDs:
+			if err := checkPositions(vals, batch, fail); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if r.next != len(r.raw) {
@@ -233,6 +264,20 @@ func (v *service) decode(e *entry, req *tritonstubs.ModelInferRequest, fail func
 		return nil, fail(codes.InvalidArgument, "empty input shape [%d,%d] for model '%s'", batch.Rows, batch.Len, r.model)
 	}
 	return batch, nil
+}
+
+// checkPositions wants position_ids 0..Len-1 on every row. Triton would
+// pass any values to the model; the stand-in's Model fills the positions
+// itself (a gateway.Batch has none), so it refuses what the model would
+// not see, rather than answer as if it had used them.
+func checkPositions(vals []int64, batch *gateway.Batch, fail func(codes.Code, string, ...any) error) error {
+	for i, v := range vals {
+		if v != int64(i%batch.Len) {
+			return fail(codes.InvalidArgument, "tritontest: input '%s' is %d at row %d, position %d; the stand-in's model takes 0..%d on every row",
+				gateway.TensorPositionIDs, v, i/batch.Len, i%batch.Len, batch.Len-1)
+		}
+	}
+	return nil
 }
 
 // inputReader reads the input tensors of one ModelInfer request, with
@@ -339,13 +384,9 @@ func (v *service) respond(req *tritonstubs.ModelInferRequest, name string, out *
 	if out.Kind == gateway.Hidden {
 		shape = []int64{int64(out.Rows), int64(out.Len), int64(out.Hidden)}
 	}
-	b := make([]byte, 4*len(out.Data))
-	for i, f := range out.Data {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
-	}
 	return &tritonstubs.ModelInferResponse{ModelName: req.GetModelName(), ModelVersion: "1", Id: req.GetId(),
-		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: name, Datatype: "FP32", Shape: shape}},
-		RawOutputContents: [][]byte{b}}
+		Outputs:           []*tritonstubs.ModelInferResponse_InferOutputTensor{{Name: name, Datatype: v.s.out.wire, Shape: shape}},
+		RawOutputContents: [][]byte{v.s.out.encode(out.Data)}}
 }
 
 func rawInts(b []byte, size int) []int64 {

@@ -8,10 +8,13 @@
 // with its own hidden size, max_batch_size and config parameters, loaded
 // and unloaded at run time as with Triton's explicit model control.
 // It reports metadata and the normalized config the way Triton does for an
-// onnxruntime_onnx model, validates requests as Triton does (same gRPC codes
-// and messages, "[request id: …]" prefixes), and has fault modes switchable
-// at run time: not ready, queue full, slow, INVALID_ARGUMENT, INTERNAL,
-// INT32 inputs (like a TensorRT engine), and Stop/Restart on one address.
+// onnxruntime_onnx model (position_ids among the inputs of a model whose
+// spec has HasPositionIDs; FP16 or BF16 outputs with WithOutputDType),
+// validates requests as Triton does (same gRPC codes and messages,
+// "[request id: …]" prefixes, the timeout parameter's type), and has fault
+// modes switchable at run time: not ready, queue full, queue timeout, slow,
+// INVALID_ARGUMENT, INTERNAL, INT32 inputs (like a TensorRT engine), and
+// Stop/Restart on one address.
 //
 // Tests use Start or StartMulti; the benchmark harness uses New and Serve.
 // It imports gateway, tritonstubs and grpc.
@@ -64,6 +67,11 @@ const (
 	InvalidArgument
 	// InternalError: ModelInfer answers INTERNAL, like a backend runtime failure.
 	InternalError
+	// QueueTimeout: ModelInfer answers UNAVAILABLE "Request timeout
+	// expired", without a request id, exactly as Triton's dynamic batcher
+	// rejects a request that waited in its queue past its timeout
+	// (timeout_action REJECT; core r25.06, src/dynamic_batch_scheduler.cc).
+	QueueTimeout
 )
 
 func (f Fault) String() string {
@@ -78,12 +86,21 @@ func (f Fault) String() string {
 		return "InvalidArgument"
 	case InternalError:
 		return "InternalError"
+	case QueueTimeout:
+		return "QueueTimeout"
 	}
 	return fmt.Sprintf("Fault(%d)", int(f))
 }
 
 // Option configures New and Start (and NewMulti and StartMulti).
 type Option func(*config)
+
+// MinPingInterval is the least time between a client's keepalive pings
+// that the server accepts, Triton's default
+// (http2_min_recv_ping_interval_without_data_ms 300000); pings without a
+// call in flight are refused at any rate, as keepalive_permit_without_calls
+// false has it.
+const MinPingInterval = 5 * time.Minute
 
 // defaultMaxBatchSize is every model's max_batch_size unless set.
 const defaultMaxBatchSize = 32
@@ -99,6 +116,7 @@ type config struct {
 	models      []modelConfig // WithModel's
 	int32Inputs bool
 	noHealth    bool
+	outputDType string // WithOutputDType's
 }
 
 // WithName sets the name of New's model (default "embed").
@@ -119,6 +137,12 @@ func WithParameters(p map[string]string) Option {
 // WithInt32Inputs starts in INT32 mode (see Server.SetInt32Inputs).
 func WithInt32Inputs() Option { return func(c *config) { c.int32Inputs = true } }
 
+// WithOutputDType makes every model's output datatype dtype: "FP32" (the
+// default), "FP16" or "BF16", as a TensorRT engine or half-precision
+// export has it. Metadata and config say so, and ModelInfer rounds the
+// model's FP32 values to it (to nearest, ties to even) on the wire.
+func WithOutputDType(dtype string) Option { return func(c *config) { c.outputDType = dtype } }
+
 // WithoutHealthService leaves grpc.health.v1 unregistered, so clients must
 // fall back to ServerReady.
 func WithoutHealthService() Option { return func(c *config) { c.noHealth = true } }
@@ -126,6 +150,7 @@ func WithoutHealthService() Option { return func(c *config) { c.noHealth = true 
 // Server is one stand-in Triton. Its methods are safe for concurrent use.
 type Server struct {
 	cfg    config
+	out    outputDType       // every output's datatype
 	first  string            // the model Name reports
 	models map[string]*entry // the repository, by name; fixed at New
 	health *health.Server
@@ -181,7 +206,11 @@ func newServer(cfg config, models []modelConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, first: models[0].name, models: repo, health: health.NewServer(),
+	out, err := parseOutputDType(cfg.outputDType)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, out: out, first: models[0].name, models: repo, health: health.NewServer(),
 		restart: make(chan net.Listener), done: make(chan struct{})}
 	s.int32s.Store(cfg.int32Inputs)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -288,9 +317,10 @@ func (s *Server) Serve(lis net.Listener) error {
 func (s *Server) newGRPC() *grpc.Server {
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(256<<20),
-		// Like Triton's own defaults, lenient enough for a client pinging
-		// every 30 s during long calls.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
+		// Triton's defaults (server r25.06, src/grpc/grpc_server.h,
+		// KeepAliveOptions): a client pinging more often is sent GOAWAY
+		// "too_many_pings".
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinPingInterval, PermitWithoutStream: false}),
 	)
 	tritonstubs.RegisterGRPCInferenceServiceServer(gs, &service{s: s})
 	if !s.cfg.noHealth {
@@ -389,6 +419,17 @@ func (s *Server) LastInfer() (*tritonstubs.ModelInferRequest, metadata.MD) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last, s.lastMD
+}
+
+// LastTimeout returns the timeout parameter of the last ModelInfer request
+// (see TimeoutParameter), and whether it had one of type int64.
+func (s *Server) LastTimeout() (time.Duration, bool) {
+	req, _ := s.LastInfer()
+	p, ok := req.GetParameters()[TimeoutParameter].GetParameterChoice().(*tritonstubs.InferParameter_Int64Param)
+	if !ok {
+		return 0, false
+	}
+	return time.Duration(p.Int64Param) * time.Microsecond, true
 }
 
 func (s *Server) record(ctx context.Context, req *tritonstubs.ModelInferRequest) {

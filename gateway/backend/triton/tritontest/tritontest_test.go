@@ -1,6 +1,7 @@
 package tritontest_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"net"
@@ -110,6 +111,12 @@ func TestModelInfer(t *testing.T) {
 			r.Outputs = []*tritonstubs.ModelInferRequest_InferRequestedOutputTensor{{Name: "logits"}}
 		}, codes.InvalidArgument, "unexpected inference output 'logits' for model 'embed'"},
 		{"NoID", func(r *tritonstubs.ModelInferRequest) { r.Id = ""; r.Inputs[0].Datatype = "FP32" }, codes.InvalidArgument, "[request id: <id_unknown>] "},
+		{"Timeout", func(r *tritonstubs.ModelInferRequest) {
+			r.Parameters = map[string]*tritonstubs.InferParameter{"timeout": {ParameterChoice: &tritonstubs.InferParameter_Int64Param{Int64Param: 1500}}}
+		}, codes.OK, ""},
+		{"TimeoutNotInt64", func(r *tritonstubs.ModelInferRequest) {
+			r.Parameters = map[string]*tritonstubs.InferParameter{"timeout": {ParameterChoice: &tritonstubs.InferParameter_Uint64Param{Uint64Param: 1500}}}
+		}, codes.InvalidArgument, "invalid value type for 'timeout' parameter, expected int64_param."},
 		{"ContentsOnly", func(r *tritonstubs.ModelInferRequest) {
 			for _, in := range r.Inputs {
 				in.Contents = &tritonstubs.InferTensorContents{Int64Contents: []int64{7, 1}}
@@ -127,6 +134,10 @@ func TestModelInfer(t *testing.T) {
 			}
 			if tt.code != codes.OK {
 				return
+			}
+			wantTimeout := req.GetParameters()["timeout"] != nil
+			if d, ok := srv.LastTimeout(); ok != wantTimeout || ok && d != 1500*time.Microsecond {
+				t.Errorf("LastTimeout() = %v, %v; want 1.5ms, %v", d, ok, wantTimeout)
 			}
 			if resp.GetId() != req.GetId() || len(resp.GetOutputs()) != 1 || len(resp.GetRawOutputContents()) != 1 {
 				t.Fatalf("ModelInfer() = %v, want id %q and one output", resp, req.GetId())
@@ -197,12 +208,15 @@ func TestFaultsAndHealth(t *testing.T) {
 		serving bool
 		code    codes.Code
 		message string
+		exact   bool // the message is all of it
 	}{
-		{tritontest.NoFault, true, codes.OK, ""},
-		{tritontest.NotReady, false, codes.NotFound, "has no available versions"},
-		{tritontest.QueueFull, true, codes.Unavailable, "[request id: r1] Exceeds maximum queue size"},
-		{tritontest.InvalidArgument, true, codes.InvalidArgument, "[request id: r1] "},
-		{tritontest.InternalError, true, codes.Internal, "[request id: r1] "},
+		{tritontest.NoFault, true, codes.OK, "", false},
+		{tritontest.NotReady, false, codes.NotFound, "has no available versions", false},
+		{tritontest.QueueFull, true, codes.Unavailable, "[request id: r1] Exceeds maximum queue size", true},
+		// Triton's dynamic batcher sends it without the request id.
+		{tritontest.QueueTimeout, true, codes.Unavailable, "Request timeout expired", true},
+		{tritontest.InvalidArgument, true, codes.InvalidArgument, "[request id: r1] ", false},
+		{tritontest.InternalError, true, codes.Internal, "[request id: r1] ", false},
 	} {
 		t.Run(tt.fault.String(), func(t *testing.T) {
 			srv.SetFault(tt.fault)
@@ -216,8 +230,9 @@ func TestFaultsAndHealth(t *testing.T) {
 				t.Errorf("ModelReady() = %v, %v; want ready %v", mr, err, tt.serving)
 			}
 			_, err = c.ModelInfer(context.Background(), goodRequest())
-			if st := status.Convert(err); st.Code() != tt.code || !strings.Contains(st.Message(), tt.message) {
-				t.Errorf("ModelInfer() = %v %q, want %v containing %q", st.Code(), st.Message(), tt.code, tt.message)
+			if st := status.Convert(err); st.Code() != tt.code || !strings.Contains(st.Message(), tt.message) ||
+				tt.exact && st.Message() != tt.message {
+				t.Errorf("ModelInfer() = %v %q, want %v containing %q (exactly: %v)", st.Code(), st.Message(), tt.code, tt.message, tt.exact)
 			}
 		})
 	}
@@ -283,5 +298,97 @@ func TestServe(t *testing.T) {
 func TestNewErrors(t *testing.T) {
 	if _, err := tritontest.New(fakeModel{}, tritontest.WithMaxBatchSize(-1)); err == nil {
 		t.Error("New(max batch -1) = nil error, want one")
+	}
+	if _, err := tritontest.New(fakeModel{}, tritontest.WithOutputDType("FP64")); err == nil {
+		t.Error("New(output FP64) = nil error, want one")
+	}
+}
+
+// TestOutputDType: a half-precision output is declared in metadata and
+// config and sent as 2-byte little-endian values, rounded to nearest.
+func TestOutputDType(t *testing.T) {
+	for _, tt := range []struct {
+		dtype string
+		cfg   tritonstubs.DataType
+		raw   []byte // fakeModel's [7 7 1 1] for ids and mask [7 1]
+	}{
+		{"FP16", tritonstubs.DataType_TYPE_FP16, []byte{0x00, 0x47, 0x00, 0x47, 0x00, 0x3c, 0x00, 0x3c}},
+		{"BF16", tritonstubs.DataType_TYPE_BF16, []byte{0xe0, 0x40, 0xe0, 0x40, 0x80, 0x3f, 0x80, 0x3f}},
+	} {
+		t.Run(tt.dtype, func(t *testing.T) {
+			srv := tritontest.Start(t, fakeModel{}, tritontest.WithOutputDType(tt.dtype))
+			c := tritonstubs.NewGRPCInferenceServiceClient(dial(t, srv.Addr()))
+			meta, err := c.ModelMetadata(context.Background(), &tritonstubs.ModelMetadataRequest{Name: "embed"})
+			if err != nil || meta.GetOutputs()[0].GetDatatype() != tt.dtype {
+				t.Errorf("ModelMetadata() = %v, %v; want output %s", meta, err, tt.dtype)
+			}
+			resp, err := c.ModelConfig(context.Background(), &tritonstubs.ModelConfigRequest{Name: "embed"})
+			if err != nil || resp.GetConfig().GetOutput()[0].GetDataType() != tt.cfg {
+				t.Errorf("ModelConfig() = %v, %v; want output %v", resp, err, tt.cfg)
+			}
+			out, err := c.ModelInfer(context.Background(), goodRequest())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := out.GetOutputs()[0]; o.GetDatatype() != tt.dtype || !bytes.Equal(out.GetRawOutputContents()[0], tt.raw) {
+				t.Errorf("ModelInfer() = %s % x, want %s % x", o.GetDatatype(), out.GetRawOutputContents()[0], tt.dtype, tt.raw)
+			}
+		})
+	}
+}
+
+// decoder is fakeModel taking position_ids, as a Qwen3 export does.
+type decoder struct{ fakeModel }
+
+func (decoder) Spec() gateway.ModelSpec {
+	return gateway.ModelSpec{HasPositionIDs: true, Output: gateway.Hidden, Hidden: 2}
+}
+
+// TestPositionIDs: a model whose spec takes position_ids declares the
+// input, requires it as Triton requires every declared input, and accepts
+// only 0..L-1 on every row, the positions its Model uses.
+func TestPositionIDs(t *testing.T) {
+	srv := tritontest.Start(t, decoder{})
+	c := tritonstubs.NewGRPCInferenceServiceClient(dial(t, srv.Addr()))
+	meta, err := c.ModelMetadata(context.Background(), &tritonstubs.ModelMetadataRequest{Name: "embed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, in := range meta.GetInputs() {
+		names = append(names, in.GetName())
+	}
+	if got := strings.Join(names, ","); got != "input_ids,attention_mask,position_ids" {
+		t.Errorf("metadata inputs = %s, want input_ids,attention_mask,position_ids", got)
+	}
+	request := func(pos ...int64) *tritonstubs.ModelInferRequest {
+		req := &tritonstubs.ModelInferRequest{ModelName: "embed", Id: "r1"}
+		for _, name := range []string{"input_ids", "attention_mask", "position_ids"}[:2+min(len(pos), 1)] {
+			req.Inputs = append(req.Inputs, &tritonstubs.ModelInferRequest_InferInputTensor{Name: name, Datatype: "INT64", Shape: []int64{2, 2}})
+			vals := []int64{7, 1, 8, 1}
+			if name == "position_ids" {
+				vals = pos
+			}
+			req.RawInputContents = append(req.RawInputContents, ints(8, vals...))
+		}
+		return req
+	}
+	for _, tt := range []struct {
+		name    string
+		req     *tritonstubs.ModelInferRequest
+		code    codes.Code
+		message string
+	}{
+		{"Given", request(0, 1, 0, 1), codes.OK, ""},
+		{"Missing", request(), codes.InvalidArgument, "expected 3 inputs but got 2 inputs for model 'embed'. Got input(s) [input_ids,attention_mask], but missing required input(s) [position_ids]"},
+		{"Zeros", request(0, 0, 0, 0), codes.InvalidArgument, "[request id: r1] tritontest: input 'position_ids' is 0 at row 0, position 1"},
+		{"Continued", request(0, 1, 2, 3), codes.InvalidArgument, "is 2 at row 1, position 0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.ModelInfer(context.Background(), tt.req)
+			if st := status.Convert(err); st.Code() != tt.code || !strings.Contains(st.Message(), tt.message) {
+				t.Errorf("ModelInfer() = %v %q, want %v containing %q", st.Code(), st.Message(), tt.code, tt.message)
+			}
+		})
 	}
 }
