@@ -123,6 +123,10 @@ func TestRepositoryDiscovery(t *testing.T) {
 		if e.Name != dir {
 			t.Errorf("%s: served as %q, want its directory name", dir, e.Name)
 		}
+		// A config that caps the input length is sized and warmed for it.
+		if mbs := int(cfg.GetMaxBatchSize()); e.MaxInputLength > 0 && !warms(cfg, mbs, e.MaxInputLength) {
+			t.Errorf("%s: max_input_length %d, but no warmup of %d x %d (max_batch_size x max_input_length)", dir, e.MaxInputLength, mbs, e.MaxInputLength)
+		}
 		entries = append(entries, e)
 	}
 	if err := catalog.Check(entries, ""); err != nil {

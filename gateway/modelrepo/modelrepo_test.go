@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -41,9 +42,9 @@ func TestShippedConfigs(t *testing.T) {
 	}
 	// What each model we ship a config for is: its hidden size (a
 	// reranker's: its number of labels), the longest input the gateway
-	// sends it (the model's own limit, or the cap deploy/models.example.yaml
-	// gives it), and its inputs. A new config needs a row here, which makes
-	// its author check them.
+	// sends it (the model's own limit, or the cap of the config's
+	// max_input_length parameter), and its inputs. A new config needs a row
+	// here, which makes its author check them.
 	models := map[string]struct {
 		lastDim int64
 		maxLen  int64
@@ -85,6 +86,9 @@ func TestShippedConfigs(t *testing.T) {
 			}
 			if !slices.Equal(inputs, m.inputs) {
 				t.Errorf("inputs = %v, want %v (the ONNX Runtime backend refuses a list that differs from the graph's)", inputs, m.inputs)
+			}
+			if v := cfg.GetParameters()["max_input_length"].GetStringValue(); v != "" && v != strconv.FormatInt(m.maxLen, 10) {
+				t.Errorf("max_input_length parameter %q, want %d, the length this test checks the warmup for", v, m.maxLen)
 			}
 			checkWorstBatchWarmed(t, cfg, m.maxLen)
 			// Triton needs a version directory; 1/ is committed with a .gitkeep.

@@ -17,7 +17,7 @@ import (
 // sentMetadata records the outgoing metadata of each call, by method, as
 // the client hands it to gRPC (after its own interceptors).
 type sentMetadata struct {
-	mu   sync.Mutex
+	mu       sync.Mutex
 	byMethod map[string]metadata.MD
 }
 
