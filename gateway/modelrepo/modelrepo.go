@@ -1,7 +1,8 @@
 // Package modelrepo reads Triton model configurations (config.pbtxt, text
 // format) into tritonstubs.ModelConfig and checks one against what the
 // gateway sends and reads: token inputs of [B, L] INT64/INT32, one FP32
-// output (embeddings, or a cross-encoder's logits), batching, a bounded queue, warmup and TensorRT profiles.
+// output (embeddings, or a cross-encoder's logits), batching, a bounded
+// queue, warmup, and TensorRT profiles and engine cache.
 // Tests run it over model_repository/; the Triton backend runs it at Open
 // on the config Triton reports and logs each problem. It imports gateway
 // (the tensor names), tritonstubs and the protobuf module.
