@@ -25,13 +25,26 @@ import (
 	"github.com/embedgate/embedgate/gateway/hub"
 )
 
+// testAdminKey stands for the operator's TRITON_ADMIN_KEY, which docker
+// compose requires.
+const testAdminKey = "0123456789abcdef"
+
 // load reads ../docker-compose.yml as `docker compose` would, with env as
-// the only environment (not the test process's), so defaults are tested.
+// the only environment (not the test process's), so defaults are tested;
+// TRITON_ADMIN_KEY is testAdminKey unless env sets it.
 func load(t *testing.T, env map[string]string) *types.Project {
 	t.Helper()
-	var kv []string
+	p, err := loadErr(env)
+	if err != nil {
+		t.Fatalf("loading docker-compose.yml: %v", err)
+	}
+	return p
+}
+
+func loadErr(env map[string]string) (*types.Project, error) {
+	kv := []string{"TRITON_ADMIN_KEY=" + testAdminKey}
 	for k, v := range env {
-		kv = append(kv, k+"="+v)
+		kv = append(kv, k+"="+v) // later wins
 	}
 	opts, err := cli.NewProjectOptions(
 		[]string{filepath.Join("..", "docker-compose.yml")},
@@ -40,13 +53,9 @@ func load(t *testing.T, env map[string]string) *types.Project {
 		cli.WithInterpolation(true),
 	)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	p, err := cli.ProjectFromOptions(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("loading docker-compose.yml: %v", err)
-	}
-	return p
+	return cli.ProjectFromOptions(context.Background(), opts)
 }
 
 func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
@@ -113,7 +122,12 @@ func TestTriton(t *testing.T) {
 	checkMount(t, s, repo, "model_repository", true)
 	checkMount(t, s, script, filepath.Join("deploy", "triton-serve"), true)
 	checkMount(t, s, "/trt-cache", "", false)
-	checkPorts(t, s, 8000, 8001, 8002)
+	// Nothing published: with explicit model control, whoever reaches
+	// Triton's ports could use its APIs; the gateway and Prometheus reach it
+	// on the compose network.
+	if len(s.Ports) != 0 {
+		t.Errorf("triton publishes %+v, want no port", s.Ports)
+	}
 
 	if s.Deploy == nil || s.Deploy.Resources.Reservations == nil {
 		t.Fatalf("no deploy.resources.reservations: Triton gets no GPU")
@@ -197,13 +211,73 @@ func TestEmbedgate(t *testing.T) {
 	}
 
 	checkMount(t, s, env["HF_HOME"], "", false)
-	checkPorts(t, s, 8080)
+	checkPorts(t, s, "", 8080)
 	checkHealth(t, s, "curl", "localhost:"+env["PORT"]+"/health")
 
 	for _, dep := range []string{"triton", "redis"} {
 		d, ok := s.DependsOn[dep]
 		if !ok || d.Condition != types.ServiceConditionHealthy {
 			t.Errorf("depends_on %s = %+v, want condition service_healthy", dep, d)
+		}
+	}
+}
+
+// TestRestrictedAPIs: Triton's repository and shared-memory APIs need the
+// operator's key on both its endpoints, and the gateway sends that key as
+// Triton's gRPC frontend expects it, since discovery lists the repository.
+func TestRestrictedAPIs(t *testing.T) {
+	p := load(t, nil)
+	triton := service(t, p, "triton")
+	for _, flag := range []string{"--grpc-restricted-protocol=", "--http-restricted-api="} {
+		var got []string
+		for _, arg := range triton.Command {
+			if v, ok := strings.CutPrefix(arg, flag); ok {
+				got = append(got, v)
+			}
+		}
+		// Triton's syntax: <protocols>:<key>=<value>, one group per flag.
+		if want := "model-repository,shared-memory:admin-key=" + testAdminKey; !slices.Equal(got, []string{want}) {
+			t.Errorf("triton command %s = %q, want [%s]", flag, got, want)
+		}
+	}
+
+	env := service(t, p, "embedgate").Environment
+	v := env["TRITON_RESTRICTED_KEY"]
+	if v == nil {
+		t.Fatal("embedgate has no TRITON_RESTRICTED_KEY: discovery's RepositoryIndex would be refused")
+	}
+	cfg, err := config.Parse(nil, func(k string) string {
+		if k == "TRITON_RESTRICTED_KEY" {
+			return *v
+		}
+		return ""
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key, value := cfg.TritonRestricted(); key != "admin-key" || value != testAdminKey {
+		t.Errorf("the gateway sends key %q value %q, want admin-key and TRITON_ADMIN_KEY", key, value)
+	}
+}
+
+// TestAdminKeyRequired: without TRITON_ADMIN_KEY docker compose refuses to
+// start, naming it, rather than run Triton with an empty key (which its
+// flag parser refuses) or none.
+func TestAdminKeyRequired(t *testing.T) {
+	_, err := loadErr(map[string]string{"TRITON_ADMIN_KEY": ""})
+	if err == nil || !strings.Contains(err.Error(), "required variable TRITON_ADMIN_KEY is missing a value") {
+		t.Errorf("loading without TRITON_ADMIN_KEY: %v, want an error naming it", err)
+	}
+}
+
+// TestPublishedPorts: only the gateway listens on the host's interfaces;
+// anything else published is bound to loopback.
+func TestPublishedPorts(t *testing.T) {
+	for _, s := range load(t, nil).Services {
+		for _, port := range s.Ports {
+			if port.HostIP != "127.0.0.1" && (s.Name != "embedgate" || port.Target != 8080) {
+				t.Errorf("%s publishes %d on %q: only the gateway's 8080 may listen beyond 127.0.0.1", s.Name, port.Target, port.HostIP)
+			}
 		}
 	}
 }
@@ -223,6 +297,7 @@ func TestPrometheus(t *testing.T) {
 		t.Errorf("image = %q, want a pinned prom/prometheus:v… tag", s.Image)
 	}
 	checkMount(t, s, "/etc/prometheus/prometheus.yml", filepath.Join("deploy", "prometheus.yml"), true)
+	checkPorts(t, s, "127.0.0.1", 9090) // no authentication: loopback only
 
 	b, err := os.ReadFile("prometheus.yml")
 	if err != nil {
@@ -278,15 +353,20 @@ func checkMount(t *testing.T, s types.ServiceConfig, target, source string, read
 	t.Errorf("%s: nothing is mounted at %s", s.Name, target)
 }
 
-func checkPorts(t *testing.T, s types.ServiceConfig, ports ...uint32) {
+// checkPorts: s publishes exactly ports, each as itself, on hostIP (""
+// = every interface).
+func checkPorts(t *testing.T, s types.ServiceConfig, hostIP string, ports ...uint32) {
 	t.Helper()
+	if len(s.Ports) != len(ports) {
+		t.Errorf("%s: publishes %+v, want %d ports", s.Name, s.Ports, len(ports))
+	}
 	for _, want := range ports {
 		found := false
 		for _, p := range s.Ports {
-			found = found || (p.Target == want && p.Published == strconv.FormatUint(uint64(want), 10))
+			found = found || (p.Target == want && p.Published == strconv.FormatUint(uint64(want), 10) && p.HostIP == hostIP)
 		}
 		if !found {
-			t.Errorf("%s: port %d is not published as %d:%d (ports %+v)", s.Name, want, want, want, s.Ports)
+			t.Errorf("%s: port %d is not published as %s:%d:%d (ports %+v)", s.Name, want, hostIP, want, want, s.Ports)
 		}
 	}
 }

@@ -104,7 +104,7 @@ func TestDockerfile(t *testing.T) {
 }
 
 // TestDockerignore: the build context must keep what go build needs and
-// drop the large or irrelevant parts.
+// drop the large or irrelevant parts, and the secrets in .env.
 func TestDockerignore(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("..", ".dockerignore"))
 	if err != nil {
@@ -116,7 +116,7 @@ func TestDockerignore(t *testing.T) {
 			ignored[line] = true
 		}
 	}
-	for _, want := range []string{".git", ".cache", "model_repository"} {
+	for _, want := range []string{".git", ".cache", "model_repository", ".env"} {
 		if !ignored[want] {
 			t.Errorf(".dockerignore lacks %s", want)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/embedgate/embedgate/gateway/catalog"
 	"github.com/embedgate/embedgate/gateway/modelrepo"
+	"github.com/embedgate/embedgate/tritonstubs"
 )
 
 // TestModelsExample: deploy/models.example.yaml is a valid catalogue that
@@ -54,6 +55,35 @@ func TestModelsExample(t *testing.T) {
 	if got := cfg.GetParameters()["hf_model_id"].GetStringValue(); got != tr.ModelID {
 		t.Errorf("%s: model_id %q, but model_repository/%s says hf_model_id %q", tr.Name, tr.ModelID, name, got)
 	}
+	// Sized together: the entry's rows fit one Triton request, and the
+	// config warms the worst batch Triton can merge from the entry's
+	// batches, max_batch_size rows of the entry's longest input.
+	mbs := int(cfg.GetMaxBatchSize())
+	if tr.MaxBatchRequests == 0 || tr.MaxBatchRequests > mbs {
+		t.Errorf("%s: max_batch_requests %d, want 1..%d (model_repository/%s max_batch_size)", tr.Name, tr.MaxBatchRequests, mbs, name)
+	}
+	if tr.MaxInputLength == 0 || !warms(cfg, mbs, tr.MaxInputLength) {
+		t.Errorf("%s: max_input_length %d, but model_repository/%s warms no %d x %d batch (max_batch_size x max_input_length)",
+			tr.Name, tr.MaxInputLength, name, mbs, tr.MaxInputLength)
+	}
+}
+
+// warms reports whether one of cfg's warmup samples is rows x length for
+// every input.
+func warms(cfg *tritonstubs.ModelConfig, rows, length int) bool {
+	for _, w := range cfg.GetModelWarmup() {
+		if int(w.GetBatchSize()) != rows || len(w.GetInputs()) == 0 {
+			continue
+		}
+		all := true
+		for _, in := range w.GetInputs() {
+			all = all && slices.Equal(in.GetDims(), []int64{int64(length)})
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // TestRepositoryDiscovery: every model_repository/*/config.pbtxt becomes a
@@ -92,6 +122,10 @@ func TestRepositoryDiscovery(t *testing.T) {
 		}
 		if e.Name != dir {
 			t.Errorf("%s: served as %q, want its directory name", dir, e.Name)
+		}
+		// A config that caps the input length is sized and warmed for it.
+		if mbs := int(cfg.GetMaxBatchSize()); e.MaxInputLength > 0 && !warms(cfg, mbs, e.MaxInputLength) {
+			t.Errorf("%s: max_input_length %d, but no warmup of %d x %d (max_batch_size x max_input_length)", dir, e.MaxInputLength, mbs, e.MaxInputLength)
 		}
 		entries = append(entries, e)
 	}

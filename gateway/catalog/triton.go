@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -16,6 +17,10 @@ const (
 	ParamPooling  = "pooling"
 	ParamAliases  = "aliases" // comma separated
 	ParamTask     = "task"
+	// ParamMaxInputLength lowers the model's own max input length (tokens),
+	// as a models-file entry's max_input_length does: the config that
+	// sizes Triton's batches for a length says it.
+	ParamMaxInputLength = "max_input_length"
 )
 
 // FromTriton is the entry of a model found in the repository of the Triton
@@ -32,6 +37,14 @@ func FromTriton(addr, model string, params map[string]string) (Entry, error) {
 	if param(ParamModelID) == "" {
 		return fail(fmt.Errorf("no %s parameter in its config.pbtxt (the tokenizer's hub repo or directory)", ParamModelID))
 	}
+	var maxLen int
+	if v := param(ParamMaxInputLength); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fail(fmt.Errorf("%s %q is not a whole number of tokens", ParamMaxInputLength, v))
+		}
+		maxLen = n // Entry.problems refuses a negative one
+	}
 	var aliases []string
 	for a := range strings.SplitSeq(params[ParamAliases], ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -39,16 +52,17 @@ func FromTriton(addr, model string, params map[string]string) (Entry, error) {
 		}
 	}
 	e := Entry{
-		Name:        model,
-		Aliases:     aliases,
-		ModelID:     param(ParamModelID),
-		Revision:    param(ParamRevision),
-		Backend:     "triton",
-		TritonModel: model,
-		TritonURL:   addr,
-		Pooling:     param(ParamPooling),
-		Task:        param(ParamTask),
-		Source:      "triton " + addr,
+		Name:           model,
+		Aliases:        aliases,
+		ModelID:        param(ParamModelID),
+		Revision:       param(ParamRevision),
+		Backend:        "triton",
+		TritonModel:    model,
+		TritonURL:      addr,
+		Pooling:        param(ParamPooling),
+		Task:           param(ParamTask),
+		MaxInputLength: maxLen,
+		Source:         "triton " + addr,
 	}
 	if problems := e.problems(); len(problems) > 0 {
 		return fail(joinedLine(problems)) // one log line per skipped model

@@ -51,6 +51,9 @@ type Config struct {
 	TritonTimeout       time.Duration
 	TritonMaxInflight   int
 	TritonMaxInflightMB int // MiB of responses in flight
+	// TritonRestrictedKey is KEY=VALUE, the key and value of Triton's
+	// --grpc-restricted-protocol; "" = none. See TritonRestricted.
+	TritonRestrictedKey string
 
 	// Batching and limits
 	MaxConcurrentRequests int
@@ -122,6 +125,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.TritonTimeout, "triton-timeout", 10*time.Second, "deadline of one Triton call")
 	fs.IntVar(&c.TritonMaxInflight, "triton-max-inflight", 4, "batches in flight to Triton at once")
 	fs.IntVar(&c.TritonMaxInflightMB, "triton-max-inflight-mb", 64, "MiB of Triton responses in flight at once (last_hidden_state is rows × length × hidden × 4 bytes); a larger batch runs alone")
+	fs.StringVar(&c.TritonRestrictedKey, "triton-restricted-key", "", "KEY=VALUE of Triton's --grpc-restricted-protocol=...:KEY=VALUE, sent with every Triton call (discovery's RepositoryIndex needs it when model-repository is restricted)")
 	fs.IntVar(&c.TokenizationWorkers, "tokenization-workers", 0, "tokenizer goroutines (0 = CPU cores)")
 	fs.StringVar(&c.DType, "dtype", "auto", "ONNX variant: auto, float32, float16 or int8 (auto = float32 on CPU)")
 	fs.StringVar(&c.Pooling, "pooling", "", "cls, mean or last-token (default: the model's config)")
@@ -422,6 +426,9 @@ func (c *Config) checkModel(p *problems) {
 	p.positive("triton-timeout", c.TritonTimeout)
 	p.atLeast("triton-max-inflight", c.TritonMaxInflight, 1)
 	p.atLeast("triton-max-inflight-mb", c.TritonMaxInflightMB, 1)
+	if _, _, err := splitRestrictedKey(c.TritonRestrictedKey); err != nil {
+		p.add("--triton-restricted-key: %v", err)
+	}
 	if c.DefaultPromptName != "" && c.DefaultPrompt != "" {
 		p.add("--default-prompt-name and --default-prompt are both set: use one")
 	}

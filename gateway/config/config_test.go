@@ -270,6 +270,15 @@ func TestValidate(t *testing.T) {
 		{"triton timeout", func(c *Config) { c.TritonTimeout = 0 }, []string{"--triton-timeout must be a positive duration, got 0s"}},
 		{"triton inflight", func(c *Config) { c.TritonMaxInflight = 0 }, []string{"--triton-max-inflight must be at least 1, got 0"}},
 		{"triton inflight mb", func(c *Config) { c.TritonMaxInflightMB = 0 }, []string{"--triton-max-inflight-mb must be at least 1, got 0"}},
+		{"triton restricted key", func(c *Config) { c.TritonRestrictedKey = "admin-key=a=b" }, nil},
+		{"triton restricted key without value", func(c *Config) { c.TritonRestrictedKey = "admin-key=" },
+			[]string{"--triton-restricted-key: want KEY=VALUE"}},
+		{"triton restricted key without =", func(c *Config) { c.TritonRestrictedKey = "s3cret" },
+			[]string{"--triton-restricted-key: want KEY=VALUE"}},
+		{"triton restricted key upper case", func(c *Config) { c.TritonRestrictedKey = "Admin-Key=s3cret" },
+			[]string{`--triton-restricted-key: key "Admin-Key": use only lowercase letters`}},
+		{"triton restricted key space", func(c *Config) { c.TritonRestrictedKey = "admin-key=s3 cret" },
+			[]string{"--triton-restricted-key: the value must be printable ASCII without spaces"}},
 		{"workers", func(c *Config) { c.TokenizationWorkers = -1 }, []string{"--tokenization-workers must be at least 0, got -1"}},
 		{"intra-op", func(c *Config) { c.IntraOpThreads = -2 }, []string{"--intra-op-threads must be at least 0, got -2"}},
 		{"concurrent", func(c *Config) { c.MaxConcurrentRequests = 0 }, []string{"--max-concurrent-requests must be at least 1, got 0"}},
@@ -425,5 +434,22 @@ func TestFlagEntry(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTritonRestricted: the key and value split as Triton splits its flag
+// (the value may hold "="), and no error repeats the value, a secret.
+func TestTritonRestricted(t *testing.T) {
+	for in, want := range map[string][2]string{"": {"", ""}, "admin-key=a=b": {"admin-key", "a=b"}, "k.1_x=Z9": {"k.1_x", "Z9"}} {
+		c := &Config{TritonRestrictedKey: in}
+		if k, v := c.TritonRestricted(); k != want[0] || v != want[1] {
+			t.Errorf("TritonRestricted(%q) = %q, %q, want %q, %q", in, k, v, want[0], want[1])
+		}
+	}
+	for _, in := range []string{"admin-key=s3cr\x01t", "admin-key=s3cr\u00e9t", "admin-key=s3cr t"} {
+		_, _, err := splitRestrictedKey(in)
+		if err == nil || strings.Contains(err.Error(), "s3cr") {
+			t.Errorf("splitRestrictedKey(%q) = %v, want an error without the value", in, err)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 // Package modelrepo reads Triton model configurations (config.pbtxt, text
 // format) into tritonstubs.ModelConfig and checks one against what the
 // gateway sends and reads: token inputs of [B, L] INT64/INT32, one FP32
-// (or FP16, BF16) output (embeddings, or a cross-encoder's logits), batching, a bounded queue, warmup and TensorRT profiles.
+// (or FP16, BF16) output (embeddings, or a cross-encoder's logits),
+// batching, a bounded queue, warmup, and TensorRT profiles and engine
+// cache.
 // Tests run it over model_repository/; the Triton backend runs it at Open
 // on the config Triton reports and logs each problem. It imports gateway
 // (the tensor names), tritonstubs and the protobuf module.
@@ -203,6 +205,7 @@ func checkTensorRT(cfg *tritonstubs.ModelConfig, bad func(string, ...any)) {
 			continue
 		}
 		params := acc.GetParameters()
+		checkEngineCache(params, bad)
 		var prof [3]map[string][]int64 // min, opt, max
 		for i, key := range []string{"trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"} {
 			v, ok := params[key]
@@ -246,6 +249,21 @@ func checkTensorRT(cfg *tritonstubs.ModelConfig, bad func(string, ...any)) {
 				}
 			}
 		}
+	}
+}
+
+// checkEngineCache: a TensorRT engine cache needs a prefix of the model's
+// own. ONNX Runtime names a cached engine by a hash of the model's file
+// name (not its directory), its input and node names and the ORT, CUDA and
+// TensorRT versions (TRTGenerateId), never its weights; Triton loads every
+// model from its own <version>/model.onnx (onnxruntime_backend r25.06,
+// src/onnxruntime.cc), so another model of the same architecture would
+// load this one's engine and return wrong vectors without an error.
+func checkEngineCache(params map[string]string, bad func(string, ...any)) {
+	// The spellings Triton's ParseBoolValue takes as true.
+	on := slices.Contains([]string{"true", "on", "1"}, strings.ToLower(params["trt_engine_cache_enable"]))
+	if on && strings.TrimSpace(params["trt_engine_cache_prefix"]) == "" {
+		bad("tensorrt accelerator: trt_engine_cache_enable without trt_engine_cache_prefix: engines are cached by file and node names, not weights, so another model.onnx of the same architecture would load this model's engine; set the prefix to the model's name")
 	}
 }
 

@@ -1,9 +1,10 @@
 package modelrepo_test
 
 import (
-	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -11,13 +12,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/embedgate/embedgate/gateway"
-	"github.com/embedgate/embedgate/gateway/config"
 	"github.com/embedgate/embedgate/gateway/modelrepo"
 	"github.com/embedgate/embedgate/tritonstubs"
 )
 
-// positionIDs is allowed by check, but no shipped config declares it: the
-// gateway does not send it (see qwen3-embedding-0.6b/config.pbtxt).
+// positionIDs is the input the gateway fills with each row's positions
+// 0..L-1 when a model declares it (gateway.TensorPositionIDs, issue 17):
+// qwen3-embedding-0.6b/config.pbtxt does, as optimum's Qwen3 export has it.
 const positionIDs = "position_ids"
 
 // check runs modelrepo.Check with what the gateway can send and read
@@ -32,17 +33,6 @@ func check(cfg *tritonstubs.ModelConfig) error {
 	return modelrepo.Check(cfg, inputs, outputs)
 }
 
-// defaultMaxBatchRequests is the gateway's --max-batch-requests default,
-// read from gateway/config so the two cannot drift apart.
-func defaultMaxBatchRequests(t *testing.T) int {
-	t.Helper()
-	cfg, err := config.Parse(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatalf("config.Parse(defaults): %v", err)
-	}
-	return cfg.MaxBatchRequests
-}
-
 // TestShippedConfigs parses every model_repository/*/config.pbtxt and checks
 // it against the gateway.
 func TestShippedConfigs(t *testing.T) {
@@ -50,19 +40,24 @@ func TestShippedConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Hidden sizes of the models we ship configs for (a reranker's: its
-	// number of labels); a new config needs a row here, which makes its
-	// author check the output dims.
-	lastDim := map[string]int64{
-		"bge-small-en-v1.5":     384,
-		"bge-small-en-v1.5-trt": 384,
-		"qwen3-embedding-0.6b":  1024,
-		"bge-reranker-base":     1,
+	// What each model we ship a config for is: its hidden size (a
+	// reranker's: its number of labels), the longest input the gateway
+	// sends it (the model's own limit, or the cap of the config's
+	// max_input_length parameter), and its inputs. A new config needs a row
+	// here, which makes its author check them.
+	models := map[string]struct {
+		lastDim int64
+		maxLen  int64
+		inputs  []string
+	}{
+		"bge-small-en-v1.5":     {384, 512, []string{"input_ids", "attention_mask", "token_type_ids"}},
+		"bge-small-en-v1.5-trt": {384, 512, []string{"input_ids", "attention_mask", "token_type_ids"}},
+		"qwen3-embedding-0.6b":  {1024, 2048, []string{"input_ids", "attention_mask", positionIDs}},
+		"bge-reranker-base":     {1, 512, []string{"input_ids", "attention_mask"}},
 	}
-	if len(paths) < len(lastDim) {
-		t.Fatalf("found %d configs (%v), want at least %d", len(paths), paths, len(lastDim))
+	if len(paths) < len(models) {
+		t.Fatalf("found %d configs (%v), want at least %d", len(paths), paths, len(models))
 	}
-	minBatch := defaultMaxBatchRequests(t)
 	for _, path := range paths {
 		dir := filepath.Base(filepath.Dir(path))
 		t.Run(dir, func(t *testing.T) {
@@ -76,24 +71,54 @@ func TestShippedConfigs(t *testing.T) {
 			if err := check(cfg); err != nil {
 				t.Errorf("Check:\n%v", err)
 			}
-			if got := int(cfg.GetMaxBatchSize()); got < minBatch {
-				t.Errorf("max_batch_size = %d, want >= the gateway's default --max-batch-requests %d", got, minBatch)
-			}
-			h, ok := lastDim[dir]
+			m, ok := models[dir]
 			if !ok {
-				t.Fatalf("no hidden size (or number of labels) listed for %s in this test", dir)
+				t.Fatalf("no hidden size, max input length and inputs listed for %s in this test", dir)
 			}
 			for _, out := range cfg.GetOutput() {
-				if d := out.GetDims(); len(d) == 0 || d[len(d)-1] != h {
-					t.Errorf("output %q dims = %v, want %d last", out.GetName(), d, h)
+				if d := out.GetDims(); len(d) == 0 || d[len(d)-1] != m.lastDim {
+					t.Errorf("output %q dims = %v, want %d last", out.GetName(), d, m.lastDim)
 				}
 			}
+			var inputs []string
+			for _, in := range cfg.GetInput() {
+				inputs = append(inputs, in.GetName())
+			}
+			if !slices.Equal(inputs, m.inputs) {
+				t.Errorf("inputs = %v, want %v (the ONNX Runtime backend refuses a list that differs from the graph's)", inputs, m.inputs)
+			}
+			if v := cfg.GetParameters()["max_input_length"].GetStringValue(); v != "" && v != strconv.FormatInt(m.maxLen, 10) {
+				t.Errorf("max_input_length parameter %q, want %d, the length this test checks the warmup for", v, m.maxLen)
+			}
+			checkWorstBatchWarmed(t, cfg, m.maxLen)
 			// Triton needs a version directory; 1/ is committed with a .gitkeep.
 			if fi, err := os.Stat(filepath.Join(filepath.Dir(path), "1")); err != nil || !fi.IsDir() {
 				t.Errorf("version directory 1/ missing: %v", err)
 			}
 		})
 	}
+}
+
+// checkWorstBatchWarmed: Triton's dynamic batcher merges queued requests of
+// equal [B, L] up to max_batch_size rows, so gateway batches cut at the
+// longest input become max_batch_size x maxLen on the GPU. A warmup sample
+// of exactly that shape makes the model prove at load that it fits.
+func checkWorstBatchWarmed(t *testing.T, cfg *tritonstubs.ModelConfig, maxLen int64) {
+	t.Helper()
+	for _, w := range cfg.GetModelWarmup() {
+		if int64(w.GetBatchSize()) != int64(cfg.GetMaxBatchSize()) {
+			continue
+		}
+		worst := true
+		for _, in := range w.GetInputs() {
+			worst = worst && slices.Equal(in.GetDims(), []int64{maxLen})
+		}
+		if worst {
+			return
+		}
+	}
+	t.Errorf("no model_warmup sample of the worst batch Triton can merge: batch_size %d (max_batch_size) with every input of dims [ %d ]",
+		cfg.GetMaxBatchSize(), maxLen)
 }
 
 // base is a minimal config that passes Check; cases below break one thing.
@@ -215,6 +240,13 @@ func TestCheck(t *testing.T) {
 			wantErr: "min 100 <= opt 64"},
 		{name: "tensorrt bad syntax", text: strings.ReplaceAll(base+trt, "input_ids:1x1", "input_ids=1x1"),
 			wantErr: "is not name:AxB"},
+		{name: "tensorrt engine cache with a prefix", text: strings.Replace(base+trt, `name: "tensorrt"`,
+			`name: "tensorrt" parameters { key: "trt_engine_cache_enable" value: "true" } parameters { key: "trt_engine_cache_prefix" value: "m" }`, 1)},
+		{name: "tensorrt engine cache without a prefix", text: strings.Replace(base+trt, `name: "tensorrt"`,
+			`name: "tensorrt" parameters { key: "trt_engine_cache_enable" value: "On" }`, 1),
+			wantErr: "trt_engine_cache_enable without trt_engine_cache_prefix"},
+		{name: "tensorrt engine cache off needs no prefix", text: strings.Replace(base+trt, `name: "tensorrt"`,
+			`name: "tensorrt" parameters { key: "trt_engine_cache_enable" value: "false" }`, 1)},
 		{name: "warmup outside tensorrt profile", text: strings.ReplaceAll(base+trt, "dims: [ 16 ]", "dims: [ 1024 ]"),
 			wantErr: "outside the tensorrt profile"},
 	}
@@ -290,7 +322,10 @@ func TestAcceleratorParameters(t *testing.T) {
 		t.Fatalf("gpu accelerators = %v, want one tensorrt", accs)
 	}
 	p := accs[0].GetParameters()
-	for key, want := range map[string]string{"precision_mode": "FP16", "trt_engine_cache_enable": "true"} {
+	// The cache prefix is the model's own name: engines of two models never
+	// share a file name.
+	for key, want := range map[string]string{"precision_mode": "FP16", "trt_engine_cache_enable": "true",
+		"trt_engine_cache_prefix": "bge-small-en-v1.5-trt"} {
 		if p[key] != want {
 			t.Errorf("tensorrt parameters[%q] = %q, want %q", key, p[key], want)
 		}

@@ -45,6 +45,10 @@ type ClientOptions struct {
 	// OpenTelemetry propagator) for the call in ctx.
 	Propagate func(ctx context.Context, set func(key, value string))
 
+	// Metadata is sent with every call, e.g. the key of Triton's
+	// --grpc-restricted-protocol (see RestrictedProtocolPrefix).
+	Metadata map[string]string
+
 	DialOptions []grpc.DialOption // appended to ours; for tests
 }
 
@@ -93,6 +97,7 @@ func Dial(ctx context.Context, opts ClientOptions) (*Client, error) {
 	opts.MaxInflight = cmp.Or(opts.MaxInflight, defaultMaxInflight)
 	opts.MaxInflightBytes = cmp.Or(opts.MaxInflightBytes, defaultMaxInflightBytes)
 	opts.Conns = cmp.Or(opts.Conns, defaultConns)
+	opts.DialOptions = append(metadataOptions(opts.Metadata), opts.DialOptions...)
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -77,6 +77,9 @@ func (p *pipelines) open(ctx context.Context, entry catalog.Entry) (*fleet.Pipel
 		closeBackend()
 		return nil, err
 	}
+	if e.Backend == "triton" {
+		logTritonWorstBatch(logger, backend.Spec().MaxBatch, opts.MaxInputLength, opts.MaxBatchTokens)
+	}
 	// The engine names the model in its log lines itself.
 	eng, err := infer.New(opts, model.tok, backend, p.logger, reg)
 	if err != nil {
@@ -133,6 +136,10 @@ func (p *pipelines) client(ctx context.Context, addr string) (*triton.Client, er
 	if c, ok := p.clients[addr]; ok {
 		return c, nil
 	}
+	var md map[string]string
+	if key, value := p.cfg.TritonRestricted(); key != "" {
+		md = map[string]string{triton.RestrictedProtocolPrefix + key: value}
+	}
 	c, err := triton.Dial(ctx, triton.ClientOptions{
 		URL:              addr,
 		Timeout:          p.cfg.TritonTimeout,
@@ -140,6 +147,7 @@ func (p *pipelines) client(ctx context.Context, addr string) (*triton.Client, er
 		MaxInflightBytes: int64(p.cfg.TritonMaxInflightMB) << 20,
 		Logger:           p.logger,
 		Propagate:        p.propagate,
+		Metadata:         md,
 	})
 	if err != nil {
 		return nil, err
@@ -212,6 +220,23 @@ func (p *pipelines) engineOptions(e catalog.Entry, model *openedModel, inflight 
 	opts.Cache = p.cache
 	opts.Identity = identity
 	return opts, nil
+}
+
+// logTritonWorstBatch logs the most padded tokens one Triton batch of the
+// model can hold. Triton's dynamic batcher merges queued requests whose
+// [B, L] are equal, up to max_batch_size rows (core r25.06,
+// src/dynamic_batch_scheduler.cc: HasEqualInputs), so gateway batches cut
+// at the longest input, from this replica and others, become
+// max_batch_size x max input length on the GPU, beyond --max-batch-tokens:
+// the model's config.pbtxt must be sized and warmed for that.
+// max_batch_size 0 turns Triton batching off: each call is one gateway
+// batch, within --max-batch-tokens.
+func logTritonWorstBatch(logger *slog.Logger, maxBatchSize, maxInputLength, maxBatchTokens int) {
+	if maxBatchSize <= 0 {
+		return
+	}
+	logger.Info("triton worst-case batch", "max_batch_size", maxBatchSize, "max_input_length", maxInputLength,
+		"worst_batch_tokens", maxBatchSize*maxInputLength, "max_batch_tokens", maxBatchTokens)
 }
 
 // poolingName is how the log line names model's pooling: "none" for a
