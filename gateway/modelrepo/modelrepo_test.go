@@ -16,16 +16,11 @@ import (
 	"github.com/embedgate/embedgate/tritonstubs"
 )
 
-// positionIDs is the input the gateway fills with each row's positions
-// 0..L-1 when a model declares it (gateway.TensorPositionIDs, issue 17):
-// qwen3-embedding-0.6b/config.pbtxt does, as optimum's Qwen3 export has it.
-const positionIDs = "position_ids"
-
 // check runs modelrepo.Check with what the gateway can send and read
 // (BRIEF §2, §8) for the config's task parameter: the embedding outputs,
 // or logits for a reranker.
 func check(cfg *tritonstubs.ModelConfig) error {
-	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, positionIDs}
+	inputs := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorTokenTypeIDs, gateway.TensorPositionIDs}
 	outputs := []string{gateway.TensorLastHiddenState, gateway.TensorSentenceEmbedding}
 	if cfg.GetParameters()["task"].GetStringValue() == "rerank" {
 		outputs = []string{gateway.TensorLogits}
@@ -52,7 +47,7 @@ func TestShippedConfigs(t *testing.T) {
 	}{
 		"bge-small-en-v1.5":     {384, 512, []string{"input_ids", "attention_mask", "token_type_ids"}},
 		"bge-small-en-v1.5-trt": {384, 512, []string{"input_ids", "attention_mask", "token_type_ids"}},
-		"qwen3-embedding-0.6b":  {1024, 2048, []string{"input_ids", "attention_mask", positionIDs}},
+		"qwen3-embedding-0.6b":  {1024, 2048, []string{"input_ids", "attention_mask", gateway.TensorPositionIDs}},
 		"bge-reranker-base":     {1, 512, []string{"input_ids", "attention_mask"}},
 	}
 	if len(paths) < len(models) {
