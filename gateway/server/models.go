@@ -213,11 +213,17 @@ func (s *Server) handleModel() fiber.Handler {
 func (s *Server) handleInfo() fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		rec := recordOf(c)
-		m, err := s.model(rec, c.Query("model"), "")
+		all := s.usable(rec)
+		name := c.Query("model")
+		if def, ok := s.lookup("", ""); name == "" && ok && rec.key != nil && !rec.key.MayUse(def.names) && len(all) > 0 {
+			// A key that may not use the default model is told about the
+			// first model it may use, not refused.
+			name = all[0].name()
+		}
+		m, err := s.model(rec, name, "")
 		if err != nil {
 			return err
 		}
-		all := s.usable(rec)
 		infos := make([]gateway.Info, len(all))
 		for i, u := range all {
 			infos[i] = u.info()

@@ -281,8 +281,19 @@ func TestKeyModelAccess(t *testing.T) {
 		checkModelNotFound(t, "/v1/embeddings", resp, b, "e5")
 		resp, b = s.do(t, http.MethodGet, "/v1/models/bge", "", "", bearer(e5OnlyKey)...)
 		checkModelNotFound(t, "/v1/models/bge", resp, b, "bge")
-		resp, b = s.do(t, http.MethodGet, "/info", "", "", bearer(e5OnlyKey)...)
-		checkModelNotFound(t, "/info", resp, b, "bge")
+		resp, b = s.do(t, http.MethodGet, "/info?model=bge", "", "", bearer(e5OnlyKey)...)
+		checkModelNotFound(t, "/info?model=bge", resp, b, "bge")
+	})
+	t.Run("info without a model, default not allowed", func(t *testing.T) {
+		// The key's first model, not a 404 for the default it may not use.
+		resp, b := s.do(t, http.MethodGet, "/info", "", "", bearer(e5OnlyKey)...)
+		var info struct {
+			ModelID string `json:"model_id"`
+		}
+		mustJSON(t, b, &info)
+		if resp.StatusCode != 200 || info.ModelID != "/models/e5" {
+			t.Errorf("GET /info with e5-only = %d %s, want e5's info", resp.StatusCode, b)
+		}
 	})
 	t.Run("allowed models", func(t *testing.T) {
 		for _, c := range []struct{ key, model string }{{e5OnlyKey, "e5"}, {e5OnlyKey, "intfloat/e5-small-v2"}, {aliasKey, "bge"}, {aliasKey, "text-embedding-3-small"}, {starKey, "e5"}} {
