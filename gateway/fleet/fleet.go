@@ -154,13 +154,15 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 	if f.closed {
 		return errors.New("fleet: closed")
 	}
-	next, retire, problems, err := f.openAll(ctx, entries, defaultName)
+	pl, err := f.openAll(ctx, entries, defaultName)
+	next, retire, problems := pl.next, pl.retire, pl.problems
 	if err == nil {
 		err = f.awaitServing(ctx, next)
 	}
+	models := pl.models()
 	var t *table
 	if err == nil {
-		t, err = newTable(next, entries, defaultName)
+		t, err = newTable(models, entries, defaultName)
 	}
 	if err != nil {
 		// Nothing changes: stop what was opened for nothing.
@@ -170,6 +172,9 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 			}
 		}
 		return errors.Join(append(problems, err)...)
+	}
+	for name, e := range pl.renamed {
+		next[name].p.Entry, next[name].model = e, models[name]
 	}
 	f.members = next
 	f.table.Store(t)
@@ -182,8 +187,8 @@ func (f *Fleet) Apply(ctx context.Context, entries []catalog.Entry, defaultName 
 // openAll opens what entries add or change, keeps what they leave equal,
 // and lists what is to retire. A model that fails to open is a problem;
 // a new default that fails is the error that stops Apply.
-func (f *Fleet) openAll(ctx context.Context, entries []catalog.Entry, defaultName string) (next map[string]*member, retire []*member, problems []error, err error) {
-	next = make(map[string]*member, len(entries))
+func (f *Fleet) openAll(ctx context.Context, entries []catalog.Entry, defaultName string) (pl plan, err error) {
+	pl = plan{next: make(map[string]*member, len(entries)), renamed: map[string]catalog.Entry{}}
 	// The default first: a new default that does not open leaves nothing
 	// to apply, and must fail Apply before a changed model has given up
 	// its metrics for a replacement that would be stopped.
@@ -195,7 +200,13 @@ func (f *Fleet) openAll(ctx context.Context, entries []catalog.Entry, defaultNam
 		old := f.members[e.Name]
 		if old != nil && old.p.Entry.Equal(e) {
 			old.p.Entry.Source = e.Source // Equal leaves it out: it may have moved
-			next[e.Name] = old
+			pl.next[e.Name] = old
+			continue
+		}
+		if old != nil && sameButAliases(old.p.Entry, e) {
+			// New names for the same pipeline: reopening it would need
+			// twice an in-process model's memory for nothing.
+			pl.next[e.Name], pl.renamed[e.Name] = old, e
 			continue
 		}
 		if old != nil {
@@ -205,26 +216,47 @@ func (f *Fleet) openAll(ctx context.Context, entries []catalog.Entry, defaultNam
 		}
 		m, err := f.start(ctx, e)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("model %q (%s): %w", e.Name, e.Source, err))
+			pl.problems = append(pl.problems, fmt.Errorf("model %q (%s): %w", e.Name, e.Source, err))
 			if old == nil && isDefault(e) {
-				return next, nil, problems, fmt.Errorf("fleet: the default model %q is not served", defaultName)
+				return pl, fmt.Errorf("fleet: the default model %q is not served", defaultName)
 			}
 			if old != nil {
-				next[e.Name] = old // still serving, if without its metrics
+				pl.next[e.Name] = old // still serving, if without its metrics
 			}
 			continue
 		}
-		next[e.Name] = m
+		pl.next[e.Name] = m
 		if old != nil {
-			retire = append(retire, old)
+			pl.retire = append(pl.retire, old)
 		}
 	}
 	for name, old := range f.members {
-		if _, kept := next[name]; !kept {
-			retire = append(retire, old)
+		if _, kept := pl.next[name]; !kept {
+			pl.retire = append(pl.retire, old)
 		}
 	}
-	return next, retire, problems, nil
+	return pl, nil
+}
+
+// plan is what openAll prepared for Apply to swap in.
+type plan struct {
+	next     map[string]*member       // the members to serve, by name
+	renamed  map[string]catalog.Entry // kept members whose aliases alone changed, and their new entry
+	retire   []*member                // the members to retire
+	problems []error                  // models that did not open
+}
+
+// models are the Models next serves, the renamed ones with their new
+// aliases: only once the table is swapped in do the members take them.
+func (pl plan) models() map[string]*Model {
+	models := make(map[string]*Model, len(pl.next))
+	for name, m := range pl.next {
+		models[name] = m.model
+		if e, ok := pl.renamed[name]; ok {
+			models[name] = &Model{Name: e.Name, Aliases: slices.Clone(e.Aliases), Task: m.model.Task, Engine: m.model.Engine}
+		}
+	}
+	return models
 }
 
 // awaitServing waits until every engine next adds to a running fleet has
@@ -350,18 +382,25 @@ func (f *Fleet) Close() {
 	f.retiring.Wait()
 }
 
-// newTable indexes members by name and alias, the default first, and
+// sameButAliases says whether a and b differ in their aliases alone (and
+// where they were read).
+func sameButAliases(a, b catalog.Entry) bool {
+	a.Aliases = b.Aliases
+	return a.Equal(b)
+}
+
+// newTable indexes models by name and alias, the default first, and
 // keeps them in the order of entries too.
-func newTable(members map[string]*member, entries []catalog.Entry, defaultName string) (*table, error) {
-	t := &table{byName: make(map[string]*Model, 2*len(members))}
-	for _, m := range members {
-		for _, n := range m.model.Names() {
+func newTable(models map[string]*Model, entries []catalog.Entry, defaultName string) (*table, error) {
+	t := &table{byName: make(map[string]*Model, 2*len(models))}
+	for _, m := range models {
+		for _, n := range m.Names() {
 			if other, dup := t.byName[n]; dup {
-				return nil, fmt.Errorf("fleet: %q names both %q and %q", n, other.Name, m.model.Name)
+				return nil, fmt.Errorf("fleet: %q names both %q and %q", n, other.Name, m.Name)
 			}
-			t.byName[n] = m.model
+			t.byName[n] = m
 		}
-		t.list = append(t.list, m.model)
+		t.list = append(t.list, m)
 	}
 	if len(t.list) == 0 {
 		return nil, errors.New("fleet: no model to serve")
@@ -376,8 +415,8 @@ func newTable(members map[string]*member, entries []catalog.Entry, defaultName s
 	}
 	t.def = def
 	for _, e := range entries {
-		if m, ok := members[e.Name]; ok {
-			t.ordered = append(t.ordered, m.model)
+		if m, ok := models[e.Name]; ok {
+			t.ordered = append(t.ordered, m)
 		}
 	}
 	i := slices.Index(t.list, def)

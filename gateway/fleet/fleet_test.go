@@ -223,7 +223,7 @@ func TestApplyChanges(t *testing.T) {
 	dropped, _ := f.Lookup("drop")
 	err := f.Apply(ctx, []catalog.Entry{
 		{Name: "keep", ModelID: "onnx"},
-		{Name: "change", ModelID: "onnx", Aliases: []string{"changed"}},
+		{Name: "change", ModelID: "onnx", Aliases: []string{"changed"}, MaxBatchTokens: 2048},
 		{Name: "new", ModelID: "onnx"},
 		{Name: "bad", ModelID: "broken"},
 	}, "keep")
@@ -437,5 +437,33 @@ func TestReaddWhileRetiring(t *testing.T) {
 	}
 	if err := embed(t, f, "b"); err != nil {
 		t.Errorf("the new b: %v", err)
+	}
+}
+
+// TestAliasesOnly: new aliases for a model keep its pipeline (no reopen,
+// so no second copy of an in-process model) and take effect at once.
+func TestAliasesOnly(t *testing.T) {
+	r := newRig(t)
+	f := newFleet(t, r, fleet.Options{})
+	ctx := context.Background()
+	if err := f.Apply(ctx, []catalog.Entry{{Name: "a", ModelID: "onnx", Aliases: []string{"x"}}}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := f.Lookup("a")
+	if err := f.Apply(ctx, []catalog.Entry{{Name: "a", ModelID: "onnx", Aliases: []string{"y", "z"}}}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if r.opens("a") != 1 {
+		t.Errorf("a opened %d times, want 1", r.opens("a"))
+	}
+	if _, ok := f.Lookup("x"); ok {
+		t.Error("the old alias x still finds a")
+	}
+	after, ok := f.Lookup("z")
+	if !ok || after.Engine != before.Engine {
+		t.Errorf("alias z = %v, %v; want a's engine", after, ok)
+	}
+	if err := embed(t, f, "y"); err != nil {
+		t.Errorf("embed through the new alias: %v", err)
 	}
 }
