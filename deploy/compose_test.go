@@ -1,5 +1,5 @@
 // Package deploy holds the deployment files that are not Go code
-// (prometheus.yml here; docker-compose.yml, Dockerfile and .dockerignore at
+// (prometheus/, grafana/ here; docker-compose.yml, Dockerfile and .dockerignore at
 // the repository root) and the tests that keep them consistent with the
 // gateway. Docker cannot run in CI, so these tests load the files the way
 // Docker Compose does (compose-go) and check what the services rely on.
@@ -86,7 +86,7 @@ func TestServices(t *testing.T) {
 	p := load(t, nil)
 	got := p.ServiceNames()
 	sort.Strings(got)
-	if want := []string{"embedgate", "prometheus", "redis", "triton"}; !slices.Equal(got, want) {
+	if want := []string{"embedgate", "grafana", "prometheus", "redis", "triton"}; !slices.Equal(got, want) {
 		t.Errorf("services = %v, want %v", got, want)
 	}
 }
@@ -296,14 +296,17 @@ func TestPrometheus(t *testing.T) {
 	if !strings.HasPrefix(s.Image, "prom/prometheus:v") {
 		t.Errorf("image = %q, want a pinned prom/prometheus:v… tag", s.Image)
 	}
-	checkMount(t, s, "/etc/prometheus/prometheus.yml", filepath.Join("deploy", "prometheus.yml"), true)
+	checkMount(t, s, "/etc/prometheus/prometheus.yml", filepath.Join("deploy", "prometheus", "prometheus.yml"), true)
+	checkMount(t, s, "/etc/prometheus/rules.yml", filepath.Join("deploy", "prometheus", "rules.yml"), true)
 	checkPorts(t, s, "127.0.0.1", 9090) // no authentication: loopback only
+	checkSources(t, s)
 
-	b, err := os.ReadFile("prometheus.yml")
+	b, err := os.ReadFile(filepath.Join("prometheus", "prometheus.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var cfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
 		ScrapeConfigs []struct {
 			JobName       string `yaml:"job_name"`
 			MetricsPath   string `yaml:"metrics_path"`
@@ -328,6 +331,10 @@ func TestPrometheus(t *testing.T) {
 		if !slices.Contains(targets, want) {
 			t.Errorf("scrape targets = %v, want %s", targets, want)
 		}
+	}
+	// The rules file is loaded from where the service mounts it.
+	if !slices.Equal(cfg.RuleFiles, []string{"/etc/prometheus/rules.yml"}) {
+		t.Errorf("rule_files = %v, want [/etc/prometheus/rules.yml]", cfg.RuleFiles)
 	}
 }
 
@@ -380,6 +387,21 @@ func checkHealth(t *testing.T, s types.ServiceConfig, words ...string) {
 	for _, w := range words {
 		if !strings.Contains(test, w) {
 			t.Errorf("%s: healthcheck %q lacks %q", s.Name, test, w)
+		}
+	}
+}
+
+// checkSources: every bind mount of s comes from a file or directory that
+// exists in the repository, so a moved or renamed file fails here rather
+// than as an empty directory Docker creates in its place.
+func checkSources(t *testing.T, s types.ServiceConfig) {
+	t.Helper()
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind {
+			continue
+		}
+		if _, err := os.Stat(v.Source); err != nil {
+			t.Errorf("%s: %s is mounted from %s, which is missing: %v", s.Name, v.Target, v.Source, err)
 		}
 	}
 }
