@@ -145,13 +145,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.RateLimitBurst, "rate-limit-burst", 50, "request burst per key")
 	fs.IntVar(&c.RateLimitTPM, "rate-limit-tpm", 0, "tokens per minute per key (0 = no limit)")
 	fs.BoolVar(&c.RateLimitFailOpen, "rate-limit-fail-open", true, "admit requests while Redis is unreachable")
-	fs.BoolVar(&c.Cache, "cache", true, "cache embeddings per input (false = no cache at all)")
-	fs.IntVar(&c.CacheMemoryMB, "cache-memory-mb", 256, "MiB of embeddings the in-process cache holds (0 = no memory tier)")
-	fs.StringVar(&c.CacheRedisURL, "cache-redis-url", "", "Redis the cache shares across replicas (default: --redis-url)")
-	fs.BoolVar(&c.CacheRedis, "cache-redis", true, "use the Redis tier of the cache (false = keep Redis for rate limits only)")
-	fs.DurationVar(&c.CacheTTL, "cache-ttl", 7*24*time.Hour, "lifetime of a cache entry in Redis")
-	fs.StringVar(&c.CacheScope, "cache-scope", "", "key (entries per API key: no tenant learns what another embedded) or shared (default: key with --api-key or --api-keys-file, else shared)")
-	fs.DurationVar(&c.CacheTimeout, "cache-timeout", 20*time.Millisecond, "bound of one Redis cache lookup; a slower one is a miss")
+	addCacheFlags(fs, c)
 	fs.BoolVar(&c.JSONOutput, "json-output", false, "JSON logs")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "OTLP gRPC endpoint for traces (default: no traces)")
 	fs.StringVar(&c.OTLPServiceName, "otlp-service-name", "s3-embedding.server", "service name in traces")
@@ -189,6 +183,17 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	// start, with a warning, when the limit cannot hold it plus a reserve.
 	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "open connections on --port; more wait until one closes")
 	return fs
+}
+
+// addCacheFlags binds the embedding cache's flags (issue 13) to c.
+func addCacheFlags(fs *flag.FlagSet, c *Config) {
+	fs.BoolVar(&c.Cache, "cache", true, "cache embeddings per input (false = no cache at all)")
+	fs.IntVar(&c.CacheMemoryMB, "cache-memory-mb", 256, "MiB of embeddings the in-process cache holds (0 = no memory tier)")
+	fs.StringVar(&c.CacheRedisURL, "cache-redis-url", "", "Redis the cache shares across replicas (default: --redis-url)")
+	fs.BoolVar(&c.CacheRedis, "cache-redis", true, "use the Redis tier of the cache (false = keep Redis for rate limits only)")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", 7*24*time.Hour, "lifetime of a cache entry in Redis")
+	fs.StringVar(&c.CacheScope, "cache-scope", "", "key (entries per API key: no tenant learns what another embedded) or shared (default: key with --api-key or --api-keys-file, else shared)")
+	fs.DurationVar(&c.CacheTimeout, "cache-timeout", 20*time.Millisecond, "bound of one Redis cache lookup; a slower one is a miss")
 }
 
 // Parse reads args (without the program name) and then, for every flag not
