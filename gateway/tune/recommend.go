@@ -25,6 +25,9 @@ func Knee(points []Point, tol float64) (knee, best Point, err error) {
 			best = p
 		}
 	}
+	if best.TokensPerSec <= 0 {
+		return Point{}, Point{}, errors.New("tune: no batch finished at any point: give the sweep a longer budget")
+	}
 	floor := best.TokensPerSec * (1 - tol)
 	first := true
 	for _, p := range points {
