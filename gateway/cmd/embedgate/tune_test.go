@@ -142,4 +142,3 @@ func TestTuneBadFlags(t *testing.T) {
 		t.Errorf("bad flags still sent %d batches", n)
 	}
 }
-
