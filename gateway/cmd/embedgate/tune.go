@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +22,10 @@ import (
 	"github.com/embedgate/embedgate/gateway/catalog"
 	"github.com/embedgate/embedgate/gateway/config"
 	"github.com/embedgate/embedgate/gateway/infer"
+	"github.com/embedgate/embedgate/gateway/modelrepo"
 	"github.com/embedgate/embedgate/gateway/tokenizer"
 	"github.com/embedgate/embedgate/gateway/tune"
+	"github.com/embedgate/embedgate/tritonstubs"
 )
 
 // tuneFlags are `embedgate tune`'s own flags; every other flag is the
@@ -35,6 +38,7 @@ type tuneFlags struct {
 	rows     string
 	lengths  string
 	inflight string
+	repo     string // --model-repository
 }
 
 func newTuneFlagSet(f *tuneFlags, stderr io.Writer) *flag.FlagSet {
@@ -46,6 +50,7 @@ func newTuneFlagSet(f *tuneFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.rows, "rows", "1,2,4,8,16,32,64", "batch rows to try (capped at the model's max_batch_size)")
 	fs.StringVar(&f.lengths, "lengths", "32,64,128,256,512", "padded lengths to try (capped at the model's max input length)")
 	fs.StringVar(&f.inflight, "inflight", "1,2,4", "batches in flight to try")
+	fs.StringVar(&f.repo, "model-repository", "", "Triton's model repository: print each model's suggested <model>/config.pbtxt as a diff against the current one")
 	return fs
 }
 
@@ -55,6 +60,10 @@ type tuneReport struct {
 	TritonModel    string              `json:"triton_model"`
 	Sweep          *tune.Result        `json:"sweep"`
 	Recommendation tune.Recommendation `json:"recommendation"`
+	// ConfigPath and ConfigDiff: with --model-repository, the model's
+	// config.pbtxt and the suggested changes to it.
+	ConfigPath string `json:"config_path,omitempty"`
+	ConfigDiff string `json:"config_diff,omitempty"`
 }
 
 // runTune is `embedgate tune [flags]`: it sweeps each Triton model of the
@@ -102,7 +111,7 @@ func runTune(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	var reports []tuneReport
 	for _, e := range entries {
-		r, err := tuneModel(ctx, pipes, e, grid, tf.budget/time.Duration(len(entries)), texts)
+		r, err := tuneModel(ctx, pipes, e, grid, tf.budget/time.Duration(len(entries)), texts, tf.repo)
 		if err != nil {
 			return fmt.Errorf("tune model %q (triton %s@%s): %w", e.Name, e.TritonModel, e.TritonURL, err)
 		}
@@ -197,7 +206,16 @@ func tritonEntries(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 
 // tuneModel sweeps one model: the mix tokenized by its own tokenizer, the
 // grid capped at what the model accepts.
-func tuneModel(ctx context.Context, pipes *pipelines, e catalog.Entry, grid tune.Grid, budget time.Duration, texts []string) (tuneReport, error) {
+func tuneModel(ctx context.Context, pipes *pipelines, e catalog.Entry, grid tune.Grid, budget time.Duration, texts []string, repo string) (tuneReport, error) {
+	report := tuneReport{Model: e.Name, TritonModel: e.TritonModel}
+	var current *tritonstubs.ModelConfig
+	if repo != "" { // read first: a wrong path fails before the sweep
+		report.ConfigPath = filepath.Join(repo, e.TritonModel, "config.pbtxt")
+		var err error
+		if current, err = modelrepo.Load(report.ConfigPath); err != nil {
+			return tuneReport{}, fmt.Errorf("--model-repository: %w", err)
+		}
+	}
 	model, err := openModel(ctx, e, pipes.cfg.DType, pipes.getenv, pipes.stderr)
 	if err != nil {
 		return tuneReport{}, err
@@ -234,11 +252,16 @@ func tuneModel(ctx context.Context, pipes *pipelines, e catalog.Entry, grid tune
 	if err != nil {
 		return tuneReport{}, err
 	}
-	rec, err := tune.Recommend(res.Points)
-	if err != nil {
+	if report.Recommendation, err = tune.Recommend(res.Points); err != nil {
 		return tuneReport{}, err
 	}
-	return tuneReport{Model: e.Name, TritonModel: e.TritonModel, Sweep: res, Recommendation: rec}, nil
+	report.Sweep = res
+	if current != nil {
+		if report.ConfigDiff, err = tune.ConfigDiff(current, tune.Suggest(current, report.Recommendation)); err != nil {
+			return tuneReport{}, err
+		}
+	}
+	return report, nil
 }
 
 // capAxis drops the values above limit (0 = none), keeping limit itself
@@ -268,6 +291,9 @@ func printTune(w io.Writer, reports []tuneReport) error {
 		for _, s := range r.Recommendation.Triton {
 			fmt.Fprintf(w, "  %s: %d\n      %s\n", s.Name, s.Value, s.Why)
 		}
+		if r.ConfigPath != "" {
+			fmt.Fprintf(w, "suggested %s:\n%s", r.ConfigPath, orNone(r.ConfigDiff))
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "\nROWS\tLENGTH\tIN FLIGHT\tBATCHES\tTOKENS/S\tP50\tP99\t")
 		for _, p := range r.Sweep.Points {
@@ -280,4 +306,11 @@ func printTune(w io.Writer, reports []tuneReport) error {
 		fmt.Fprintln(w)
 	}
 	return nil
+}
+
+func orNone(diff string) string {
+	if diff == "" {
+		return "  (no change)\n"
+	}
+	return diff
 }

@@ -85,12 +85,21 @@ func TestTuneText(t *testing.T) {
 	if err := os.WriteFile(texts, []byte(`{"text":"a short query"}`+"\n\n"+`{"text":"`+strings.Repeat("a longer passage ", 10)+`"}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runTuneCmd(t, srv, "--texts", texts, "--budget=1s", "--rows=2,4", "--lengths=16", "--inflight=1")
+	repo := t.TempDir()
+	if err := os.Mkdir(filepath.Join(repo, srv.Name()), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pbtxt := `name: "` + srv.Name() + `"` + "\nmax_batch_size: 32\ndynamic_batching { max_queue_delay_microseconds: 100 }\ninstance_group [{ count: 3, kind: KIND_GPU }]\n"
+	if err := os.WriteFile(filepath.Join(repo, srv.Name(), "config.pbtxt"), []byte(pbtxt), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runTuneCmd(t, srv, "--texts", texts, "--budget=1s", "--rows=2,4", "--lengths=16", "--inflight=1", "--model-repository", repo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"knee: ", "--max-batch-tokens=", "--max-batch-requests=", "--triton-max-inflight=", "max_batch_size: ",
-		"max_queue_delay_microseconds: ", "instance_group.count: ", "tokens/s", "TOKENS/S"} {
+		"max_queue_delay_microseconds: ", "instance_group.count: ", "tokens/s", "TOKENS/S",
+		"suggested " + filepath.Join(repo, srv.Name(), "config.pbtxt"), "- max_batch_size: 32", "-   max_queue_delay_microseconds: 100", "-   count: 3", "+   count: 1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -132,6 +141,7 @@ func TestTuneBadFlags(t *testing.T) {
 		{[]string{"--budget=10ms"}, "too short"},
 		{[]string{"--texts=/nonexistent/texts.jsonl"}, "--texts"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"--model-repository=/nonexistent"}, "--model-repository"},
 	} {
 		_, err := runTuneCmd(t, srv, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
