@@ -10,19 +10,19 @@ import (
 func TestSuggestAndDiff(t *testing.T) {
 	cur := &tritonstubs.ModelConfig{Name: "m", MaxBatchSize: 32,
 		InstanceGroup: []*tritonstubs.ModelInstanceGroup{{Count: 1, Kind: tritonstubs.ModelInstanceGroup_KIND_GPU}}}
-	r := Recommendation{Triton: []Setting{{MaxBatchSize, 16, ""}, {MaxQueueDelay, 500, ""}, {InstanceCount, 2, ""}}}
+	r := Recommendation{Triton: []Setting{{MaxBatchSize, 16, ""}, {MaxQueueDelay, 0, ""}, {InstanceCount, 2, ""}}}
 	sug := Suggest(cur, r)
 	if cur.MaxBatchSize != 32 || cur.GetDynamicBatching() != nil {
 		t.Error("Suggest changed the current config")
 	}
-	if sug.MaxBatchSize != 16 || sug.GetDynamicBatching().GetMaxQueueDelayMicroseconds() != 500 || sug.InstanceGroup[0].Count != 2 {
+	if sug.MaxBatchSize != 16 || sug.GetDynamicBatching() == nil || sug.GetDynamicBatching().GetMaxQueueDelayMicroseconds() != 0 || sug.InstanceGroup[0].Count != 2 {
 		t.Errorf("suggested %v", sug)
 	}
 	diff, err := ConfigDiff(cur, sug)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"- max_batch_size: 32", "+ max_batch_size: 16", "+   max_queue_delay_microseconds: 500", "-   count: 1", "+   count: 2", `  name: "m"`} {
+	for _, want := range []string{"- max_batch_size: 32", "+ max_batch_size: 16", "+ dynamic_batching: {}", "-   count: 1", "+   count: 2", `  name: "m"`} {
 		if !strings.Contains(diff, want) {
 			t.Errorf("diff lacks %q:\n%s", want, diff)
 		}

@@ -105,7 +105,8 @@ func Recommend(points []Point) (Recommendation, error) {
 	overlap := overlapOf(points, knee)
 	r.Triton = []Setting{
 		{MaxBatchSize, int64(knee.Rows), fmt.Sprintf("the gateway sends up to %d rows per batch (--max-batch-requests); Triton must accept them", knee.Rows)},
-		{MaxQueueDelay, int64(knee.P50 / 10 / time.Microsecond), fmt.Sprintf("the gateway already sends full batches, so Triton should wait little: a tenth of the knee's p50 of %v", round(knee.P50))},
+		{MaxQueueDelay, 0, fmt.Sprintf("the gateway sends batches already cut to the knee's %d × %d; Triton waiting for more would only add to its p50 of %v (it still merges equal shapes that are queued)",
+			knee.Rows, knee.Len, round(knee.P50))},
 		{InstanceCount, int64(max(1, math.Round(overlap))), fmt.Sprintf("%d in flight ran %.2f× the tokens/s of 1 in flight at %d × %d: the batches the server actually ran at once",
 			knee.Inflight, overlap, knee.Rows, knee.Len)},
 	}

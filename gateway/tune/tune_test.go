@@ -42,7 +42,7 @@ func TestRecommend(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]int64{MaxBatchTokens: 2048, MaxBatchRequests: 16, TritonMaxInflight: 2, MaxBatchSize: 16,
-		MaxQueueDelay: 2000, InstanceCount: 2}
+		MaxQueueDelay: 0, InstanceCount: 2}
 	for name, v := range want {
 		if got, ok := r.Value(name); !ok || got != v {
 			t.Errorf("%s = %d (%v), want %d", name, got, ok, v)

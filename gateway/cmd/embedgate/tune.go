@@ -72,6 +72,13 @@ type tuneReport struct {
 func runTune(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var tf tuneFlags
 	fs := newTuneFlagSet(&tf, stderr)
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fmt.Fprintln(stderr, "Usage: embedgate tune [tune flags] [gateway flags]\n\nSweeps each Triton model the gateway flags select and recommends batch and config.pbtxt settings.\nGateway flags (--triton-url, --triton-model, --model-id, --models-file, --triton-discover, ...): see embedgate --help.\n\nTune flags:")
+			fs.PrintDefaults()
+			return flag.ErrHelp
+		}
+	}
 	own, rest := splitTuneArgs(args, fs)
 	if err := fs.Parse(own); err != nil {
 		return err

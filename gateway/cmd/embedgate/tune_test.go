@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -147,6 +149,9 @@ func TestTuneBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err = %v, want one mentioning %q", tc.args, err, tc.want)
 		}
+	}
+	if _, err := runTuneCmd(t, srv, "--help"); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: err = %v", err)
 	}
 	if n := srv.InferCount(); n > 0 {
 		t.Errorf("bad flags still sent %d batches", n)
