@@ -11,13 +11,17 @@ import (
 )
 
 // Suggest returns a copy of cfg with the recommendation's Triton settings:
-// max_batch_size, dynamic_batching's max_queue_delay_microseconds (adding
+// max_batch_size (and no warmup batch above it), dynamic_batching's max_queue_delay_microseconds (adding
 // dynamic_batching if cfg has none) and every instance group's count
 // (adding one group when cfg has none).
 func Suggest(cfg *tritonstubs.ModelConfig, r Recommendation) *tritonstubs.ModelConfig {
 	out := proto.Clone(cfg).(*tritonstubs.ModelConfig)
 	if v, ok := r.Value(MaxBatchSize); ok {
 		out.MaxBatchSize = int32(v)
+		// A warmup batch larger than max_batch_size fails the load.
+		for _, w := range out.ModelWarmup {
+			w.BatchSize = min(w.BatchSize, uint32(v))
+		}
 	}
 	if v, ok := r.Value(MaxQueueDelay); ok {
 		db := out.GetDynamicBatching()

@@ -9,13 +9,15 @@ import (
 
 func TestSuggestAndDiff(t *testing.T) {
 	cur := &tritonstubs.ModelConfig{Name: "m", MaxBatchSize: 32,
+		ModelWarmup:   []*tritonstubs.ModelWarmup{{Name: "full", BatchSize: 32}, {Name: "one", BatchSize: 1}},
 		InstanceGroup: []*tritonstubs.ModelInstanceGroup{{Count: 1, Kind: tritonstubs.ModelInstanceGroup_KIND_GPU}}}
 	r := Recommendation{Triton: []Setting{{MaxBatchSize, 16, ""}, {MaxQueueDelay, 0, ""}, {InstanceCount, 2, ""}}}
 	sug := Suggest(cur, r)
 	if cur.MaxBatchSize != 32 || cur.GetDynamicBatching() != nil {
 		t.Error("Suggest changed the current config")
 	}
-	if sug.MaxBatchSize != 16 || sug.GetDynamicBatching() == nil || sug.GetDynamicBatching().GetMaxQueueDelayMicroseconds() != 0 || sug.InstanceGroup[0].Count != 2 {
+	if sug.MaxBatchSize != 16 || sug.GetDynamicBatching() == nil || sug.GetDynamicBatching().GetMaxQueueDelayMicroseconds() != 0 || sug.InstanceGroup[0].Count != 2 ||
+		sug.ModelWarmup[0].BatchSize != 16 || sug.ModelWarmup[1].BatchSize != 1 {
 		t.Errorf("suggested %v", sug)
 	}
 	diff, err := ConfigDiff(cur, sug)
