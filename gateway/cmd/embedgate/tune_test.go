@@ -113,12 +113,20 @@ func TestTuneText(t *testing.T) {
 func TestTuneTritonFailsMidSweep(t *testing.T) {
 	t.Parallel()
 	srv, _ := startTriton(t, tritontest.WithGPUTiming(simulatedGPU))
-	go func() {
+	done := make(chan struct{})
+	faulted := make(chan struct{})
+	go func() { // the fault after the sweep's fifth batch
+		defer close(faulted)
 		for srv.InferCount() < 5 {
-			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
 		}
 		srv.SetFault(tritontest.InternalError)
 	}()
+	defer func() { close(done); <-faulted }()
 	out, err := runTuneCmd(t, srv, "--budget=2s", "--rows=1,2", "--lengths=16", "--inflight=1")
 	if err == nil || !strings.Contains(err.Error(), "rows ") || !strings.Contains(err.Error(), "tune model") {
 		t.Errorf("err = %v, want a failure naming the model and the point", err)
