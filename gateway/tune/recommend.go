@@ -107,10 +107,17 @@ func Recommend(points []Point) (Recommendation, error) {
 		{MaxBatchSize, int64(knee.Rows), fmt.Sprintf("the gateway sends up to %d rows per batch (--max-batch-requests); Triton must accept them", knee.Rows)},
 		{MaxQueueDelay, 0, fmt.Sprintf("the gateway sends batches already cut to the knee's %d × %d; Triton waiting for more would only add to its p50 of %v (it still merges equal shapes that are queued)",
 			knee.Rows, knee.Len, round(knee.P50))},
-		{InstanceCount, int64(max(1, math.Round(overlap))), fmt.Sprintf("%d in flight ran %.2f× the tokens/s of 1 in flight at %d × %d: the batches the server actually ran at once",
-			knee.Inflight, overlap, knee.Rows, knee.Len)},
+		{InstanceCount, int64(max(1, math.Round(overlap))), instanceWhy(knee, overlap)},
 	}
 	return r, nil
+}
+
+func instanceWhy(knee Point, overlap float64) string {
+	if knee.Inflight == 1 {
+		return fmt.Sprintf("one batch in flight already reached the knee's %.0f tokens/s: nothing measured shows the server running two at once", knee.TokensPerSec)
+	}
+	return fmt.Sprintf("%d in flight ran %.2f× the tokens/s of 1 in flight at %d × %d: the batches the server actually ran at once",
+		knee.Inflight, overlap, knee.Rows, knee.Len)
 }
 
 // overlapOf is how many batches' worth of work the server did at once at

@@ -4,8 +4,10 @@
 // each, measures tokens/s and latency percentiles per point, finds the
 // knee of the curve (the smallest configuration within a tolerance of the
 // best throughput) and derives the gateway's batch limits and Triton's
-// config.pbtxt values from it. It knows nothing of Triton or tokenizers:
-// the caller's RunFunc sends one batch. It imports the standard library.
+// config.pbtxt values from it, and the suggested config.pbtxt as a diff
+// (config.go). It knows no Triton client and no tokenizer: the caller's
+// RunFunc sends one batch, cut from a Mix of token ids. It imports
+// gateway (the batch), tritonstubs and protobuf (the config).
 package tune
 
 import (
