@@ -1,6 +1,7 @@
 // Command embedgate is the embedding gateway: `embedgate [flags]` serves
 // HTTP; `embedgate models [flags]` prints the models those flags would
-// serve, a dry run; `embedgate tokenize` debugs tokenization. Every flag
+// serve, a dry run; `embedgate tune [flags]` sweeps Triton and recommends
+// batch and config.pbtxt settings; `embedgate tokenize` debugs tokenization. Every flag
 // has an env var; `embedgate --help` lists them.
 package main
 
@@ -39,6 +40,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	if len(args) > 1 && args[1] == "models" {
 		return runModels(ctx, args[2:], getenv, stdout, stderr) // a dry run: opens, prints, closes
+	}
+	if len(args) > 1 && args[1] == "tune" {
+		return runTune(ctx, args[2:], getenv, stdout, stderr) // a bounded sweep against Triton
 	}
 	// Subscribed before anything else, so that no signal of these kills the
 	// process while the model loads: SIGHUP's default action would.

@@ -200,6 +200,9 @@ func (v *service) ModelInfer(ctx context.Context, req *tritonstubs.ModelInferReq
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
+	if err := v.s.occupyGPU(ctx, batch.Rows, batch.Len); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
 	out, err := e.model.Embed(ctx, batch)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -116,7 +116,8 @@ type config struct {
 	models      []modelConfig // WithModel's
 	int32Inputs bool
 	noHealth    bool
-	outputDType string // WithOutputDType's
+	outputDType string     // WithOutputDType's
+	gpu         *GPUTiming // WithGPUTiming's; nil = no simulated cost
 }
 
 // WithName sets the name of New's model (default "embed").
@@ -159,6 +160,7 @@ type Server struct {
 	delay  atomic.Int64 // time.Duration before each ModelInfer answers
 	int32s atomic.Bool
 	infers atomic.Int64
+	gpu    chan struct{} // the simulated GPU: one batch at a time
 
 	mu   sync.Mutex
 	addr string
@@ -211,7 +213,7 @@ func newServer(cfg config, models []modelConfig) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, out: out, first: models[0].name, models: repo, health: health.NewServer(),
-		restart: make(chan net.Listener), done: make(chan struct{})}
+		restart: make(chan net.Listener), done: make(chan struct{}), gpu: make(chan struct{}, 1)}
 	s.int32s.Store(cfg.int32Inputs)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	return s, nil
