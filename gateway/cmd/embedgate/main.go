@@ -1,8 +1,8 @@
 // Command embedgate is the embedding gateway: `embedgate [flags]` serves
 // HTTP; `embedgate models [flags]` prints the models those flags would
 // serve, a dry run; `embedgate tune [flags]` sweeps Triton and recommends
-// batch and config.pbtxt settings; `embedgate tokenize` debugs tokenization. Every flag
-// has an env var; `embedgate --help` lists them.
+// batch and config.pbtxt settings; `embedgate tokenize` debugs
+// tokenization. Every flag has an env var; `embedgate --help` lists them.
 package main
 
 import (
