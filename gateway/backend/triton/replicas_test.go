@@ -1,0 +1,209 @@
+//go:build cgo
+
+package triton_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/embedgate/embedgate/gateway"
+	"github.com/embedgate/embedgate/gateway/backend/triton"
+	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
+)
+
+// openReplicas opens one backend per stand-in and balances over them; the
+// set closes with the test.
+func openReplicas(t *testing.T, timeout time.Duration, srvs ...*tritontest.Server) *triton.Replicas {
+	t.Helper()
+	var backends []*triton.Backend
+	for _, srv := range srvs {
+		opts := options(t, srv)
+		opts.Timeout = timeout
+		b, err := triton.Open(context.Background(), opts)
+		if err != nil {
+			t.Fatalf("triton.Open %s: %v", srv.Addr(), err)
+		}
+		backends = append(backends, b)
+	}
+	r, err := triton.NewReplicas(testLogger(t), backends...)
+	if err != nil {
+		t.Fatalf("NewReplicas: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("Replicas Close: %v", err)
+		}
+	})
+	return r
+}
+
+// waitFor polls cond until it holds, failing the test after a bound far
+// above what it needs: no assertion rests on how long it took.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+	}
+}
+
+func embedOK(t *testing.T, r *triton.Replicas, b *gateway.Batch) {
+	t.Helper()
+	out, err := r.Embed(context.Background(), b)
+	if err != nil {
+		t.Fatalf("Embed: %v", err)
+	}
+	out.Release()
+}
+
+func TestSplitURLs(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want []string
+		err  string
+	}{
+		{"a:8001", []string{"a:8001"}, ""},
+		{"grpc://a:8001, b:8001", []string{"a:8001", "b:8001"}, ""},
+		{"a:8001,,b:8001", nil, "empty address at position 2"},
+		{"", nil, "empty address at position 1"},
+		{"a:8001,grpc://a:8001", nil, "names a:8001 twice"},
+	} {
+		got, err := triton.SplitURLs(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("SplitURLs(%q) = %v, %v; want error with %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("SplitURLs(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	if _, err := triton.Dial(context.Background(), triton.ClientOptions{URL: "a:8001,b:8001"}); err == nil || !strings.Contains(err.Error(), "list of addresses") {
+		t.Errorf("Dial of a list: %v, want the list-of-addresses error", err)
+	}
+}
+
+// Equal loads rotate; a replica with tokens in flight gets no batch while
+// another has none.
+func TestReplicasLeastLoaded(t *testing.T) {
+	model := openONNX(t)
+	a, b := tritontest.Start(t, model), tritontest.Start(t, model)
+	r := openReplicas(t, 10*time.Second, a, b)
+	for range 10 {
+		embedOK(t, r, batch(3, 2))
+	}
+	if a.InferCount() != 5 || b.InferCount() != 5 {
+		t.Fatalf("sequential batches: %d on a, %d on b; want 5 and 5 (ties round robin)", a.InferCount(), b.InferCount())
+	}
+	// A big batch held on a: the small ones after it all go to b.
+	a.SetDelay(3 * time.Second)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		out, err := r.Embed(context.Background(), batch(16, 16, 16, 16, 16, 16, 16, 16))
+		if err != nil {
+			t.Errorf("big batch: %v", err)
+			return
+		}
+		out.Release()
+	}()
+	waitFor(t, "the big batch to reach a", func() bool { return a.InferCount() == 6 })
+	for range 8 {
+		embedOK(t, r, batch(3, 2))
+	}
+	if got := b.InferCount(); got != 5+8 || a.InferCount() != 6 {
+		t.Errorf("while a holds the big batch: a got %d, b %d batches; want every small one (8) on b", a.InferCount()-5, got-5)
+	}
+	wg.Wait()
+}
+
+// A replica stopped under load: no batch fails, it is ejected, the other
+// keeps /ready up, and after a restart it takes traffic again.
+func TestReplicasFailover(t *testing.T) {
+	model := openONNX(t)
+	srvs := []*tritontest.Server{tritontest.Start(t, model), tritontest.Start(t, model), tritontest.Start(t, model)}
+	r := openReplicas(t, 2*time.Second, srvs...)
+	down := srvs[1]
+	var done atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				out, err := r.Embed(context.Background(), batch(4, 3, 2))
+				if err != nil {
+					errs <- err
+					return
+				}
+				out.Release()
+				done.Add(1)
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, "load on every replica", func() bool {
+		return srvs[0].InferCount() > 5 && down.InferCount() > 5 && srvs[2].InferCount() > 5
+	})
+	down.Stop()
+	waitFor(t, "the stopped replica's ejection", func() bool { return slices.Equal(r.Ejected(), []string{down.Addr()}) })
+	if err := r.Health(context.Background()); err != nil {
+		t.Errorf("Health with one replica down: %v, want OK", err)
+	}
+	before := done.Load()
+	waitFor(t, "batches on the other replicas", func() bool { return done.Load() > before+20 })
+	if err := down.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	n := down.InferCount()
+	waitFor(t, "traffic on the restarted replica", func() bool { return down.InferCount() > n+5 })
+	if e := r.Ejected(); len(e) != 0 {
+		t.Errorf("ejected after the restart: %v", e)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a batch failed: %v", err)
+	default:
+	}
+}
+
+// With every replica down, batches and Health fail as Unhealthy, saying so.
+func TestReplicasAllDown(t *testing.T) {
+	model := openONNX(t)
+	a, b := tritontest.Start(t, model), tritontest.Start(t, model)
+	r := openReplicas(t, 2*time.Second, a, b)
+	embedOK(t, r, batch(2))
+	a.Stop()
+	b.Stop()
+	_, err := r.Embed(context.Background(), batch(2))
+	if kindOf(t, err) != gateway.Unhealthy {
+		t.Errorf("Embed with both down: %v, want Unhealthy", err)
+	}
+	waitFor(t, "both ejected", func() bool { return len(r.Ejected()) == 2 })
+	_, err = r.Embed(context.Background(), batch(2))
+	if kindOf(t, err) != gateway.Unhealthy || !strings.Contains(err.Error(), "all 2 replicas") {
+		t.Errorf("Embed with both ejected: %v, want Unhealthy naming all 2 replicas", err)
+	}
+	err = r.Health(context.Background())
+	var gerr *gateway.Error
+	if !errors.As(err, &gerr) || gerr.Kind != gateway.Unhealthy {
+		t.Errorf("Health with both down: %v, want Unhealthy", err)
+	}
+}
