@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/catalog"
 )
 
@@ -120,7 +121,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.DefaultModel, "default-model", "", "model (name or alias) for requests that name none and for the TEI routes (default: the first model)")
 	fs.StringVar(&c.Revision, "revision", "main", "hub branch, tag or commit")
 	fs.StringVar(&c.Backend, "backend", "onnx", "inference backend: onnx (in-process) or triton")
-	fs.StringVar(&c.TritonURL, "triton-url", "localhost:8001", "Triton gRPC address")
+	fs.StringVar(&c.TritonURL, "triton-url", "localhost:8001", "Triton gRPC address, or a comma-separated list of replicas serving the same models (batches go to the least loaded)")
 	fs.StringVar(&c.TritonModel, "triton-model", "", "model name in Triton's repository (default: last element of --model-id)")
 	fs.DurationVar(&c.TritonTimeout, "triton-timeout", 10*time.Second, "deadline of one Triton call")
 	fs.IntVar(&c.TritonMaxInflight, "triton-max-inflight", 4, "batches in flight to Triton at once")
@@ -427,6 +428,15 @@ func (c *Config) checkModel(p *problems) {
 	p.oneOf("task", c.Task, []string{catalog.TaskEmbed, catalog.TaskRerank}, true)
 	if c.Backend == "triton" && c.TritonURL == "" {
 		p.add("--triton-url is empty but --backend is triton")
+	}
+	if c.TritonURL != "" {
+		addrs, err := triton.SplitURLs(c.TritonURL)
+		switch {
+		case err != nil:
+			p.add("--triton-url: %v", err)
+		case len(addrs) > 1 && c.TritonDiscover:
+			p.add("--triton-discover takes one --triton-url address, not a list of %d", len(addrs))
+		}
 	}
 	p.positive("triton-timeout", c.TritonTimeout)
 	p.atLeast("triton-max-inflight", c.TritonMaxInflight, 1)

@@ -110,11 +110,7 @@ func (p *pipelines) openBackend(ctx context.Context, e catalog.Entry, model *ope
 		// thread for it, and a second would only contend.
 		return b, 1, func() { _ = b.Close() }, nil
 	case "triton":
-		client, err := p.client(ctx, e.TritonURL)
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		b, err := client.Open(ctx, e.TritonModel, "")
+		b, replicas, err := p.openTriton(ctx, e, logger)
 		if err != nil {
 			return nil, 0, nil, err
 		}
@@ -123,10 +119,54 @@ func (p *pipelines) openBackend(ctx context.Context, e catalog.Entry, model *ope
 			return nil, 0, nil, err
 		}
 		// Triton runs several batches at once (instances, its own queue);
-		// the client bounds the calls of every model on it together.
-		return b, p.cfg.TritonMaxInflight, func() { _ = b.Close() }, nil
+		// each replica's client bounds the calls of every model on it
+		// together.
+		return b, replicas * p.cfg.TritonMaxInflight, func() { _ = b.Close() }, nil
 	}
 	return nil, 0, nil, fmt.Errorf("unknown backend %q", e.Backend)
+}
+
+// tritonBackend is a model on one Triton address, or balanced over several.
+type tritonBackend interface {
+	infer.Backend
+	Close() error
+}
+
+// openTriton opens e's model on each address of its Triton address list
+// and, for more than one, balances over them; it says how many replicas.
+func (p *pipelines) openTriton(ctx context.Context, e catalog.Entry, logger *slog.Logger) (tritonBackend, int, error) {
+	addrs, err := triton.SplitURLs(e.TritonURL)
+	if err != nil {
+		return nil, 0, err
+	}
+	var backends []*triton.Backend
+	closeAll := func() {
+		for _, b := range backends {
+			_ = b.Close()
+		}
+	}
+	for _, addr := range addrs {
+		client, err := p.client(ctx, addr)
+		if err != nil {
+			closeAll()
+			return nil, 0, err
+		}
+		b, err := client.Open(ctx, e.TritonModel, "")
+		if err != nil {
+			closeAll()
+			return nil, 0, err
+		}
+		backends = append(backends, b)
+	}
+	if len(backends) == 1 {
+		return backends[0], 1, nil
+	}
+	r, err := triton.NewReplicas(logger, backends...)
+	if err != nil {
+		closeAll()
+		return nil, 0, err
+	}
+	return r, len(backends), nil
 }
 
 // client is the one Triton client of addr, dialled on first use.

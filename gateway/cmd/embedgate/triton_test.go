@@ -142,3 +142,44 @@ func waitStatus(t *testing.T, g *instance, path string, status int) {
 	}
 	t.Fatalf("%s stayed %d, want %d", path, last, status)
 }
+
+// A --triton-url list: batches reach every replica; one stopped, requests
+// still succeed on the other and /ready stays up; restarted, it serves again.
+func TestTritonReplicas(t *testing.T) {
+	a, _ := startTriton(t)
+	b, _ := startTriton(t)
+	env := tritonEnv(t, a)
+	env["TRITON_URL"] = a.Addr() + "," + b.Addr()
+	g := startGateway(t, env)
+	embed := func() response { return g.post(t, "/embed", `{"inputs":"hello"}`, "Cache-Control", "no-store") }
+	a0, b0 := a.InferCount(), b.InferCount()
+	for range 6 {
+		if r := embed(); r.status != 200 {
+			t.Fatalf("embed: %d %s", r.status, r.body)
+		}
+	}
+	if a.InferCount() == a0 || b.InferCount() == b0 {
+		t.Errorf("batches on a %d, on b %d: want both replicas used", a.InferCount()-a0, b.InferCount()-b0)
+	}
+	a.Stop()
+	for range 6 {
+		if r := embed(); r.status != 200 {
+			t.Fatalf("embed with one replica down: %d %s", r.status, r.body)
+		}
+	}
+	waitStatus(t, g, "/ready", 200)
+	if err := a.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	n := a.InferCount()
+	deadline := time.Now().Add(15 * time.Second)
+	for a.InferCount() == n {
+		if time.Now().After(deadline) {
+			t.Fatal("the restarted replica got no traffic")
+		}
+		if r := embed(); r.status != 200 {
+			t.Fatalf("embed after restart: %d %s", r.status, r.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
