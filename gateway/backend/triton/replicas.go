@@ -156,22 +156,23 @@ func (r *Replicas) done(rep *replica, tokens int64) {
 }
 
 // replicaFailed reports whether err says the replica itself is down or
-// stuck, rather than the batch or the caller: the call never reached it,
-// it answered unavailable or without the model (Unhealthy), or the call
-// timed out while the caller's ctx had time left. A full queue is
-// overload, not failure: every replica would be ejected under load.
+// stuck, rather than the batch or the caller: the call could not reach it
+// (connection refused, classify's Unhealthy), it answered unavailable or
+// without the model (Unhealthy too), or the call timed out while the
+// caller's ctx had time left. A full queue is overload, not failure: every
+// replica would be ejected under load.
 func replicaFailed(ctx context.Context, err error) bool {
 	var gerr *gateway.Error
 	if !errors.As(err, &gerr) {
 		return false
 	}
-	switch {
-	case gerr.Kind == gateway.Unhealthy:
+	switch gerr.Kind {
+	case gateway.Unhealthy:
 		return true
-	case gerr.Kind == gateway.Timeout:
+	case gateway.Timeout:
 		return ctx.Err() == nil && !errors.Is(err, gateway.ErrNotCalled)
 	}
-	return neverSent(err)
+	return false
 }
 
 // eject takes rep out of the rotation and starts its probe, unless it is

@@ -105,7 +105,7 @@ func TestReplicasLeastLoaded(t *testing.T) {
 		t.Fatalf("sequential batches: %d on a, %d on b; want 5 and 5 (ties round robin)", a.InferCount(), b.InferCount())
 	}
 	// A big batch held on a: the small ones after it all go to b.
-	a.SetDelay(3 * time.Second)
+	a.SetDelay(5 * time.Second) // far longer than 8 small batches take
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -6,7 +6,8 @@
 // config (input names and dtype, pooled or hidden output, hidden size,
 // max_batch_size), and the Backend's Embed sends each padded [B,L] batch as
 // one ModelInfer with raw little-endian tensors; Open does both for a
-// single model. Client.Index lists the ready models with their config
+// single model. Replicas balances one model over several Triton replicas,
+// a Backend on each (replicas.go). Client.Index lists the ready models with their config
 // parameters, for discovery (index.go). Responses are decoded straight from
 // gRPC's frames into pooled FP32 buffers (codec.go, pool.go) that each
 // Output's Release returns; FP16 and BF16 outputs are widened into them
