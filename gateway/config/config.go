@@ -2,7 +2,8 @@
 // environment variables (every flag has one, named in upper snake case),
 // prints --help, and runs the startup checks. Only cmd/embedgate imports it;
 // each stage gets its own Options from cmd. Besides the standard library it
-// imports only catalog, whose Entry the one-model flags make (FlagEntry).
+// imports catalog, whose Entry the one-model flags make (FlagEntry), and
+// backend/triton for the one rule of a Triton replica list (SplitURLs).
 package config
 
 import (
