@@ -44,30 +44,7 @@ var pairConfigs = []struct {
 // loadExpectedPairs decodes a pairs file; a configuration no field holds is
 // an error, so none is silently left unchecked.
 func loadExpectedPairs(t *testing.T, name string) []expectedPairLine {
-	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "expected-pairs", name+".jsonl.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(bufio.NewReaderSize(zr, 1<<20))
-	dec.DisallowUnknownFields()
-	var lines []expectedPairLine
-	for {
-		var l expectedPairLine
-		err := dec.Decode(&l)
-		if err == io.EOF {
-			return lines
-		}
-		if err != nil {
-			t.Fatalf("%s line %d: %v", name, len(lines)+1, err)
-		}
-		lines = append(lines, l)
-	}
+	return loadJSONLines[expectedPairLine](t, filepath.Join("testdata", "expected-pairs", name+".jsonl.gz"))
 }
 
 // TestPairParity compares EncodePair on every oracle pair, in every

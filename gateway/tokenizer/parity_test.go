@@ -88,8 +88,14 @@ func loadCorpus(t testing.TB) []corpusItem {
 // configuration the oracle wrote that no field holds is an error, so none is
 // silently left unchecked.
 func loadExpected(t *testing.T, name string) []expectedLine {
+	return loadJSONLines[expectedLine](t, filepath.Join("testdata", "expected", name+".jsonl.gz"))
+}
+
+// loadJSONLines decodes a gzipped JSON-lines file into T, one per line;
+// an unknown field is an error.
+func loadJSONLines[T any](t *testing.T, path string) []T {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "expected", name+".jsonl.gz"))
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,15 +106,15 @@ func loadExpected(t *testing.T, name string) []expectedLine {
 	}
 	dec := json.NewDecoder(bufio.NewReaderSize(zr, 1<<20))
 	dec.DisallowUnknownFields()
-	var lines []expectedLine
+	var lines []T
 	for {
-		var l expectedLine
+		var l T
 		err := dec.Decode(&l)
 		if err == io.EOF {
 			return lines
 		}
 		if err != nil {
-			t.Fatalf("%s line %d: %v", name, len(lines)+1, err)
+			t.Fatalf("%s line %d: %v", filepath.Base(path), len(lines)+1, err)
 		}
 		lines = append(lines, l)
 	}
