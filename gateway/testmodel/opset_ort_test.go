@@ -48,7 +48,8 @@ func TestOpsetOutputs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			run := func(opset int) [][]float32 {
 				path := filepath.Join(testenv.TinyModel(t, append(tt.opts, testmodel.WithOpset(opset))...), "onnx", "model.onnx")
-				return runOutputs(t, path, inputs, [][]int64{ids, mask, types}, rows, l, tt.outputs)
+				outs, _ := runOutputs(t, path, inputs, [][]int64{ids, mask, types}, rows, l, tt.outputs)
+				return outs
 			}
 			want := run(testmodel.DefaultOpset)
 			for _, opset := range []int{11, 13, 15, 16} {
@@ -69,9 +70,9 @@ func TestOpsetOutputs(t *testing.T) {
 	}
 }
 
-// runOutputs runs the model at path on one [rows, l] batch and returns the
-// named float outputs.
-func runOutputs(t *testing.T, path string, names []string, data [][]int64, rows, l int, outputs []string) [][]float32 {
+// runOutputs runs the model at path on one [rows, l] batch of the named
+// INT64 inputs and returns the named float outputs and their shapes.
+func runOutputs(t *testing.T, path string, names []string, data [][]int64, rows, l int, outputs []string) ([][]float32, [][]int64) {
 	t.Helper()
 	session, err := ort.NewDynamicAdvancedSession(path, names, outputs, nil)
 	if err != nil {
@@ -92,13 +93,14 @@ func runOutputs(t *testing.T, path string, names []string, data [][]int64, rows,
 		t.Fatalf("run: %v", err)
 	}
 	var res [][]float32
+	var shapes [][]int64
 	for i, o := range out {
 		defer o.Destroy()
 		f, ok := o.(*ort.Tensor[float32])
 		if !ok {
 			t.Fatalf("%s is %T, want float32", outputs[i], o)
 		}
-		res = append(res, slices.Clone(f.GetData()))
+		res, shapes = append(res, slices.Clone(f.GetData())), append(shapes, f.GetShape())
 	}
-	return res
+	return res, shapes
 }

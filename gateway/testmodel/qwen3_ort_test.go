@@ -67,34 +67,12 @@ func batchOf(pad int64, rows ...[]int64) qwen3Batch {
 // last_hidden_state, checking its shape.
 func qwen3Run(t *testing.T, path string, b qwen3Batch, hidden int) []float32 {
 	t.Helper()
-	names := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, "position_ids"}
-	session, err := ort.NewDynamicAdvancedSession(path, names, []string{gateway.TensorLastHiddenState}, nil)
-	if err != nil {
-		t.Fatal(err)
+	names := []string{gateway.TensorInputIDs, gateway.TensorAttentionMask, gateway.TensorPositionIDs}
+	outs, shapes := runOutputs(t, path, names, [][]int64{b.ids, b.mask, b.pos}, b.rows, b.l, []string{gateway.TensorLastHiddenState})
+	if want := []int64{int64(b.rows), int64(b.l), int64(hidden)}; !slices.Equal(shapes[0], want) {
+		t.Fatalf("last_hidden_state shape %v, want %v", shapes[0], want)
 	}
-	defer session.Destroy()
-	var in []ort.Value
-	for _, d := range [][]int64{b.ids, b.mask, b.pos} {
-		v, err := ort.NewTensor(ort.NewShape(int64(b.rows), int64(b.l)), d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Destroy()
-		in = append(in, v)
-	}
-	out := []ort.Value{nil}
-	if err := session.Run(in, out); err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	defer out[0].Destroy()
-	h, ok := out[0].(*ort.Tensor[float32])
-	if !ok {
-		t.Fatalf("last_hidden_state is %T, want float32", out[0])
-	}
-	if want := []int64{int64(b.rows), int64(b.l), int64(hidden)}; !slices.Equal(h.GetShape(), want) {
-		t.Fatalf("last_hidden_state shape %v, want %v", h.GetShape(), want)
-	}
-	return slices.Clone(h.GetData())
+	return outs[0]
 }
 
 // variant is a wrong turn the hand computation can take on purpose: each

@@ -172,28 +172,6 @@ func head(t *testing.T, w map[string][]float32, cls []float64, labels int) []flo
 // logits and their shape.
 func runLogits(t *testing.T, path string, names []string, data [][]int64, rows, l int) ([]float32, []int64) {
 	t.Helper()
-	session, err := ort.NewDynamicAdvancedSession(path, names, []string{gateway.TensorLogits}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer session.Destroy()
-	var in []ort.Value
-	for _, d := range data {
-		v, err := ort.NewTensor(ort.NewShape(int64(rows), int64(l)), d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Destroy()
-		in = append(in, v)
-	}
-	out := []ort.Value{nil}
-	if err := session.Run(in, out); err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	defer out[0].Destroy()
-	logits, ok := out[0].(*ort.Tensor[float32])
-	if !ok {
-		t.Fatalf("logits are %T, want float32", out[0])
-	}
-	return slices.Clone(logits.GetData()), logits.GetShape()
+	outs, shapes := runOutputs(t, path, names, data, rows, l, []string{gateway.TensorLogits})
+	return outs[0], shapes[0]
 }
