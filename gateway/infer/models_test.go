@@ -29,7 +29,13 @@ import (
 // with the test.
 func openTiny(t *testing.T) (*onnx.Backend, *tokenizer.Tokenizer) {
 	t.Helper()
-	dir := testenv.TinyModel(t)
+	return openDir(t, testenv.TinyModel(t))
+}
+
+// openDir opens the generated model in dir on ONNX Runtime, and its
+// tokenizer; the backend closes with the test.
+func openDir(t testing.TB, dir string) (*onnx.Backend, *tokenizer.Tokenizer) {
+	t.Helper()
 	be, err := onnx.Open(onnx.Options{LibraryPath: testenv.ORTLib(t), ModelPath: filepath.Join(dir, "onnx", "model.onnx"), IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,21 +35,7 @@ const scoreTolerance = 1e-5
 // tokenizer; the backend closes with the test.
 func openReranker(t testing.TB, labels int) (*onnx.Backend, *tokenizer.Tokenizer) {
 	t.Helper()
-	dir := testenv.TinyReranker(t, testmodel.WithNumLabels(labels))
-	be, err := onnx.Open(onnx.Options{LibraryPath: testenv.ORTLib(t), ModelPath: filepath.Join(dir, "onnx", "model.onnx"), IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := be.Close(); err != nil {
-			t.Errorf("close backend: %v", err)
-		}
-	})
-	tok, err := tokenizer.LoadFile(filepath.Join(dir, "tokenizer.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return be, tok
+	return openDir(t, testenv.TinyReranker(t, testmodel.WithNumLabels(labels)))
 }
 
 // rerankOptions are a reranker's engine options: short inputs, so that
