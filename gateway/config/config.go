@@ -3,7 +3,7 @@
 // prints --help, and runs the startup checks. Only cmd/embedgate imports it;
 // each stage gets its own Options from cmd. Besides the standard library it
 // imports catalog, whose Entry the one-model flags make (FlagEntry), and
-// backend/triton for the one rule of a Triton replica list (SplitURLs).
+// backend/triton for the one rule of a Triton address (ParseTarget).
 package config
 
 import (
@@ -48,11 +48,14 @@ type Config struct {
 	DefaultPrompt     string
 
 	// Triton
-	TritonURL           string
-	TritonModel         string // "" = derived from ModelID, see TritonModelName
-	TritonTimeout       time.Duration
-	TritonMaxInflight   int
-	TritonMaxInflightMB int // MiB of responses in flight
+	TritonURL     string
+	TritonModel   string // "" = derived from ModelID, see TritonModelName
+	TritonTimeout time.Duration
+	// TritonResolveInterval is how often a dns: Triton address is
+	// resolved again.
+	TritonResolveInterval time.Duration
+	TritonMaxInflight     int
+	TritonMaxInflightMB   int // MiB of responses in flight
 	// TritonRestrictedKey is KEY=VALUE, the key and value of Triton's
 	// --grpc-restricted-protocol; "" = none. See TritonRestricted.
 	TritonRestrictedKey string
@@ -122,7 +125,8 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.DefaultModel, "default-model", "", "model (name or alias) for requests that name none and for the TEI routes (default: the first model)")
 	fs.StringVar(&c.Revision, "revision", "main", "hub branch, tag or commit")
 	fs.StringVar(&c.Backend, "backend", "onnx", "inference backend: onnx (in-process) or triton")
-	fs.StringVar(&c.TritonURL, "triton-url", "localhost:8001", "Triton gRPC address, or a comma-separated list of replicas serving the same models (batches go to the least loaded)")
+	fs.StringVar(&c.TritonURL, "triton-url", "localhost:8001", "Triton gRPC address; a comma-separated list of replicas serving the same models (batches go to the least loaded); or dns:///name:port, every address the name resolves to (a Kubernetes headless Service)")
+	fs.DurationVar(&c.TritonResolveInterval, "triton-resolve-interval", 10*time.Second, "how often a dns:/// --triton-url is resolved again (also at once when a replica fails), so new Triton pods get traffic")
 	fs.StringVar(&c.TritonModel, "triton-model", "", "model name in Triton's repository (default: last element of --model-id)")
 	fs.DurationVar(&c.TritonTimeout, "triton-timeout", 10*time.Second, "deadline of one Triton call")
 	fs.IntVar(&c.TritonMaxInflight, "triton-max-inflight", 4, "batches in flight to Triton at once")
@@ -431,14 +435,15 @@ func (c *Config) checkModel(p *problems) {
 		p.add("--triton-url is empty but --backend is triton")
 	}
 	if c.TritonURL != "" {
-		addrs, err := triton.SplitURLs(c.TritonURL)
+		target, err := triton.ParseTarget(c.TritonURL)
 		switch {
 		case err != nil:
 			p.add("--triton-url: %v", err)
-		case len(addrs) > 1 && c.TritonDiscover:
-			p.add("--triton-discover takes one --triton-url address, not a list of %d", len(addrs))
+		case (len(target.Addrs) > 1 || target.Dynamic()) && c.TritonDiscover:
+			p.add("--triton-discover takes one --triton-url address, not %s", target)
 		}
 	}
+	p.positive("triton-resolve-interval", c.TritonResolveInterval)
 	p.positive("triton-timeout", c.TritonTimeout)
 	p.atLeast("triton-max-inflight", c.TritonMaxInflight, 1)
 	p.atLeast("triton-max-inflight-mb", c.TritonMaxInflightMB, 1)

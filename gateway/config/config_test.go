@@ -271,7 +271,7 @@ func TestValidate(t *testing.T) {
 		{"triton list with a hole", func(c *Config) { c.TritonURL = "a:8001,,b:8001" },
 			[]string{`--triton-url: triton: address list "a:8001,,b:8001" has an empty address at position 2`}},
 		{"discovery on a list", func(c *Config) { c.TritonDiscover, c.TritonURL = true, "a:8001,b:8001" },
-			[]string{"--triton-discover takes one --triton-url address, not a list of 2"}},
+			[]string{"--triton-discover takes one --triton-url address, not a:8001,b:8001"}},
 		{"triton timeout", func(c *Config) { c.TritonTimeout = 0 }, []string{"--triton-timeout must be a positive duration, got 0s"}},
 		{"triton inflight", func(c *Config) { c.TritonMaxInflight = 0 }, []string{"--triton-max-inflight must be at least 1, got 0"}},
 		{"triton inflight mb", func(c *Config) { c.TritonMaxInflightMB = 0 }, []string{"--triton-max-inflight-mb must be at least 1, got 0"}},

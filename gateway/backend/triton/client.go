@@ -89,7 +89,7 @@ func Dial(ctx context.Context, opts ClientOptions) (*Client, error) {
 		return nil, errors.New("triton: no URL (host:port of Triton's gRPC endpoint, e.g. localhost:8001)")
 	}
 	if strings.Contains(opts.URL, ",") {
-		return nil, fmt.Errorf("triton: %q is a list of addresses: dial each (SplitURLs) and balance over them (NewReplicas)", opts.URL)
+		return nil, fmt.Errorf("triton: %q is a list of addresses: dial each (ParseTarget) and balance over them (NewReplicas)", opts.URL)
 	}
 	if opts.Timeout < 0 || opts.ReadyTimeout < 0 || opts.MaxInflight < 0 || opts.MaxInflightBytes < 0 || opts.Conns < 0 {
 		return nil, fmt.Errorf("triton: negative option: timeout %v, ready timeout %v, max inflight %d, max inflight bytes %d, conns %d",

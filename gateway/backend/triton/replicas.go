@@ -20,26 +20,6 @@ const (
 	probeTimeout  = 2 * time.Second
 )
 
-// SplitURLs splits a Triton address list, "a:8001,b:8001", into its
-// addresses (one for a plain address). An empty element or a repeated
-// address is an error: each replica must be a distinct server.
-func SplitURLs(list string) ([]string, error) {
-	parts := strings.Split(list, ",")
-	seen := make(map[string]bool, len(parts))
-	for i, p := range parts {
-		p = strings.TrimPrefix(strings.TrimSpace(p), "grpc://")
-		if p == "" {
-			return nil, fmt.Errorf("triton: address list %q has an empty address at position %d", list, i+1)
-		}
-		if seen[p] {
-			return nil, fmt.Errorf("triton: address list %q names %s twice", list, p)
-		}
-		seen[p] = true
-		parts[i] = p
-	}
-	return parts, nil
-}
-
 // Replicas runs one model's batches on several Triton replicas serving it,
 // each a Backend on a Client of its own (so each has its own connections,
 // in-flight budget and health). A batch goes to the healthy replica with

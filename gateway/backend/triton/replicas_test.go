@@ -5,6 +5,7 @@ package triton_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -63,28 +64,37 @@ func embedOK(t *testing.T, r *triton.Replicas, b *gateway.Batch) {
 	out.Release()
 }
 
-func TestSplitURLs(t *testing.T) {
+func TestParseTarget(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		in   string
-		want []string
+		want triton.Target
 		err  string
 	}{
-		{"a:8001", []string{"a:8001"}, ""},
-		{"grpc://a:8001, b:8001", []string{"a:8001", "b:8001"}, ""},
-		{"a:8001,,b:8001", nil, "empty address at position 2"},
-		{"", nil, "empty address at position 1"},
-		{"a:8001,grpc://a:8001", nil, "names a:8001 twice"},
+		{"a:8001", triton.Target{Addrs: []string{"a:8001"}}, ""},
+		{"grpc://a:8001, b:8001", triton.Target{Addrs: []string{"a:8001", "b:8001"}}, ""},
+		{"dns:///triton-headless:8001", triton.Target{Host: "triton-headless", Port: "8001"}, ""},
+		{"dns://10.0.0.10/triton:8001", triton.Target{Host: "triton", Port: "8001", DNSServer: "10.0.0.10:53"}, ""},
+		{"dns://127.0.0.1:5353/triton.test:8001", triton.Target{Host: "triton.test", Port: "8001", DNSServer: "127.0.0.1:5353"}, ""},
+		{"dns:triton:8001", triton.Target{Host: "triton", Port: "8001"}, ""},
+		{"a:8001,,b:8001", triton.Target{}, "empty address at position 2"},
+		{"", triton.Target{}, "empty address at position 1"},
+		{"a:8001,grpc://a:8001", triton.Target{}, "names a:8001 twice"},
+		{"dns:///triton-headless", triton.Target{}, "want dns:///name:port"},
+		{"dns://triton:8001", triton.Target{}, "want dns:///name:port"},
 	} {
-		got, err := triton.SplitURLs(tt.in)
+		got, err := triton.ParseTarget(tt.in)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("SplitURLs(%q) = %v, %v; want error with %q", tt.in, got, err, tt.err)
+				t.Errorf("ParseTarget(%q) = %+v, %v; want error with %q", tt.in, got, err, tt.err)
 			}
 			continue
 		}
-		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("SplitURLs(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseTarget(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+		if again, err := triton.ParseTarget(got.String()); err != nil || !reflect.DeepEqual(again, got) {
+			t.Errorf("ParseTarget(%q.String() = %q) = %+v, %v", tt.in, got.String(), again, err)
 		}
 	}
 	if _, err := triton.Dial(context.Background(), triton.ClientOptions{URL: "a:8001,b:8001"}); err == nil || !strings.Contains(err.Error(), "list of addresses") {

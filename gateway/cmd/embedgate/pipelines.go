@@ -135,7 +135,11 @@ type tritonBackend interface {
 // openTriton opens e's model on each address of its Triton address list
 // and, for more than one, balances over them; it says how many replicas.
 func (p *pipelines) openTriton(ctx context.Context, e catalog.Entry, logger *slog.Logger) (tritonBackend, int, error) {
-	addrs, err := triton.SplitURLs(e.TritonURL)
+	target, err := triton.ParseTarget(e.TritonURL)
+	if err != nil {
+		return nil, 0, err
+	}
+	addrs, err := target.Resolve(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
