@@ -25,7 +25,7 @@ func TestParseDefaults(t *testing.T) {
 	want := Config{
 		TritonDiscoverInterval: 30 * time.Second,
 		ModelID:                "./Qwen3-Embedding-0.6B", Revision: "main", Backend: "onnx", DType: "auto",
-		TritonURL: "localhost:8001", TritonTimeout: 10 * time.Second, TritonMaxInflight: 4, TritonMaxInflightMB: 64,
+		TritonURL: "localhost:8001", TritonTimeout: 10 * time.Second, TritonResolveInterval: 10 * time.Second, TritonMaxInflight: 4, TritonMaxInflightMB: 64,
 		TokenizationWorkers: runtime.NumCPU(), IntraOpThreads: runtime.NumCPU(),
 		MaxConcurrentRequests: 512, MaxBatchTokens: 16384, MaxBatchRequests: 32, MaxClientBatchSize: 2048,
 		AutoTruncate: true, PayloadLimit: 2000000, RequestTimeout: 30 * time.Second,
