@@ -435,12 +435,8 @@ func (c *Config) checkModel(p *problems) {
 		p.add("--triton-url is empty but --backend is triton")
 	}
 	if c.TritonURL != "" {
-		target, err := triton.ParseTarget(c.TritonURL)
-		switch {
-		case err != nil:
+		if _, err := triton.ParseTarget(c.TritonURL); err != nil {
 			p.add("--triton-url: %v", err)
-		case (len(target.Addrs) > 1 || target.Dynamic()) && c.TritonDiscover:
-			p.add("--triton-discover takes one --triton-url address, not %s", target)
 		}
 	}
 	p.positive("triton-resolve-interval", c.TritonResolveInterval)

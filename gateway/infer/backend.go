@@ -18,3 +18,12 @@ type Backend interface {
 	// Health reports whether the backend can serve now.
 	Health(ctx context.Context) error
 }
+
+// elasticBackend is a Backend whose capacity changes as it runs, such as
+// Triton replicas joining, leaving and failing: MaxInflight is how many
+// batches it takes at once now, in place of Options.MaxInflight. A Backend
+// that is also a prometheus.Collector has its series registered with the
+// engine's, labelled alike, and given back at Close.
+type elasticBackend interface {
+	MaxInflight() int
+}

@@ -66,7 +66,7 @@ func (e *Engine) room(ctx context.Context) (batcher.Budget, error) {
 		rate := e.backlog.Rate()
 		full, budget := e.batchBudget(rate)
 		batches, tokens := e.flight.load()
-		if batches == 0 || (batches < e.opts.MaxInflight && tokens+full <= budget) {
+		if batches == 0 || (batches < e.inflightLimit() && tokens+full <= budget) {
 			return batcher.Budget{MaxTokens: full, Rate: rate, Ahead: tokens}, nil
 		}
 		select {
@@ -75,6 +75,15 @@ func (e *Engine) room(ctx context.Context) (batcher.Budget, error) {
 			return batcher.Budget{}, ctx.Err()
 		}
 	}
+}
+
+// inflightLimit is how many batches may run at once: an elastic
+// backend's count now, else MaxInflight.
+func (e *Engine) inflightLimit() int {
+	if b, ok := e.backend.(elasticBackend); ok {
+		return max(b.MaxInflight(), 1)
+	}
+	return e.opts.MaxInflight
 }
 
 // callShare is the part of a backend call's timeout that the work in

@@ -159,7 +159,11 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		gate = own
 	}
 	backlog := admit.NewBacklog(queueShare, 2*opts.MaxBatchTokens*opts.MaxInflight)
-	m, err := newMetrics(reg, own, backlog, queue.Collectors())
+	extra := queue.Collectors()
+	if c, ok := backend.(prometheus.Collector); ok {
+		extra = append(extra, c)
+	}
+	m, err := newMetrics(reg, own, backlog, extra)
 	if err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}

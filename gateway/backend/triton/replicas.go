@@ -28,51 +28,52 @@ const (
 // whose call fails as a server that is down or stuck (unavailable, not
 // serving the model, a call timing out) is ejected, and a probe with
 // backoff returns it once it is ready again. The failed batch is tried once
-// more on another replica: inference is idempotent. It satisfies
-// infer.Backend and is safe for concurrent use.
+// more on another replica: inference is idempotent.
+//
+// The replicas are those of a Target (OpenReplicas): a fixed list, or a
+// DNS name resolved again every ResolveInterval and at once when a replica
+// is ejected, so that replicas come and go (members.go). It satisfies
+// infer.Backend, reports per-replica series as a prometheus.Collector
+// (replicametrics.go) and is safe for concurrent use.
 type Replicas struct {
+	opts   ReplicaOptions
 	logger *slog.Logger
-	mu     sync.Mutex
-	set    []*replica
-	next   int // round-robin cursor among equally loaded replicas
-	life   context.Context
-	stop   context.CancelFunc
-	probes sync.WaitGroup
+	m      *replicaMetrics
+
+	// spec is the first replica's; every other must match it. Set once,
+	// under mu, before OpenReplicas returns.
+	spec    gateway.ModelSpec
+	specSet bool
+
+	mu      sync.Mutex
+	set     []*replica        // the members, in the rotation or ejected
+	want    map[string]bool   // the addresses the target last resolved to
+	opening map[string]bool   // addresses being opened
+	failed  map[string]string // addresses that did not open, and why: logged once per change
+	resolve string            // the last resolution error, logged once per change
+	next    int               // round-robin cursor among equally loaded replicas
+
+	kick  chan struct{} // resolve again now (a replica was ejected)
+	life  context.Context
+	stop  context.CancelFunc
+	tasks sync.WaitGroup // probes, opens and the resolve loop
 }
 
-// replica is one Backend and the balancer's view of it; mu guards all but b.
+// replica is one member and the balancer's view of it; Replicas.mu guards
+// all but addr, b and release.
 type replica struct {
+	addr    string
 	b       *Backend
-	tokens  int64 // padded tokens of the batches in flight
+	release func() // after b is closed; nil = nothing
+	tokens  int64  // padded tokens of the batches in flight
+	calls   int    // batches in flight
 	ejected bool
+	gone    bool // left the target: out of set, closed once calls is 0
+	closing sync.Once
 }
 
-// NewReplicas balances over backends, one per replica, which must describe
-// the same model alike (Spec). It takes them over: its Close closes them.
-func NewReplicas(logger *slog.Logger, backends ...*Backend) (*Replicas, error) {
-	if len(backends) == 0 {
-		return nil, errors.New("triton: no replicas")
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	first := backends[0].Spec()
-	for _, b := range backends[1:] {
-		if b.Spec() != first {
-			return nil, fmt.Errorf("triton: replicas of model %s differ: %s serves %+v, %s serves %+v",
-				b.model, backends[0].c.opts.URL, first, b.c.opts.URL, b.Spec())
-		}
-	}
-	life, stop := context.WithCancel(context.Background())
-	r := &Replicas{logger: logger, life: life, stop: stop}
-	for _, b := range backends {
-		r.set = append(r.set, &replica{b: b})
-	}
-	return r, nil
-}
-
-// Spec describes the model, as every replica reported it at Open.
-func (r *Replicas) Spec() gateway.ModelSpec { return r.set[0].b.Spec() }
+// Spec describes the model, as the first replica reported it at Open.
+func (r *Replicas) Spec() gateway.ModelSpec { return r.spec }
 
 // Embed runs batch on the least-loaded healthy replica and, if that replica
 // fails as a server down or stuck while ctx still allows, once more on
@@ -87,8 +88,10 @@ func (r *Replicas) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Ou
 			break
 		}
 		out, err := rep.b.Embed(ctx, batch)
+		r.m.count(rep.addr, tokens, err)
+		closed := rep.b.isClosed()
 		r.done(rep, tokens)
-		if err == nil || rep.b.isClosed() || !replicaFailed(ctx, err) {
+		if err == nil || closed || !replicaFailed(ctx, err) {
 			return out, err
 		}
 		r.eject(rep, err)
@@ -96,7 +99,7 @@ func (r *Replicas) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Ou
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		r.logger.Debug("triton: replica failed; retrying the batch on another", "url", rep.b.c.opts.URL, "batch_id", batch.ID, "err", err)
+		r.logger.Debug("triton: replica failed; retrying the batch on another", "replica", rep.addr, "batch_id", batch.ID, "err", err)
 	}
 	if lastErr != nil {
 		return nil, lastErr
@@ -121,18 +124,27 @@ func (r *Replicas) pick(tokens int64, skip *replica) *replica {
 			best = rep
 		}
 	}
-	r.next = (r.next + 1) % n
+	if n > 0 {
+		r.next = (r.next + 1) % n
+	}
 	if best != nil {
 		best.tokens += tokens
+		best.calls++
 	}
 	return best
 }
 
-// done releases what pick reserved.
+// done releases what pick reserved, and closes a replica that left the
+// target once its last batch is done.
 func (r *Replicas) done(rep *replica, tokens int64) {
 	r.mu.Lock()
 	rep.tokens -= tokens
+	rep.calls--
+	retire := rep.gone && rep.calls == 0
 	r.mu.Unlock()
+	if retire {
+		r.retire(rep)
+	}
 }
 
 // replicaFailed reports whether err says the replica itself is down or
@@ -155,24 +167,30 @@ func replicaFailed(ctx context.Context, err error) bool {
 	return false
 }
 
-// eject takes rep out of the rotation and starts its probe, unless it is
-// out already (its probe runs) or the set is closed.
+// eject takes rep out of the rotation, starts its probe and has the target
+// resolved again (the replica may have left it), unless rep is out already
+// (its probe runs), gone, or the set is closed.
 func (r *Replicas) eject(rep *replica, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if rep.ejected || r.life.Err() != nil {
+	if rep.ejected || rep.gone || r.life.Err() != nil {
 		return
 	}
 	rep.ejected = true
-	r.logger.Warn("triton replica ejected; probing it until it is ready", "url", rep.b.c.opts.URL, "model", rep.b.model, "err", err)
-	r.probes.Add(1)
+	r.logger.Warn("triton replica ejected; probing it until it is ready", "replica", rep.addr, "triton_model", r.opts.Model, "err", err)
+	r.tasks.Add(1)
 	go r.probe(rep)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 }
 
 // probe checks an ejected replica's health with backoff until it is ready,
-// then returns it to the rotation; it ends with Close.
+// then returns it to the rotation; it ends with Close or when the replica
+// leaves the target.
 func (r *Replicas) probe(rep *replica) {
-	defer r.probes.Done()
+	defer r.tasks.Done()
 	delay := probeMinDelay
 	for {
 		t := time.NewTimer(delay)
@@ -182,6 +200,12 @@ func (r *Replicas) probe(rep *replica) {
 			return
 		case <-t.C:
 		}
+		r.mu.Lock()
+		gone := rep.gone
+		r.mu.Unlock()
+		if gone {
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.life, probeTimeout)
 		err := rep.b.Health(ctx)
 		cancel()
@@ -189,7 +213,7 @@ func (r *Replicas) probe(rep *replica) {
 			r.mu.Lock()
 			rep.ejected = false
 			r.mu.Unlock()
-			r.logger.Info("triton replica ready again; it takes traffic", "url", rep.b.c.opts.URL, "model", rep.b.model)
+			r.logger.Info("triton replica ready again; it takes traffic", "replica", rep.addr, "triton_model", r.opts.Model)
 			return
 		}
 		delay = min(2*delay, probeMaxDelay)
@@ -198,25 +222,21 @@ func (r *Replicas) probe(rep *replica) {
 
 // allDown is the error of a batch with no healthy replica to run on.
 func (r *Replicas) allDown() error {
-	urls := make([]string, len(r.set))
+	r.mu.Lock()
+	addrs := make([]string, len(r.set))
 	for i, rep := range r.set {
-		urls[i] = rep.b.c.opts.URL
+		addrs[i] = rep.addr
 	}
+	r.mu.Unlock()
 	return &gateway.Error{Kind: gateway.Unhealthy,
-		Msg: fmt.Sprintf("triton: all %d replicas of model %s are failing (%s); probing them", len(r.set), r.set[0].b.model, strings.Join(urls, ", "))}
+		Msg: fmt.Sprintf("triton: all %d replicas of model %s are failing (%s); probing them", len(addrs), r.opts.Model, strings.Join(addrs, ", "))}
 }
 
 // Health is OK while any replica in the rotation is ready; one that is not
 // is ejected, so its probe brings it back.
 func (r *Replicas) Health(ctx context.Context) error {
 	var errs []error
-	for _, rep := range r.set {
-		r.mu.Lock()
-		ejected := rep.ejected
-		r.mu.Unlock()
-		if ejected {
-			continue
-		}
+	for _, rep := range r.members(false) {
 		err := rep.b.Health(ctx)
 		if err == nil {
 			return nil
@@ -230,30 +250,63 @@ func (r *Replicas) Health(ctx context.Context) error {
 	return &gateway.Error{Kind: gateway.Unhealthy, Msg: r.allDown().Error(), Err: errors.Join(errs...)}
 }
 
+// members are the replicas of the set now: all, or only those in the
+// rotation.
+func (r *Replicas) members(ejected bool) []*replica {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var reps []*replica
+	for _, rep := range r.set {
+		if ejected || !rep.ejected {
+			reps = append(reps, rep)
+		}
+	}
+	return reps
+}
+
+// Addrs lists the members' addresses and, of those, the ones ejected and
+// waiting for their probe.
+func (r *Replicas) Addrs() (members, ejected []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rep := range r.set {
+		members = append(members, rep.addr)
+		if rep.ejected {
+			ejected = append(ejected, rep.addr)
+		}
+	}
+	return members, ejected
+}
+
 // Ejected lists the addresses of the replicas out of the rotation now,
 // waiting for their probe.
 func (r *Replicas) Ejected() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var urls []string
-	for _, rep := range r.set {
-		if rep.ejected {
-			urls = append(urls, rep.b.c.opts.URL)
-		}
-	}
-	return urls
+	_, ejected := r.Addrs()
+	return ejected
 }
 
-// Close stops the probes and closes every replica's backend.
+// MaxInflight is how many batches the replicas in the rotation take at
+// once (ReplicaOptions.MaxInflight each, at least one batch): it changes
+// as replicas join, leave, fail and come back.
+func (r *Replicas) MaxInflight() int {
+	return max(1, len(r.members(false))*r.opts.MaxInflight)
+}
+
+// Close stops the probes, opens and resolving, and closes every replica's
+// backend.
 func (r *Replicas) Close() error {
 	// Under mu, so that no eject starts a probe that Wait misses.
 	r.mu.Lock()
 	r.stop()
 	r.mu.Unlock()
-	r.probes.Wait()
+	r.tasks.Wait()
+	r.mu.Lock()
+	set := r.set
+	r.set = nil
+	r.mu.Unlock()
 	var errs []error
-	for _, rep := range r.set {
-		errs = append(errs, rep.b.Close())
+	for _, rep := range set {
+		errs = append(errs, r.retire(rep))
 	}
 	return errors.Join(errs...)
 }

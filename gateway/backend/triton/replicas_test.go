@@ -18,23 +18,31 @@ import (
 	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
 )
 
-// openReplicas opens one backend per stand-in and balances over them; the
-// set closes with the test.
+// openReplicas balances over the stand-ins, a fixed list; the set closes
+// with the test.
 func openReplicas(t *testing.T, timeout time.Duration, srvs ...*tritontest.Server) *triton.Replicas {
 	t.Helper()
-	var backends []*triton.Backend
+	var addrs []string
 	for _, srv := range srvs {
-		opts := options(t, srv)
-		opts.Timeout = timeout
-		b, err := triton.Open(context.Background(), opts)
-		if err != nil {
-			t.Fatalf("triton.Open %s: %v", srv.Addr(), err)
-		}
-		backends = append(backends, b)
+		addrs = append(addrs, srv.Addr())
 	}
-	r, err := triton.NewReplicas(testLogger(t), backends...)
+	return openTarget(t, triton.Target{Addrs: addrs}, srvs[0].Name(), timeout)
+}
+
+// openTarget opens model on target's replicas, each on a client of its
+// own with call timeout timeout, resolved again every 100ms.
+func openTarget(t *testing.T, target triton.Target, model string, timeout time.Duration) *triton.Replicas {
+	t.Helper()
+	r, err := triton.OpenReplicas(context.Background(), triton.ReplicaOptions{
+		Target: target, Model: model, ResolveInterval: 100 * time.Millisecond, Logger: testLogger(t),
+		Open: func(ctx context.Context, addr string) (*triton.Backend, func(), error) {
+			b, err := triton.Open(ctx, triton.Options{URL: addr, Model: model, Timeout: timeout,
+				ReadyTimeout: 2 * time.Second, Logger: testLogger(t)})
+			return b, nil, err
+		},
+	})
 	if err != nil {
-		t.Fatalf("NewReplicas: %v", err)
+		t.Fatalf("OpenReplicas: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := r.Close(); err != nil {

@@ -83,7 +83,7 @@ func (t Target) String() string {
 }
 
 // Resolve lists t's replicas now, sorted: the fixed list, or an address
-// for each of the name's address records.
+// for each of the name's address records (at least one, or an error).
 func (t Target) Resolve(ctx context.Context) ([]string, error) {
 	if !t.Dynamic() {
 		return slices.Clone(t.Addrs), nil
@@ -98,6 +98,9 @@ func (t Target) Resolve(ctx context.Context) ([]string, error) {
 	ips, err := r.LookupHost(ctx, t.Host)
 	if err != nil {
 		return nil, fmt.Errorf("triton: resolve %s: %w", t, err)
+	}
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("triton: %s resolves to no address", t)
 	}
 	addrs := make([]string, 0, len(ips))
 	for _, ip := range ips {

@@ -7,14 +7,16 @@
 // max_batch_size), and the Backend's Embed sends each padded [B,L] batch as
 // one ModelInfer with raw little-endian tensors; Open does both for a
 // single model. Replicas balances one model over several Triton replicas,
-// a Backend on each (replicas.go). Client.Index lists the ready models with their config
+// a Backend on each, a fixed list or a DNS name's answer (ParseTarget,
+// replicas.go, members.go). Client.Index lists the ready models with their config
 // parameters, for discovery (index.go). Responses are decoded straight from
 // gRPC's frames into pooled FP32 buffers (codec.go, pool.go) that each
 // Output's Release returns; FP16 and BF16 outputs are widened into them
 // (floats.go). gRPC errors become gateway error kinds in
 // errors.go. At Open it also logs, as warnings, what modelrepo finds wrong
 // in the config Triton reports. It imports gateway,
-// modelrepo, tritonstubs, grpc, protobuf and x/sync; its stand-in server
+// modelrepo, tritonstubs, grpc, protobuf, x/sync and the Prometheus
+// client (Replicas' per-replica series); its stand-in server
 // for tests is tritontest.
 package triton
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/embedgate/embedgate/gateway/auth"
+	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/catalog"
 	"github.com/embedgate/embedgate/gateway/config"
 	"github.com/embedgate/embedgate/gateway/fleet"
@@ -92,11 +94,7 @@ func (c *catalogue) discover(ctx context.Context) error {
 	if !c.cfg.TritonDiscover {
 		return nil
 	}
-	client, err := c.pipes.client(ctx, c.cfg.TritonURL)
-	if err != nil {
-		return fmt.Errorf("triton discovery: %w", err)
-	}
-	index, err := client.Index(ctx)
+	index, err := c.index(ctx)
 	if err != nil {
 		return fmt.Errorf("triton discovery: %w", err)
 	}
@@ -115,6 +113,35 @@ func (c *catalogue) discover(ctx context.Context) error {
 	}
 	c.found, c.skipped = found, skipped
 	return nil
+}
+
+// index lists Triton's ready models, as the first replica of --triton-url
+// that answers has them: the replicas of one address list or DNS name
+// serve one repository.
+func (c *catalogue) index(ctx context.Context) ([]triton.IndexedModel, error) {
+	target, err := triton.ParseTarget(c.cfg.TritonURL)
+	if err != nil {
+		return nil, err
+	}
+	addrs, err := target.Resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, addr := range addrs {
+		client, release, err := c.pipes.client(ctx, addr)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		index, err := client.Index(ctx)
+		release()
+		if err == nil {
+			return index, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+	}
+	return nil, errors.Join(errs...)
 }
 
 // entries merges the sources and checks the result.

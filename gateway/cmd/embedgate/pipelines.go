@@ -37,7 +37,7 @@ type pipelines struct {
 	cache     infer.Cache // nil = no cache
 
 	mu      sync.Mutex
-	clients map[string]*triton.Client // by address
+	clients map[string]*sharedClient // by address
 }
 
 // withDefaults fills what e leaves to the gateway's flags.
@@ -110,106 +110,117 @@ func (p *pipelines) openBackend(ctx context.Context, e catalog.Entry, model *ope
 		// thread for it, and a second would only contend.
 		return b, 1, func() { _ = b.Close() }, nil
 	case "triton":
-		b, replicas, err := p.openTriton(ctx, e, logger)
+		b, inflight, closeBackend, err := p.openTriton(ctx, e, logger)
 		if err != nil {
 			return nil, 0, nil, err
 		}
 		if err := checkTritonModel(b.Spec(), model); err != nil {
-			_ = b.Close()
+			closeBackend()
 			return nil, 0, nil, err
 		}
-		// Triton runs several batches at once (instances, its own queue);
-		// each replica's client bounds the calls of every model on it
-		// together.
-		return b, replicas * p.cfg.TritonMaxInflight, func() { _ = b.Close() }, nil
+		return b, inflight, closeBackend, nil
 	}
 	return nil, 0, nil, fmt.Errorf("unknown backend %q", e.Backend)
 }
 
-// tritonBackend is a model on one Triton address, or balanced over several.
-type tritonBackend interface {
-	infer.Backend
-	Close() error
-}
-
-// openTriton opens e's model on each address of its Triton address list
-// and, for more than one, balances over them; it says how many replicas.
-func (p *pipelines) openTriton(ctx context.Context, e catalog.Entry, logger *slog.Logger) (tritonBackend, int, error) {
+// openTriton opens e's model on its Triton address: one replica, or a
+// list or DNS name balanced over. It says how many batches may run at once
+// (Triton runs several: instances, its own queue; each replica's client
+// bounds the calls of every model on it together).
+func (p *pipelines) openTriton(ctx context.Context, e catalog.Entry, logger *slog.Logger) (infer.Backend, int, func(), error) {
 	target, err := triton.ParseTarget(e.TritonURL)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
-	addrs, err := target.Resolve(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	var backends []*triton.Backend
-	closeAll := func() {
-		for _, b := range backends {
-			_ = b.Close()
-		}
-	}
-	for _, addr := range addrs {
-		client, err := p.client(ctx, addr)
+	open := func(ctx context.Context, addr string) (*triton.Backend, func(), error) {
+		client, release, err := p.client(ctx, addr)
 		if err != nil {
-			closeAll()
-			return nil, 0, err
+			return nil, nil, err
 		}
 		b, err := client.Open(ctx, e.TritonModel, "")
 		if err != nil {
-			closeAll()
-			return nil, 0, err
+			release()
+			return nil, nil, err
 		}
-		backends = append(backends, b)
+		return b, release, nil
 	}
-	if len(backends) == 1 {
-		return backends[0], 1, nil
+	if !target.Dynamic() && len(target.Addrs) == 1 {
+		b, release, err := open(ctx, target.Addrs[0])
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		return b, p.cfg.TritonMaxInflight, func() { _ = b.Close(); release() }, nil
 	}
-	r, err := triton.NewReplicas(logger, backends...)
+	r, err := triton.OpenReplicas(ctx, triton.ReplicaOptions{Target: target, Model: e.TritonModel, Open: open,
+		ResolveInterval: p.cfg.TritonResolveInterval, MaxInflight: p.cfg.TritonMaxInflight, Logger: logger})
 	if err != nil {
-		closeAll()
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
-	return r, len(backends), nil
+	return r, r.MaxInflight(), func() { _ = r.Close() }, nil
 }
 
-// client is the one Triton client of addr, dialled on first use.
-func (p *pipelines) client(ctx context.Context, addr string) (*triton.Client, error) {
+// sharedClient is a Triton client and how many hold it.
+type sharedClient struct {
+	c    *triton.Client
+	refs int
+}
+
+// client is the one Triton client of addr, dialled on first use, and its
+// release: the last release closes it, since the replicas of a DNS name
+// come and go and their clients must not pile up.
+func (p *pipelines) client(ctx context.Context, addr string) (*triton.Client, func(), error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c, ok := p.clients[addr]; ok {
-		return c, nil
+	sc, ok := p.clients[addr]
+	if !ok {
+		var md map[string]string
+		if key, value := p.cfg.TritonRestricted(); key != "" {
+			md = map[string]string{triton.RestrictedProtocolPrefix + key: value}
+		}
+		c, err := triton.Dial(ctx, triton.ClientOptions{
+			URL:              addr,
+			Timeout:          p.cfg.TritonTimeout,
+			MaxInflight:      p.cfg.TritonMaxInflight,
+			MaxInflightBytes: int64(p.cfg.TritonMaxInflightMB) << 20,
+			Logger:           p.logger,
+			Propagate:        p.propagate,
+			Metadata:         md,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		if p.clients == nil {
+			p.clients = map[string]*sharedClient{}
+		}
+		sc = &sharedClient{c: c}
+		p.clients[addr] = sc
 	}
-	var md map[string]string
-	if key, value := p.cfg.TritonRestricted(); key != "" {
-		md = map[string]string{triton.RestrictedProtocolPrefix + key: value}
-	}
-	c, err := triton.Dial(ctx, triton.ClientOptions{
-		URL:              addr,
-		Timeout:          p.cfg.TritonTimeout,
-		MaxInflight:      p.cfg.TritonMaxInflight,
-		MaxInflightBytes: int64(p.cfg.TritonMaxInflightMB) << 20,
-		Logger:           p.logger,
-		Propagate:        p.propagate,
-		Metadata:         md,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if p.clients == nil {
-		p.clients = map[string]*triton.Client{}
-	}
-	p.clients[addr] = c
-	return c, nil
+	sc.refs++
+	var once sync.Once
+	release := func() { once.Do(func() { p.release(addr, sc) }) }
+	return sc.c, release, nil
 }
 
-// close closes the Triton clients, once every model is closed.
+// release gives back one hold of addr's client sc, closing it with the last.
+func (p *pipelines) release(addr string, sc *sharedClient) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sc.refs--; sc.refs > 0 || p.clients[addr] != sc {
+		return
+	}
+	delete(p.clients, addr)
+	if err := sc.c.Close(); err != nil {
+		p.logger.Warn("triton client not closed cleanly", "addr", addr, "err", err)
+	}
+}
+
+// close closes the Triton clients still held, once every model is closed.
 func (p *pipelines) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
-	for _, c := range p.clients {
-		errs = append(errs, c.Close())
+	for _, sc := range p.clients {
+		errs = append(errs, sc.c.Close())
 	}
 	p.clients = nil
 	if err := errors.Join(errs...); err != nil {

@@ -161,6 +161,24 @@ func TestTritonReplicas(t *testing.T) {
 	if a.InferCount() == a0 || b.InferCount() == b0 {
 		t.Errorf("batches on a %d, on b %d: want both replicas used", a.InferCount()-a0, b.InferCount()-b0)
 	}
+	// Each replica's series, labelled by model and task as well.
+	// series is whether metrics has name's series of replica addr, with
+	// value if not "".
+	series := func(metrics, name, addr, value string) bool {
+		for l := range strings.SplitSeq(metrics, "\n") {
+			if strings.HasPrefix(l, name+"{") && strings.Contains(l, `replica="`+addr+`",task="embed"}`) && (value == "" || strings.HasSuffix(l, " "+value)) {
+				return true
+			}
+		}
+		return false
+	}
+	metrics := string(g.get(t, "/metrics").body)
+	for _, srv := range []*tritontest.Server{a, b} {
+		if !series(metrics, "embedgate_triton_replica_batches_total", srv.Addr(), "") ||
+			!series(metrics, "embedgate_triton_replica_ejected", srv.Addr(), "0") {
+			t.Errorf("/metrics lacks the series of replica %s:\n%s", srv.Addr(), grepLines(metrics, "embedgate_triton_replica"))
+		}
+	}
 	a.Stop()
 	for range 6 {
 		if r := embed(); r.status != 200 {
@@ -168,6 +186,9 @@ func TestTritonReplicas(t *testing.T) {
 		}
 	}
 	waitStatus(t, g, "/ready", 200)
+	if metrics := string(g.get(t, "/metrics").body); !series(metrics, "embedgate_triton_replica_ejected", a.Addr(), "1") {
+		t.Errorf("/metrics does not show replica %s ejected:\n%s", a.Addr(), grepLines(metrics, "embedgate_triton_replica"))
+	}
 	if err := a.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -182,4 +203,15 @@ func TestTritonReplicas(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// grepLines are the lines of text that contain sub.
+func grepLines(text, sub string) string {
+	var lines []string
+	for l := range strings.SplitSeq(text, "\n") {
+		if strings.Contains(l, sub) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
 }

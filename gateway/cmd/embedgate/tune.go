@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/catalog"
 	"github.com/embedgate/embedgate/gateway/config"
 	"github.com/embedgate/embedgate/gateway/infer"
@@ -227,10 +228,20 @@ func tuneModel(ctx context.Context, pipes *pipelines, e catalog.Entry, grid tune
 	if err != nil {
 		return tuneReport{}, err
 	}
-	client, err := pipes.client(ctx, e.TritonURL)
+	// One replica: config.pbtxt is each replica's, tuned alike.
+	target, err := triton.ParseTarget(e.TritonURL)
 	if err != nil {
 		return tuneReport{}, err
 	}
+	addrs, err := target.Resolve(ctx)
+	if err != nil {
+		return tuneReport{}, err
+	}
+	client, release, err := pipes.client(ctx, addrs[0])
+	if err != nil {
+		return tuneReport{}, err
+	}
+	defer release()
 	backend, err := client.Open(ctx, e.TritonModel, "")
 	if err != nil {
 		return tuneReport{}, err

@@ -1,0 +1,120 @@
+//go:build cgo
+
+package triton_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/embedgate/embedgate/gateway/backend/triton"
+	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
+)
+
+// A replica down at start does not hold the model back: the others serve,
+// and it joins once it is up.
+func TestReplicasDownAtStart(t *testing.T) {
+	model := openONNX(t)
+	a, b := tritontest.Start(t, model), tritontest.Start(t, model)
+	b.Stop()
+	r := openReplicas(t, 2*time.Second, a, b)
+	if members, _ := r.Addrs(); !slices.Equal(members, []string{a.Addr()}) {
+		t.Fatalf("members with b down at start: %v, want only a", members)
+	}
+	embedOK(t, r, batch(3))
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b to join", func() bool { members, _ := r.Addrs(); return len(members) == 2 })
+	n := b.InferCount()
+	for range 4 {
+		embedOK(t, r, batch(3))
+	}
+	if b.InferCount() == n {
+		t.Errorf("b joined but got none of 4 batches")
+	}
+}
+
+// With no replica up, the model does not open, and the error names why.
+func TestReplicasNoneAtStart(t *testing.T) {
+	model := openONNX(t)
+	a := tritontest.Start(t, model)
+	a.Stop()
+	_, err := triton.OpenReplicas(context.Background(), triton.ReplicaOptions{
+		Target: triton.Target{Addrs: []string{a.Addr()}}, Model: a.Name(), Logger: testLogger(t),
+		Open: func(ctx context.Context, addr string) (*triton.Backend, func(), error) {
+			b, err := triton.Open(ctx, triton.Options{URL: addr, Model: a.Name(), ReadyTimeout: 500 * time.Millisecond})
+			return b, nil, err
+		},
+	})
+	if err == nil || !strings.Contains(err.Error(), "no replica of "+a.Name()+" opened") {
+		t.Fatalf("OpenReplicas with its one replica down: %v, want the no-replica error", err)
+	}
+}
+
+// The per-replica series count each replica's batches and tokens, show an
+// ejection, and the capacity follows the replicas in the rotation.
+func TestReplicasMetrics(t *testing.T) {
+	model := openONNX(t)
+	a, b := tritontest.Start(t, model), tritontest.Start(t, model)
+	r := openReplicas(t, 2*time.Second, a, b)
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(r); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.MaxInflight(); got != 8 {
+		t.Errorf("MaxInflight with 2 replicas: %d, want 2 × 4", got)
+	}
+	for range 6 {
+		embedOK(t, r, batch(3, 2)) // 2 rows × 3 = 6 padded tokens
+	}
+	for _, srv := range []*tritontest.Server{a, b} {
+		if got := replicaValue(t, reg, "embedgate_triton_replica_batches_total", srv.Addr()); got != 3 {
+			t.Errorf("batches of %s: %v, want 3", srv.Addr(), got)
+		}
+		if got := replicaValue(t, reg, "embedgate_triton_replica_tokens_total", srv.Addr()); got != 18 {
+			t.Errorf("tokens of %s: %v, want 3 × 6", srv.Addr(), got)
+		}
+	}
+	b.Stop()
+	waitFor(t, "b ejected", func() bool {
+		_, err := r.Embed(context.Background(), batch(2))
+		return err == nil && slices.Equal(r.Ejected(), []string{b.Addr()})
+	})
+	if got := replicaValue(t, reg, "embedgate_triton_replica_ejected", b.Addr()); got != 1 {
+		t.Errorf("ejected gauge of b: %v, want 1", got)
+	}
+	if got := replicaValue(t, reg, "embedgate_triton_replica_errors_total", b.Addr()); got < 1 {
+		t.Errorf("errors of b: %v, want at least 1", got)
+	}
+	if got := r.MaxInflight(); got != 4 {
+		t.Errorf("MaxInflight with b ejected: %d, want 4", got)
+	}
+}
+
+// replicaValue is the value of name's series for replica addr.
+func replicaValue(t *testing.T, reg *prometheus.Registry, name, addr string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "replica" && l.GetValue() == addr {
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s series for replica %s", name, addr)
+	return 0
+}
