@@ -4,6 +4,7 @@ package triton_test
 
 import (
 	"context"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
+	"github.com/embedgate/embedgate/gateway/internal/dnstest"
 )
 
 // A replica down at start does not hold the model back: the others serve,
@@ -117,4 +119,74 @@ func replicaValue(t *testing.T, reg *prometheus.Registry, name, addr string) flo
 	}
 	t.Fatalf("no %s series for replica %s", name, addr)
 	return 0
+}
+
+// dnsReplicas starts a stand-in on each of 127.0.0.1, .2 and .3 at one
+// port, and a DNS server that knows none of them yet.
+func dnsReplicas(t *testing.T) (srvs []*tritontest.Server, dns *dnstest.Server, port string) {
+	t.Helper()
+	model := openONNX(t)
+	first := tritontest.StartOn(t, "127.0.0.1:0", model)
+	_, port, _ = net.SplitHostPort(first.Addr())
+	srvs = []*tritontest.Server{first,
+		tritontest.StartOn(t, "127.0.0.2:"+port, model),
+		tritontest.StartOn(t, "127.0.0.3:"+port, model)}
+	return srvs, dnstest.Start(t), port
+}
+
+// The replicas of a DNS name follow its answer: an address added gets
+// traffic within the resolve interval, one removed leaves once its
+// batches are done.
+func TestReplicasDNS(t *testing.T) {
+	srvs, dns, port := dnsReplicas(t)
+	a, b, c := srvs[0], srvs[1], srvs[2]
+	dns.Set("triton.test", "127.0.0.1", "127.0.0.2")
+	r := openTarget(t, triton.Target{Host: "triton.test", Port: port, DNSServer: dns.Addr()}, a.Name(), 2*time.Second, 100*time.Millisecond)
+	if members, _ := r.Addrs(); !slices.Equal(members, []string{a.Addr(), b.Addr()}) && !slices.Equal(members, []string{b.Addr(), a.Addr()}) {
+		t.Fatalf("members: %v, want a and b, the DNS answer", members)
+	}
+	dns.Set("triton.test", "127.0.0.1", "127.0.0.2", "127.0.0.3")
+	waitFor(t, "c to join", func() bool { members, _ := r.Addrs(); return len(members) == 3 })
+	for range 6 {
+		embedOK(t, r, batch(3))
+	}
+	if c.InferCount() == 0 {
+		t.Errorf("c joined but got none of 6 batches")
+	}
+	dns.Set("triton.test", "127.0.0.2", "127.0.0.3")
+	waitFor(t, "a to leave", func() bool { members, _ := r.Addrs(); return !slices.Contains(members, a.Addr()) })
+	n := a.InferCount()
+	for range 6 {
+		embedOK(t, r, batch(3))
+	}
+	if a.InferCount() != n {
+		t.Errorf("a left the answer but got %d more batches", a.InferCount()-n)
+	}
+	// A failed resolution keeps the replicas: a DNS outage must not take
+	// the model down.
+	dns.Set("triton.test")
+	queries := dns.Queries("triton.test")
+	waitFor(t, "a resolution that fails", func() bool { return dns.Queries("triton.test") > queries+2 })
+	embedOK(t, r, batch(3))
+	if members, _ := r.Addrs(); len(members) != 2 {
+		t.Errorf("members after NXDOMAIN: %v, want b and c kept", members)
+	}
+}
+
+// An ejected replica has the name resolved at once, without waiting for
+// the interval: a pod that failed has often been replaced.
+func TestReplicasDNSOnFailure(t *testing.T) {
+	srvs, dns, port := dnsReplicas(t)
+	a, b, c := srvs[0], srvs[1], srvs[2]
+	dns.Set("triton.test", "127.0.0.1", "127.0.0.2")
+	r := openTarget(t, triton.Target{Host: "triton.test", Port: port, DNSServer: dns.Addr()}, a.Name(), 2*time.Second, time.Hour)
+	dns.Set("triton.test", "127.0.0.2", "127.0.0.3") // a replaced by c
+	a.Stop()
+	waitFor(t, "c to replace a", func() bool {
+		if _, err := r.Embed(context.Background(), batch(3)); err != nil {
+			t.Fatalf("a batch failed while a was replaced: %v", err)
+		}
+		members, _ := r.Addrs()
+		return len(members) == 2 && slices.Contains(members, c.Addr()) && slices.Contains(members, b.Addr())
+	})
 }

@@ -26,15 +26,15 @@ func openReplicas(t *testing.T, timeout time.Duration, srvs ...*tritontest.Serve
 	for _, srv := range srvs {
 		addrs = append(addrs, srv.Addr())
 	}
-	return openTarget(t, triton.Target{Addrs: addrs}, srvs[0].Name(), timeout)
+	return openTarget(t, triton.Target{Addrs: addrs}, srvs[0].Name(), timeout, 100*time.Millisecond)
 }
 
 // openTarget opens model on target's replicas, each on a client of its
-// own with call timeout timeout, resolved again every 100ms.
-func openTarget(t *testing.T, target triton.Target, model string, timeout time.Duration) *triton.Replicas {
+// own with call timeout timeout, resolved again every interval.
+func openTarget(t *testing.T, target triton.Target, model string, timeout, interval time.Duration) *triton.Replicas {
 	t.Helper()
 	r, err := triton.OpenReplicas(context.Background(), triton.ReplicaOptions{
-		Target: target, Model: model, ResolveInterval: 100 * time.Millisecond, Logger: testLogger(t),
+		Target: target, Model: model, ResolveInterval: interval, Logger: testLogger(t),
 		Open: func(ctx context.Context, addr string) (*triton.Backend, func(), error) {
 			b, err := triton.Open(ctx, triton.Options{URL: addr, Model: model, Timeout: timeout,
 				ReadyTimeout: 2 * time.Second, Logger: testLogger(t)})

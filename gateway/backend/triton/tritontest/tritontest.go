@@ -243,9 +243,27 @@ func StartMulti(t testing.TB, opts ...Option) *Server {
 	return s
 }
 
+// StartOn is Start on addr, e.g. "127.0.0.2:8001": replicas behind one
+// DNS name listen on one port at addresses of their own, as Kubernetes
+// pods do (any 127.x.y.z is a loopback address on Linux).
+func StartOn(t testing.TB, addr string, model Model, opts ...Option) *Server {
+	t.Helper()
+	s, err := New(model, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startOn(t, s, addr)
+	return s
+}
+
 func start(t testing.TB, s *Server) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	startOn(t, s, "127.0.0.1:0")
+}
+
+func startOn(t testing.TB, s *Server, addr string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("tritontest: listen: %v", err)
 	}
