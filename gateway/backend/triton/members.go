@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -164,7 +165,11 @@ func (r *Replicas) join(addr string, b *Backend, release func(), err error) erro
 		r.spec, r.specSet = b.Spec(), true
 	}
 	if err == nil {
-		r.set = append(r.set, rep)
+		// In address order, whatever order the opens ended in: logs,
+		// Addrs and the round robin among equals are then the same from
+		// run to run.
+		i, _ := slices.BinarySearchFunc(r.set, addr, func(rep *replica, addr string) int { return strings.Compare(rep.addr, addr) })
+		r.set = slices.Insert(r.set, i, rep)
 		r.m.add(addr)
 		if _, failed := r.failed[addr]; failed || len(r.set) > 1 {
 			r.logger.Info("triton replica joined", "replica", addr, "triton_model", r.opts.Model, "replicas", len(r.set))

@@ -122,7 +122,11 @@ func TestReplicasLeastLoaded(t *testing.T) {
 	if a.InferCount() != 5 || b.InferCount() != 5 {
 		t.Fatalf("sequential batches: %d on a, %d on b; want 5 and 5 (ties round robin)", a.InferCount(), b.InferCount())
 	}
-	// A big batch held on a: the small ones after it all go to b.
+	// A big batch held on a: the small ones after it all go to b. The
+	// round-robin cursor is back at the first member, in address order.
+	if members, _ := r.Addrs(); members[0] != a.Addr() {
+		a, b = b, a
+	}
 	a.SetDelay(5 * time.Second) // far longer than 8 small batches take
 	var wg sync.WaitGroup
 	wg.Add(1)
