@@ -145,6 +145,13 @@ func (c *Client) dial() error {
 	return nil
 }
 
+// resetBackoff has every connection in reconnect backoff dial again now.
+func (c *Client) resetBackoff() {
+	for _, cc := range c.conns {
+		cc.ResetConnectBackoff()
+	}
+}
+
 // minPingInterval is the least time Triton's gRPC server accepts between
 // two pings on a connection that sends no data: its default
 // http2_min_recv_ping_interval_without_data_ms is 300000, with
