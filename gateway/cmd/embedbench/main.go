@@ -68,6 +68,7 @@ type options struct {
 	scaleClients                          int
 	scaleWindow                           time.Duration
 	scaleGPU                              tritontest.GPUTiming
+	scaleHidden                           bool
 	env                                   map[string]string // extra gateway environment
 }
 
@@ -102,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.scaleGPU.PerBatch, "scaleout-per-batch", scaleOutPerBatch, "the scale-out stand-ins' simulated GPU: fixed cost of a batch")
 	fs.DurationVar(&o.scaleGPU.PerToken, "scaleout-per-token", scaleOutPerToken, "the scale-out stand-ins' simulated GPU: cost per padded token")
 	fs.IntVar(&o.scaleGPU.BestRows, "scaleout-best-rows", scaleOutBestRows, "the scale-out stand-ins' simulated GPU: rows past which the per-token cost grows")
+	scaleOutput := fs.String("scaleout-output", "pooled", "what the scale-out stand-ins return: pooled (sentence_embedding [B,H]) or hidden (last_hidden_state [B,L,H], pooled by the gateway)")
 	o.env = map[string]string{}
 	fs.Func("env", "extra `KEY=VALUE` for every gateway (repeatable), e.g. GOMEMLIMIT=120MiB or MAX_BATCH_TOKENS=8192", func(v string) error {
 		k, val, ok := strings.Cut(v, "=")
@@ -128,6 +130,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.cacheClients < 1 || o.cachePool < 1 {
 		return nil, fmt.Errorf("-cache-clients and -cache-pool must be at least 1, got %d and %d", o.cacheClients, o.cachePool)
+	}
+	switch *scaleOutput {
+	case "pooled":
+	case "hidden":
+		o.scaleHidden = true
+	default:
+		return nil, fmt.Errorf("-scaleout-output: unknown %q (want pooled or hidden)", *scaleOutput)
 	}
 	for _, f := range strings.Split(*cacheBackends, ",") {
 		f = strings.TrimSpace(f)

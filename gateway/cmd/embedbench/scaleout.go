@@ -48,6 +48,7 @@ type ScaleOut struct {
 	GPU     tritontest.GPUTiming
 	Clients int
 	Window  time.Duration
+	Hidden  bool // the stand-ins return last_hidden_state, not sentence_embedding
 	Levels  []*ScaleLevel
 	Drill   *Drill
 }
@@ -80,12 +81,15 @@ type Drill struct {
 // reported even if a later part fails.
 func (b *bench) scaleOut(ctx context.Context, rep *Report) error {
 	o := b.o
-	so := &ScaleOut{GPU: o.scaleGPU, Clients: o.scaleClients, Window: o.scaleWindow}
+	so := &ScaleOut{GPU: o.scaleGPU, Clients: o.scaleClients, Window: o.scaleWindow, Hidden: o.scaleHidden}
 	rep.ScaleOut = so
-	// Triton returns pooled embeddings, as the README recommends
-	// (onnxpool): the gateway then decodes [B,H], not [B,L,H].
+	// By default Triton returns pooled embeddings, as the README
+	// recommends (onnxpool): the gateway then decodes [B,H], not [B,L,H].
 	spec := b.ort.Spec()
 	spec.Output = gateway.Pooled
+	if so.Hidden {
+		spec.Output = gateway.Hidden
+	}
 	m := newInstant(spec, 32, b.hf.MaxInputLength) // the stand-in's max_batch_size
 	var set []*standIn
 	defer func() {
@@ -349,13 +353,17 @@ func (so *ScaleOut) targets() []target {
 func (so *ScaleOut) write(p *printer) {
 	g := so.GPU
 	p.f("## Scale-out (issue 15)\n\n")
+	output := "`sentence_embedding` [B,H] (Triton serving a pooled model, as the README recommends)"
+	if so.Hidden {
+		output = "`last_hidden_state` [B,L,H] (the gateway pools)"
+	}
 	p.f("- setup: one gateway (`--backend triton --triton-url` listing the first N stand-ins) over N in-process Triton stand-ins, each one simulated GPU "+
 		"(`tritontest.WithGPUTiming`: one batch at a time, %s per batch + %s per padded token, the per-token cost growing as (rows/%d)² past %d rows; "+
-		"a 32 × 128 batch occupies it %s, %.0f padded tokens/s); their model answers at once with a constant `sentence_embedding` [B,H] "+
-		"(Triton serving a pooled model, as the README recommends), so the stand-ins cost this process only the gRPC hop; "+
+		"a 32 × 128 batch occupies it %s, %.0f padded tokens/s); their model answers at once with a constant %s, "+
+		"so the stand-ins cost this process only the gRPC hop; "+
 		"the mix, %d clients, closed loop, %s of sending per level; gateway CPU is utime + stime of its process (/proc/PID/stat) over the level's makespan\n\n",
 		fmtDur(g.PerBatch), fmtDur(g.PerToken), max(g.BestRows, 1), max(g.BestRows, 1), fmtDur(g.Cost(32, 128)), 32*128/max(g.Cost(32, 128), time.Nanosecond).Seconds(),
-		so.Clients, fmtDur(so.Window))
+		output, so.Clients, fmtDur(so.Window))
 	p.f("| stand-ins | tok/s | ÷ 1 stand-in | req/s | p50 | p99 | statuses | gateway CPU-s | gateway cores | tokens per gateway CPU-s | ModelInfer calls per stand-in |\n")
 	p.f("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|\n")
 	var levels []*Level

@@ -46,19 +46,19 @@ func TestParseScaleOutFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := tritontest.GPUTiming{PerBatch: scaleOutPerBatch, PerToken: scaleOutPerToken, BestRows: scaleOutBestRows}
-	if !o.runs["scaleout"] || len(o.runs) != 1 || o.scaleGPU != want || o.scaleClients != scaleOutClients || o.scaleWindow != 15*time.Second {
+	if !o.runs["scaleout"] || len(o.runs) != 1 || o.scaleGPU != want || o.scaleClients != scaleOutClients || o.scaleWindow != 15*time.Second || o.scaleHidden {
 		t.Errorf("parseFlags(-run scaleout) = runs %v, gpu %+v, clients %d, window %v", o.runs, o.scaleGPU, o.scaleClients, o.scaleWindow)
 	}
 	if !slices.Contains(strings.Split(runNames, ","), "scaleout") {
 		t.Errorf("runNames %q lacks scaleout: the default run would skip it", runNames)
 	}
-	o, err = parseFlags(append(base, "-run", "onnx,scaleout", "-quick", "-scaleout-per-batch", "1ms", "-scaleout-per-token", "3us", "-scaleout-best-rows", "16", "-scaleout-clients", "8"), io.Discard)
+	o, err = parseFlags(append(base, "-run", "onnx,scaleout", "-quick", "-scaleout-per-batch", "1ms", "-scaleout-per-token", "3us", "-scaleout-best-rows", "16", "-scaleout-clients", "8", "-scaleout-output", "hidden"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = tritontest.GPUTiming{PerBatch: time.Millisecond, PerToken: 3 * time.Microsecond, BestRows: 16}
-	if !o.runs["scaleout"] || o.scaleGPU != want || o.scaleClients != 8 || o.scaleWindow != 6*time.Second {
-		t.Errorf("-quick: scaleout %v, gpu %+v, clients %d, window %v (want 6s)", o.runs["scaleout"], o.scaleGPU, o.scaleClients, o.scaleWindow)
+	if !o.runs["scaleout"] || o.scaleGPU != want || o.scaleClients != 8 || o.scaleWindow != 6*time.Second || !o.scaleHidden {
+		t.Errorf("-quick: scaleout %v, gpu %+v, clients %d, window %v (want 6s), hidden %v", o.runs["scaleout"], o.scaleGPU, o.scaleClients, o.scaleWindow, o.scaleHidden)
 	}
 	for _, args := range [][]string{
 		{"-scaleout-clients", "0"},
@@ -67,6 +67,7 @@ func TestParseScaleOutFlags(t *testing.T) {
 		{"-scaleout-per-token", "-1us"},
 		{"-scaleout-best-rows", "0"},
 		{"-run", "scale-out"},
+		{"-scaleout-output", "last_hidden_state"},
 	} {
 		if _, err := parseFlags(append(append(base, "-run", "scaleout"), args...), io.Discard); err == nil {
 			t.Errorf("parseFlags(%v): want an error", args)
@@ -176,7 +177,7 @@ func TestScaleOutReport(t *testing.T) {
 	for _, want := range []string{
 		"## Scale-out (issue 15)",
 		"2.00ms per batch + 10µs per padded token",
-		"a 32 × 128 batch occupies it 43ms, 95345 padded tokens/s",
+		"a 32 × 128 batch occupies it 43ms, 95345 padded tokens/s); their model answers at once with a constant `sentence_embedding` [B,H]",
 		"| 1 | 90000 | 1.00 | 90.0 | 500ms | 1.00s | 200: 500 | 0.6 | 0.06 | 1500000 | 150 / 0 / 0 |",
 		"| 3 | 264000 | 2.93 | 264.0 | 500ms | 1.00s | 200: 1500 | 2.0 | 0.20 | 1320000 | 160 / 150 / 155 |",
 		"| 3, failover drill | 200000 | 2.22 | 200.0 |",
@@ -218,14 +219,20 @@ func TestScaleOutTargetsMissed(t *testing.T) {
 			t.Errorf("%s: targets = %+v; want ratio met %v, drill met %v", name, ts, tc.ratioMet, tc.drillMet)
 		}
 	}
-	// Nothing measured: both targets say so, and the report renders.
+	// Nothing measured: both targets say so, and the report renders,
+	// naming the output the stand-ins return.
 	empty := &ScaleOut{}
 	for _, tg := range empty.targets() {
 		if tg.known {
 			t.Errorf("target %q known without a run", tg.name)
 		}
 	}
-	if err := (&Report{ScaleOut: empty}).Write(io.Discard); err != nil {
+	empty.Hidden = true
+	var buf bytes.Buffer
+	if err := (&Report{ScaleOut: empty}).Write(&buf); err != nil {
 		t.Error(err)
+	}
+	if !strings.Contains(buf.String(), "`last_hidden_state` [B,L,H] (the gateway pools)") {
+		t.Errorf("report of a hidden-output run does not say so:\n%s", buf.String())
 	}
 }
