@@ -98,12 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cachePool, "cache-pool", 64, "requests in the cache runs' pool of repeated inputs (warmed once; -quick: at most 32)")
 	cacheBackends := fs.String("cache-backends", "onnx", "backends of the cache runs, any of onnx,triton")
 	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "the redis-server binary for the cache runs' Redis tier")
-	fs.IntVar(&o.scaleClients, "scaleout-clients", scaleOutClients, "clients in the scale-out levels and the failover drill")
-	fs.DurationVar(&o.scaleWindow, "scaleout-window", 15*time.Second, "time clients send in each scale-out level (-quick: 6 s; the drill sends for at least 18 s)")
-	fs.DurationVar(&o.scaleGPU.PerBatch, "scaleout-per-batch", scaleOutPerBatch, "the scale-out stand-ins' simulated GPU: fixed cost of a batch")
-	fs.DurationVar(&o.scaleGPU.PerToken, "scaleout-per-token", scaleOutPerToken, "the scale-out stand-ins' simulated GPU: cost per padded token")
-	fs.IntVar(&o.scaleGPU.BestRows, "scaleout-best-rows", scaleOutBestRows, "the scale-out stand-ins' simulated GPU: rows past which the per-token cost grows")
-	scaleOutput := fs.String("scaleout-output", "pooled", "what the scale-out stand-ins return: pooled (sentence_embedding [B,H]) or hidden (last_hidden_state [B,L,H], pooled by the gateway)")
+	checkScaleOut := scaleOutFlags(fs, o)
 	o.env = map[string]string{}
 	fs.Func("env", "extra `KEY=VALUE` for every gateway (repeatable), e.g. GOMEMLIMIT=120MiB or MAX_BATCH_TOKENS=8192", func(v string) error {
 		k, val, ok := strings.Cut(v, "=")
@@ -122,21 +117,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.quick {
 		o.window, o.raw = 5*time.Second, time.Second
 		o.cachePool = min(o.cachePool, 32)
-		o.scaleWindow = min(o.scaleWindow, 6*time.Second)
 	}
-	if o.scaleClients < 1 || o.scaleWindow <= 0 || o.scaleGPU.PerBatch < 0 || o.scaleGPU.PerToken < 0 || o.scaleGPU.BestRows < 1 {
-		return nil, fmt.Errorf("-scaleout-*: want clients ≥ 1, window > 0, per-batch and per-token ≥ 0, best rows ≥ 1; got %d, %v, %v, %v, %d",
-			o.scaleClients, o.scaleWindow, o.scaleGPU.PerBatch, o.scaleGPU.PerToken, o.scaleGPU.BestRows)
+	if err := checkScaleOut(); err != nil {
+		return nil, err
 	}
 	if o.cacheClients < 1 || o.cachePool < 1 {
 		return nil, fmt.Errorf("-cache-clients and -cache-pool must be at least 1, got %d and %d", o.cacheClients, o.cachePool)
-	}
-	switch *scaleOutput {
-	case "pooled":
-	case "hidden":
-		o.scaleHidden = true
-	default:
-		return nil, fmt.Errorf("-scaleout-output: unknown %q (want pooled or hidden)", *scaleOutput)
 	}
 	for _, f := range strings.Split(*cacheBackends, ",") {
 		f = strings.TrimSpace(f)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -41,6 +42,35 @@ const (
 	// call came 5.3 s after the restart (2026-12-05).
 	drillWindow = 18 * time.Second
 )
+
+// scaleOutFlags adds the scale-out run's flags to fs, filling o; the
+// function it returns checks them once fs is parsed (and -quick applied).
+func scaleOutFlags(fs *flag.FlagSet, o *options) (check func() error) {
+	fs.IntVar(&o.scaleClients, "scaleout-clients", scaleOutClients, "clients in the scale-out levels and the failover drill")
+	fs.DurationVar(&o.scaleWindow, "scaleout-window", 15*time.Second, "time clients send in each scale-out level (-quick: at most 6 s; the drill sends for at least 18 s)")
+	fs.DurationVar(&o.scaleGPU.PerBatch, "scaleout-per-batch", scaleOutPerBatch, "the scale-out stand-ins' simulated GPU: fixed cost of a batch")
+	fs.DurationVar(&o.scaleGPU.PerToken, "scaleout-per-token", scaleOutPerToken, "the scale-out stand-ins' simulated GPU: cost per padded token")
+	fs.IntVar(&o.scaleGPU.BestRows, "scaleout-best-rows", scaleOutBestRows, "the scale-out stand-ins' simulated GPU: rows past which the per-token cost grows")
+	output := fs.String("scaleout-output", "pooled", "what the scale-out stand-ins return: pooled (sentence_embedding [B,H]) or hidden (last_hidden_state [B,L,H], pooled by the gateway)")
+	return func() error {
+		if o.quick {
+			o.scaleWindow = min(o.scaleWindow, 6*time.Second)
+		}
+		if o.scaleClients < 1 || o.scaleWindow <= 0 || o.scaleGPU.PerBatch < 0 || o.scaleGPU.PerToken < 0 || o.scaleGPU.BestRows < 1 {
+			return fmt.Errorf("-scaleout-*: want clients ≥ 1, window > 0, per-batch and per-token ≥ 0, best rows ≥ 1; got %d, %v, %v, %v, %d",
+				o.scaleClients, o.scaleWindow, o.scaleGPU.PerBatch, o.scaleGPU.PerToken, o.scaleGPU.BestRows)
+		}
+		switch *output {
+		case "pooled":
+			o.scaleHidden = false
+		case "hidden":
+			o.scaleHidden = true
+		default:
+			return fmt.Errorf("-scaleout-output: unknown %q (want pooled or hidden)", *output)
+		}
+		return nil
+	}
+}
 
 // ScaleOut is the scale-out run: the same load through one gateway over
 // 1, 2 and 3 stand-ins, then the failover drill over 3.
