@@ -145,21 +145,9 @@ func readProc(pid string) (procStat, error) {
 	if err != nil {
 		return st, err
 	}
-	// comm, field 2, may hold spaces: fields are counted after its ')'.
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return st, errors.New("proc: malformed stat")
+	if st.cpu, err = parseStatCPU(raw); err != nil {
+		return st, err
 	}
-	f := strings.Fields(string(raw[i+1:]))
-	if len(f) < 13 {
-		return st, errors.New("proc: short stat")
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
-		return st, fmt.Errorf("proc: %w", err)
-	}
-	st.cpu = time.Duration(utime+stime) * time.Second / clockTicks
 	status, err := os.Open("/proc/" + pid + "/status")
 	if err != nil {
 		return st, err
@@ -182,6 +170,30 @@ func readProc(pid string) (procStat, error) {
 		}
 	}
 	return st, sc.Err()
+}
+
+// parseStatCPU is the CPU time (utime + stime, fields 14 and 15) in the
+// contents of /proc/PID/stat.
+func parseStatCPU(raw []byte) (time.Duration, error) {
+	// comm, field 2, may hold spaces and parentheses: fields are counted
+	// after its last ')'.
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0, errors.New("proc: malformed stat (no ')' after the command name)")
+	}
+	f := strings.Fields(string(raw[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("proc: short stat (%d fields after the command name, want at least 13)", len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("proc: %w", err)
+	}
+	if utime < 0 || stime < 0 {
+		return 0, fmt.Errorf("proc: negative CPU time (utime %d, stime %d)", utime, stime)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
 // scrape reads the gateway's /metrics and sums each series over its

@@ -8,7 +8,10 @@
 // a 10× overload. With the cache on (memory and a redis-server it starts),
 // it plays a workload whose inputs all repeat, one where half are new, and
 // one where Redis is killed mid-run, each against the same workload with the
-// cache off; every other run has the cache off. The report (Markdown) goes to stdout, progress to stderr.
+// cache off; every other run has the cache off. The scale-out run puts one
+// gateway over 1, 2 and 3 stand-ins that each simulate one GPU's timing,
+// measures the gateway's CPU per token, and stops and restarts one stand-in
+// under load. The report (Markdown) goes to stdout, progress to stderr.
 //
 //	embedbench -ort-lib .cache/ort/1.30.0/libonnxruntime.so.1 [-quick]
 package main
@@ -62,11 +65,15 @@ type options struct {
 	cacheClients, cachePool               int
 	cacheBackends                         []string
 	redisServer                           string
+	scaleClients                          int
+	scaleWindow                           time.Duration
+	scaleGPU                              tritontest.GPUTiming
+	scaleHidden                           bool
 	env                                   map[string]string // extra gateway environment
 }
 
 // runNames lists the parts of a run, in the order they run.
-const runNames = "raw,onnx,triton,overhead,memory,overload,cache"
+const runNames = "raw,onnx,triton,overhead,memory,overload,cache,scaleout"
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
@@ -91,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cachePool, "cache-pool", 64, "requests in the cache runs' pool of repeated inputs (warmed once; -quick: at most 32)")
 	cacheBackends := fs.String("cache-backends", "onnx", "backends of the cache runs, any of onnx,triton")
 	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "the redis-server binary for the cache runs' Redis tier")
+	checkScaleOut := scaleOutFlags(fs, o)
 	o.env = map[string]string{}
 	fs.Func("env", "extra `KEY=VALUE` for every gateway (repeatable), e.g. GOMEMLIMIT=120MiB or MAX_BATCH_TOKENS=8192", func(v string) error {
 		k, val, ok := strings.Cut(v, "=")
@@ -109,6 +117,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.quick {
 		o.window, o.raw = 5*time.Second, time.Second
 		o.cachePool = min(o.cachePool, 32)
+	}
+	if err := checkScaleOut(); err != nil {
+		return nil, err
 	}
 	if o.cacheClients < 1 || o.cachePool < 1 {
 		return nil, fmt.Errorf("-cache-clients and -cache-pool must be at least 1, got %d and %d", o.cacheClients, o.cachePool)
@@ -331,6 +342,11 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 			}
 		}
 	}
+	if o.runs["scaleout"] {
+		if err := b.scaleOut(ctx, rep); err != nil {
+			return rep, err
+		}
+	}
 	return rep, nil
 }
 
@@ -443,23 +459,12 @@ func (b *bench) withGateway(ctx context.Context, name string, env map[string]str
 		full["PPROF"] = "true"
 	}
 	if m != nil {
-		srv, err := tritontest.New(m, tritontest.WithName("minilm-bench"))
+		s, err := b.serveStandIn(m)
 		if err != nil {
 			return err
 		}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(lis) }()
-		defer func() {
-			srv.Close()
-			if err := <-served; err != nil {
-				b.log.Error("triton stand-in", "err", err)
-			}
-		}()
-		full["BACKEND"], full["TRITON_URL"], full["TRITON_MODEL"] = "triton", lis.Addr().String(), srv.Name()
+		defer s.close()
+		full["BACKEND"], full["TRITON_URL"], full["TRITON_MODEL"] = "triton", s.addr, s.Name()
 	}
 	logPath := filepath.Join(b.o.logs, name+".log")
 	b.log.Info("starting gateway", "run", name, "log", logPath)
@@ -473,6 +478,38 @@ func (b *bench) withGateway(ctx context.Context, name string, env map[string]str
 	stopEarly := context.AfterFunc(ctx, g.stop)
 	defer stopEarly()
 	return fn(g)
+}
+
+// standIn is a Triton stand-in served on a loopback port by this process.
+type standIn struct {
+	*tritontest.Server
+	addr   string
+	served chan error // Serve's result
+	log    *slog.Logger
+}
+
+// serveStandIn serves m as model minilm-bench on a free loopback port.
+func (b *bench) serveStandIn(m model, opts ...tritontest.Option) (*standIn, error) {
+	srv, err := tritontest.New(m, append([]tritontest.Option{tritontest.WithName("minilm-bench")}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	s := &standIn{Server: srv, addr: lis.Addr().String(), served: make(chan error, 1), log: b.log}
+	go func() { s.served <- srv.Serve(lis) }()
+	return s, nil
+}
+
+// close stops the stand-in for good and waits for Serve to return.
+func (s *standIn) close() {
+	s.Close()
+	if err := <-s.served; err != nil {
+		s.log.Error("triton stand-in", "addr", s.addr, "err", err)
+	}
 }
 
 // profilePath is where a level's profiles go ("" = none).

@@ -32,7 +32,9 @@ type Report struct {
 	// baseline; CachePool is the number of requests they repeat.
 	Cache     []*CacheRun
 	CachePool int
-	Notes     []string
+	// ScaleOut is the scale-out run (issue 15).
+	ScaleOut *ScaleOut
+	Notes    []string
 }
 
 // target is one line of BRIEF §12 as this run measured it.
@@ -111,7 +113,11 @@ func (r *Report) targets() []target {
 		}
 		ts = append(ts, t)
 	}
-	return append(ts, r.cacheTargets()...)
+	ts = append(ts, r.cacheTargets()...)
+	if r.ScaleOut != nil {
+		ts = append(ts, r.ScaleOut.targets()...)
+	}
+	return ts
 }
 
 // cacheTargets are issue 13's figures, judged on the onnx backend.
@@ -214,6 +220,9 @@ func (r *Report) Write(w io.Writer) error {
 		p.f("\n")
 	}
 	r.writeCache(p)
+	if r.ScaleOut != nil {
+		r.ScaleOut.write(p)
+	}
 	p.f("## Targets (BRIEF §12)\n\n| target | want | measured | |\n|---|---|---|---|\n")
 	for _, t := range r.targets() {
 		mark := "not measured"
