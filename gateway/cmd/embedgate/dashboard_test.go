@@ -26,7 +26,8 @@ var (
 // TestDashboardAndRulesUseRealMetrics: every series the Grafana dashboard
 // and the Prometheus rules query exists. The gateway's are taken from its
 // real /metrics after embed traffic (misses and a cache hit) with the
-// rate limiter and the cache on Redis; Triton's from the names Triton
+// rate limiter and the cache on Redis, and from a gateway on two Triton
+// replicas; Triton's from the names Triton
 // documents; recorded ones must be recorded by the rules file. The labels
 // a query selects on or aggregates by must be on the gateway series it
 // names. A typo or a renamed metric leaves a panel or an alert silently
@@ -47,6 +48,21 @@ func TestDashboardAndRulesUseRealMetrics(t *testing.T) {
 		t.Fatalf("/metrics: status %d", r.status)
 	}
 	gateway := exposedLabels(string(r.body))
+	// The per-replica series come from a gateway on a list of Triton
+	// replicas.
+	a, _ := startTriton(t)
+	b, _ := startTriton(t)
+	tenv := tritonEnv(t, a)
+	tenv["TRITON_URL"] = a.Addr() + "," + b.Addr()
+	tg := startGateway(t, tenv)
+	if r := native(t, tg, []string{"alpha"}, ""); r.status != 200 {
+		t.Fatalf("embed through Triton: status %d: %s", r.status, r.body)
+	}
+	for name, labels := range exposedLabels(string(tg.get(t, "/metrics").body)) {
+		if gateway[name] == nil {
+			gateway[name] = labels
+		}
+	}
 
 	triton := map[string]bool{}
 	for _, line := range strings.Split(readFile(t, tritonMetricList), "\n") {
