@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
+	"github.com/embedgate/embedgate/gateway/internal/dnstest"
 	"github.com/embedgate/embedgate/gateway/internal/redistest"
 )
 
@@ -24,11 +27,12 @@ import (
 // happened to batch.
 const (
 	scaleRows    = 8
-	scaleClients = 24 // closed-loop clients, half on each gateway
+	scaleClients = 64 // closed-loop clients, half on each gateway
 	// Batches each gateway keeps in flight per stand-in: with two gateways
-	// a stand-in has up to four, one on its GPU and three waiting, so it
-	// never idles while the clients turn around.
-	scaleInflight = "2"
+	// a stand-in has up to 16, one on its GPU and 15 waiting (0.6 s of
+	// work), so it does not idle while gateways starved of CPU by other
+	// tests turn requests around.
+	scaleInflight = "8"
 	loadKey       = "sk-load"
 	limitedKey    = "sk-limited"
 	limitedBurst  = 5
@@ -53,16 +57,14 @@ var scaleBody = func() string {
 	return string(b)
 }()
 
-// scaleEnv is a triton-backed gateway on url (a stand-in or a list), with
-// the rig's batching, API keys and Redis: a bulk key for the load, and a
-// key whose limit the rate-limit phase exhausts.
-func scaleEnv(t *testing.T, stand *tritontest.Server, url, redisURL, keys string) map[string]string {
+// scaleEnv is a triton-backed gateway on url (a stand-in, a list or a
+// dns: name) with the rig's batching and no cache.
+func scaleEnv(t *testing.T, stand *tritontest.Server, url string) map[string]string {
 	env := tritonEnv(t, stand)
 	env["TRITON_URL"] = url
 	env["TRITON_MAX_INFLIGHT"] = scaleInflight
 	env["MAX_BATCH_REQUESTS"] = fmt.Sprint(scaleRows)
 	env["CACHE"] = "false"
-	env["REDIS_URL"], env["API_KEYS_FILE"] = redisURL, keys
 	return env
 }
 
@@ -83,20 +85,24 @@ func TestScaleOut(t *testing.T) {
 		s, _ := startTriton(t, tritontest.WithGPUTiming(scaleGPU))
 		stands = append(stands, s)
 	}
-	list := stands[0].Addr() + "," + stands[1].Addr() + "," + stands[2].Addr()
-	gateways := []*instance{
-		startGateway(t, scaleEnv(t, stands[0], list, rds.URL(), keys)),
-		startGateway(t, scaleEnv(t, stands[0], list, rds.URL(), keys)),
+	// API keys and Redis: a bulk key for the load, and a key whose limit
+	// the rate-limit phase exhausts.
+	env := func(url string) map[string]string {
+		e := scaleEnv(t, stands[0], url)
+		e["REDIS_URL"], e["API_KEYS_FILE"] = rds.URL(), keys
+		return e
 	}
+	list := stands[0].Addr() + "," + stands[1].Addr() + "," + stands[2].Addr()
+	gateways := []*instance{startGateway(t, env(list)), startGateway(t, env(list))}
 
 	t.Run("throughput", func(t *testing.T) {
-		// The same load on a pair of gateways with one stand-in.
-		single := []*instance{
-			startGateway(t, scaleEnv(t, stands[0], stands[0].Addr(), rds.URL(), keys)),
-			startGateway(t, scaleEnv(t, stands[0], stands[0].Addr(), rds.URL(), keys)),
-		}
-		one := measureThroughput(t, single, stands[:1])
-		three := measureThroughput(t, gateways, stands)
+		// The same load at the same time on a pair of gateways with a
+		// stand-in of its own: a moment the process is starved of CPU
+		// slows both alike.
+		alone, _ := startTriton(t, tritontest.WithGPUTiming(scaleGPU))
+		single := []*instance{startGateway(t, env(alone.Addr())), startGateway(t, env(alone.Addr()))}
+		rates := measureThroughput(t, rig{single, []*tritontest.Server{alone}}, rig{gateways, stands})
+		one, three := rates[0], rates[1]
 		ratio := three / one
 		t.Logf("tokens/s: %.0f with 1 stand-in, %.0f with 3: %.2f×", one, three, ratio)
 		if ratio < 2.7 {
@@ -106,14 +112,14 @@ func TestScaleOut(t *testing.T) {
 
 	t.Run("failover", func(t *testing.T) {
 		victim := stands[1]
-		l := startLoad(t, gateways, scaleClients)
+		l := startLoad(t, gateways, scaleClients, loadKey)
 		l.waitFor(t, l.served()+2*len(stands))
 		victim.Stop()
 		for _, g := range gateways {
 			waitFor(t, func() bool { return logged(g, "triton replica ejected", victim.Addr()) }, "the stopped stand-in's ejection")
 		}
 		down := l.served()
-		l.waitFor(t, down+2*scaleClients) // the other two carry the load
+		l.waitFor(t, down+scaleClients) // the other two carry the load
 		if err := victim.Restart(); err != nil {
 			t.Fatal(err)
 		}
@@ -163,41 +169,121 @@ func TestScaleOut(t *testing.T) {
 		}
 	})
 
-	// DNS (the lead's part of issue 15): stand-ins on 127.0.0.1:P,
-	// 127.0.0.2:P and 127.0.0.3:P behind a dnstest.Server answering
-	// "triton.test", gateways on --triton-url dns://<dnstest>/triton.test:P
-	// and a short --triton-resolve-interval; a stand-in added to the answer
-	// gets traffic within the interval. It goes here as
-	// t.Run("dns", ...) once dns: re-resolution lands in backend/triton.
+	// The DNS part of the picture is TestScaleOutDNS.
 }
 
-// measureThroughput runs the closed-loop load on gateways until every
-// stand-in has settled into steady work, then for 30 batches per stand-in,
-// and returns the tokens per second answered in between.
-func measureThroughput(t *testing.T, gateways []*instance, stands []*tritontest.Server) float64 {
-	t.Helper()
-	before := make([]int64, len(stands))
-	for i, s := range stands {
-		before[i] = s.InferCount()
+// TestScaleOutDNS: two gateways on a dns: target (a Kubernetes headless
+// Service) follow the DNS answer under load. Stand-ins listen on one port
+// at 127.0.0.1, .2 and .3; the answer first lists two. The third, added,
+// joins on both gateways within about the resolve interval and gets
+// batches; the first, removed, gets none once both have let it go; no
+// request fails meanwhile.
+func TestScaleOutDNS(t *testing.T) {
+	t.Parallel()
+	first, _ := startTritonOn(t, "127.0.0.1:0", tritontest.WithGPUTiming(scaleGPU))
+	_, port, err := net.SplitHostPort(first.Addr())
+	if err != nil {
+		t.Fatal(err)
 	}
-	warm, span := 2*len(stands), 30*len(stands)
-	l := startLoad(t, gateways, scaleClients)
-	l.waitFor(t, warm+span+1)
+	second, _ := startTritonOn(t, "127.0.0.2:"+port, tritontest.WithGPUTiming(scaleGPU))
+	third, _ := startTritonOn(t, "127.0.0.3:"+port, tritontest.WithGPUTiming(scaleGPU))
+	dns := dnstest.Start(t)
+	dns.Set("triton.test", "127.0.0.1", "127.0.0.2")
+	env := func() map[string]string {
+		e := scaleEnv(t, first, "dns://"+dns.Addr()+"/triton.test:"+port)
+		e["TRITON_RESOLVE_INTERVAL"] = "200ms"
+		return e
+	}
+	gateways := []*instance{startGateway(t, env()), startGateway(t, env())}
+	const clients = scaleClients / 2
+	l := startLoad(t, gateways, clients, "")
+	l.waitFor(t, clients)
+	if n := third.InferCount(); n != 0 {
+		t.Fatalf("the stand-in outside the DNS answer ran %d batches", n)
+	}
+	if first.InferCount() == 0 || second.InferCount() == 0 {
+		t.Fatalf("batches on the two in the answer: %d and %d, want both used", first.InferCount(), second.InferCount())
+	}
+
+	dns.Set("triton.test", "127.0.0.1", "127.0.0.2", "127.0.0.3")
+	added := time.Now()
+	for _, g := range gateways {
+		waitFor(t, func() bool { return logged(g, "triton replica joined", third.Addr()) }, "the added stand-in to join")
+	}
+	waitFor(t, func() bool { return third.InferCount() > 0 }, "batches on the added stand-in")
+	t.Logf("the added stand-in ran its first batch %v after the DNS change (resolve interval 200ms)", time.Since(added).Round(time.Millisecond))
+
+	dns.Set("triton.test", "127.0.0.2", "127.0.0.3")
+	for _, g := range gateways {
+		waitFor(t, func() bool { return logged(g, "triton replica left the target", first.Addr()) }, "the removed stand-in to leave")
+	}
+	// Batches sent to it before it left have arrived once a round of
+	// requests has been answered since; none after.
+	l.waitFor(t, l.served()+clients)
+	n := first.InferCount()
+	l.waitFor(t, l.served()+clients)
 	l.stop()
 	l.check(t)
-	for i, s := range stands {
-		if s.InferCount() == before[i] {
-			t.Errorf("stand-in %d ran no batch", i)
+	if more := first.InferCount() - n; more != 0 {
+		t.Errorf("the stand-in removed from the DNS answer ran %d more batches", more)
+	}
+	for _, g := range gateways {
+		if r := g.get(t, "/ready"); r.status != 200 {
+			t.Errorf("/ready %d after the DNS changes", r.status)
 		}
 	}
-	return l.rate(warm, warm+span)
+	t.Logf("dns: %d requests, all 200", l.served())
+}
+
+// rig is gateways and the stand-ins behind them.
+type rig struct {
+	gateways []*instance
+	stands   []*tritontest.Server
+}
+
+// measureThroughput runs the closed-loop load on every rig at once and
+// returns each one's tokens per second over one window: 40 batches of the
+// first rig's, after every rig has answered its first requests.
+func measureThroughput(t *testing.T, rigs ...rig) []float64 {
+	t.Helper()
+	loads := make([]*load, len(rigs))
+	before := make([][]int64, len(rigs))
+	for i, r := range rigs {
+		for _, s := range r.stands {
+			before[i] = append(before[i], s.InferCount())
+		}
+		loads[i] = startLoad(t, r.gateways, scaleClients, loadKey)
+	}
+	for i, l := range loads {
+		l.waitFor(t, 2*len(rigs[i].stands))
+	}
+	from := time.Now()
+	loads[0].waitFor(t, loads[0].served()+40)
+	to := time.Now()
+	rates := make([]float64, len(rigs))
+	for i, l := range loads {
+		l.abandon()
+		l.check(t)
+		ran := make([]int64, len(rigs[i].stands))
+		for j, s := range rigs[i].stands {
+			if ran[j] = s.InferCount() - before[i][j]; ran[j] == 0 {
+				t.Errorf("stand-in %d of %d ran no batch", j, len(ran))
+			}
+		}
+		rates[i] = l.rate(from, to)
+		t.Logf("%d stand-in(s): %.0f tokens/s; batches per stand-in %v", len(ran), rates[i], ran)
+	}
+	return rates
 }
 
 // load is a closed loop of clients, each posting one request at a time to
 // its gateway until stop, that records every answer.
 type load struct {
+	key      string // API key sent, if not ""
 	tr       *http.Transport
 	client   *http.Client
+	ctx      context.Context // cancelled by abandon
+	cancel   context.CancelFunc
 	stopping atomic.Bool
 	wg       sync.WaitGroup
 
@@ -212,11 +298,12 @@ type completion struct {
 	tokens int
 }
 
-// startLoad starts clients spread over gateways; the test's end stops
-// them if the test does not.
-func startLoad(t *testing.T, gateways []*instance, clients int) *load {
+// startLoad starts clients spread over gateways, sending key if not "";
+// the test's end abandons them if the test does not stop them.
+func startLoad(t *testing.T, gateways []*instance, clients int, key string) *load {
 	tr := &http.Transport{MaxIdleConnsPerHost: clients}
-	l := &load{tr: tr, client: &http.Client{Transport: tr, Timeout: time.Minute}}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{key: key, tr: tr, client: &http.Client{Transport: tr, Timeout: time.Minute}, ctx: ctx, cancel: cancel}
 	for i := range clients {
 		g := gateways[i%len(gateways)]
 		l.wg.Go(func() {
@@ -224,24 +311,30 @@ func startLoad(t *testing.T, gateways []*instance, clients int) *load {
 			}
 		})
 	}
-	t.Cleanup(l.stop)
+	t.Cleanup(l.abandon)
 	return l
 }
 
-// post sends one request and records its answer; false on a failure.
+// post sends one request and records its answer; false on a failure, or
+// once abandoned.
 func (l *load) post(g *instance) bool {
 	fail := func(format string, args ...any) bool {
+		if l.ctx.Err() != nil {
+			return false // abandoned: not an answer
+		}
 		l.mu.Lock()
 		l.bad = append(l.bad, g.url+": "+fmt.Sprintf(format, args...))
 		l.mu.Unlock()
 		return false
 	}
-	req, err := http.NewRequest(http.MethodPost, g.url+"/v1/embeddings", strings.NewReader(scaleBody))
+	req, err := http.NewRequestWithContext(l.ctx, http.MethodPost, g.url+"/v1/embeddings", strings.NewReader(scaleBody))
 	if err != nil {
 		return fail("%v", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+loadKey)
+	if l.key != "" {
+		req.Header.Set("Authorization", "Bearer "+l.key)
+	}
 	resp, err := l.client.Do(req)
 	if err != nil {
 		return fail("%v", err)
@@ -288,7 +381,7 @@ func (l *load) waitFor(t *testing.T, n int) {
 		case got >= n:
 			return
 		case bad > 0:
-			l.stop()
+			l.abandon()
 			l.check(t)
 			t.FailNow()
 		case time.Now().After(deadline):
@@ -298,14 +391,22 @@ func (l *load) waitFor(t *testing.T, n int) {
 	}
 }
 
-// stop ends the loop: the clients finish the requests they have sent, so
-// every request sent gets its answer recorded.
+// stop ends the loop once the clients have their answers to the requests
+// they sent: every request sent is accounted for.
 func (l *load) stop() {
 	l.once.Do(func() {
 		l.stopping.Store(true)
 		l.wg.Wait()
+		l.cancel()
 		l.tr.CloseIdleConnections()
 	})
+}
+
+// abandon ends the loop now: requests still waiting are cancelled, and
+// not counted as answers.
+func (l *load) abandon() {
+	l.cancel()
+	l.stop()
 }
 
 // check fails the test for every answer that was not a 200.
@@ -318,16 +419,29 @@ func (l *load) check(t *testing.T) {
 	}
 }
 
-// rate is the tokens per second of the answers after the from-th up to
-// the to-th (0-based): between two answers, so the count is exact.
-func (l *load) rate(from, to int) float64 {
+// rate is the tokens per second answered between the first and the last
+// answers within [from, to]: between two answers, so the count is exact.
+func (l *load) rate(from, to time.Time) float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	first, last := -1, -1
+	for i, c := range l.oks {
+		if c.at.Before(from) || c.at.After(to) {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		last = i
+	}
+	if first < 0 || last == first {
+		return 0
+	}
 	tokens := 0
-	for _, c := range l.oks[from+1 : to+1] {
+	for _, c := range l.oks[first+1 : last+1] {
 		tokens += c.tokens
 	}
-	return float64(tokens) / l.oks[to].at.Sub(l.oks[from].at).Seconds()
+	return float64(tokens) / l.oks[last].at.Sub(l.oks[first].at).Seconds()
 }
 
 // logged reports whether one line of g's log holds every one of parts.
