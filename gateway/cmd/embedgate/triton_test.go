@@ -18,13 +18,20 @@ import (
 // would.
 func startTriton(t *testing.T, opts ...tritontest.Option) (*tritontest.Server, string) {
 	t.Helper()
+	return startTritonOn(t, "127.0.0.1:0", opts...)
+}
+
+// startTritonOn is startTriton listening on addr, e.g. 127.0.0.2:PORT: a
+// replica behind a DNS name, on that name's port.
+func startTritonOn(t *testing.T, addr string, opts ...tritontest.Option) (*tritontest.Server, string) {
+	t.Helper()
 	dir := testenv.TinyModel(t)
 	be, err := onnx.Open(onnx.Options{LibraryPath: testenv.ORTLib(t), ModelPath: filepath.Join(dir, "onnx", "model.onnx"), IntraOpThreads: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = be.Close() })
-	return tritontest.Start(t, be, opts...), dir
+	return tritontest.StartOn(t, addr, be, opts...), dir
 }
 
 func tritonEnv(t *testing.T, srv *tritontest.Server) map[string]string {
