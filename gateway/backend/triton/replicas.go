@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -240,19 +241,34 @@ func (r *Replicas) allDown() error {
 }
 
 // Health is OK while any replica in the rotation is ready; one that is not
-// is ejected, so its probe brings it back.
+// is ejected, so its probe brings it back. The replicas are asked at once,
+// and the first ready one ends the asking: one that is stuck must not use
+// up ctx (the engine's probe allows a second or two) before another is
+// asked. A replica asked still when that happens is not ejected: whether
+// it was stuck or slow, only its batches can tell.
 func (r *Replicas) Health(ctx context.Context) error {
-	var errs []error
-	for _, rep := range r.members(false) {
-		err := rep.b.Health(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || rep.b.isClosed() {
-			return err
-		}
-		r.eject(rep, err)
-		errs = append(errs, err)
+	reps := r.members(false)
+	ask, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(reps))
+	var wg sync.WaitGroup
+	for i, rep := range reps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = rep.b.Health(ask); errs[i] == nil {
+				cancel()
+			} else if ask.Err() == nil && !rep.b.isClosed() {
+				r.eject(rep, errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if slices.Contains(errs, nil) {
+		return nil
+	}
+	if err := ctx.Err(); err != nil && len(errs) > 0 {
+		return errs[0]
 	}
 	return &gateway.Error{Kind: gateway.Unhealthy, Msg: r.allDown().Error(), Err: errors.Join(errs...)}
 }

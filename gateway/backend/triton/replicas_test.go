@@ -229,3 +229,28 @@ func TestReplicasAllDown(t *testing.T) {
 		t.Errorf("Health with both down: %v, want Unhealthy", err)
 	}
 }
+
+// A replica that is stuck, its health call never answering, does not turn
+// Health off while another replica is ready: the engine's probe gives
+// Health a short deadline, and a stuck first member used it all up, so
+// that /ready went 503 (and Kubernetes took every gateway out of its
+// Service) though another replica served.
+func TestReplicasHealthStuckReplica(t *testing.T) {
+	model := openONNX(t)
+	a := tritontest.StartOn(t, "127.0.0.2:0", model)
+	b := tritontest.StartOn(t, "127.0.0.3:0", model)
+	stuck := startStallProxy(t, "127.0.0.1:0", a.Addr()) // first in address order
+	r := openTarget(t, triton.Target{Addrs: []string{stuck.Addr(), b.Addr()}}, a.Name(), 2*time.Second, time.Hour)
+	if members, _ := r.Addrs(); len(members) != 2 || members[0] != stuck.Addr() {
+		t.Fatalf("members: %v, want the stuck replica first, then b", members)
+	}
+	stuck.Stall()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second) // as the engine's probe
+	defer cancel()
+	if err := r.Health(ctx); err != nil {
+		t.Errorf("Health with the first replica stuck and b ready: %v, want OK", err)
+	}
+	if e := r.Ejected(); slices.Contains(e, b.Addr()) {
+		t.Errorf("ejected: %v; b is ready", e)
+	}
+}
