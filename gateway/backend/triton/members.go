@@ -275,7 +275,9 @@ func (r *Replicas) leave() {
 }
 
 // retire closes rep's backend, gives back what Open took for it and drops
-// its series; once.
+// its series, unless a member of its address serves: one that left and
+// came back while rep drained is a new member, with the same series;
+// once.
 func (r *Replicas) retire(rep *replica) error {
 	var err error
 	rep.closing.Do(func() {
@@ -285,7 +287,11 @@ func (r *Replicas) retire(rep *replica) error {
 		if rep.release != nil {
 			rep.release()
 		}
-		r.m.remove(rep.addr)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if !slices.ContainsFunc(r.set, func(m *replica) bool { return m.addr == rep.addr }) {
+			r.m.remove(rep.addr)
+		}
 	})
 	return err
 }

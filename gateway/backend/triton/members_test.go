@@ -190,3 +190,38 @@ func TestReplicasDNSOnFailure(t *testing.T) {
 		return len(members) == 2 && slices.Contains(members, c.Addr()) && slices.Contains(members, b.Addr())
 	})
 }
+
+// An address that leaves the answer and comes back while its old replica
+// still has a batch in flight is a new member; the old one, closed once
+// its batch is done, must not take the new member's series with it.
+func TestReplicasRejoinKeepsSeries(t *testing.T) {
+	srvs, dns, port := dnsReplicas(t)
+	a, b := srvs[0], srvs[1]
+	dns.Set("triton.test", "127.0.0.1")
+	r := openTarget(t, triton.Target{Host: "triton.test", Port: port, DNSServer: dns.Addr()}, a.Name(), time.Minute, 50*time.Millisecond)
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(r); err != nil {
+		t.Fatal(err)
+	}
+	a.SetDelay(time.Minute) // held until cancelled
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held := make(chan error, 1)
+	go func() {
+		_, err := r.Embed(ctx, batch(3))
+		held <- err
+	}()
+	waitFor(t, "the held batch to reach a", func() bool { return a.InferCount() == 1 })
+	dns.Set("triton.test", "127.0.0.2")
+	waitFor(t, "a to leave for b", func() bool { members, _ := r.Addrs(); return slices.Equal(members, []string{b.Addr()}) })
+	dns.Set("triton.test", "127.0.0.1", "127.0.0.2")
+	waitFor(t, "a to come back", func() bool { members, _ := r.Addrs(); return len(members) == 2 })
+	cancel()
+	if err := <-held; err == nil {
+		t.Fatal("the cancelled batch succeeded")
+	}
+	a.SetDelay(0)
+	for _, name := range []string{"embedgate_triton_replica_batches_total", "embedgate_triton_replica_ejected"} {
+		replicaValue(t, reg, name, a.Addr()) // fails the test without the series
+	}
+}
