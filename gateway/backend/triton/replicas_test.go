@@ -254,3 +254,58 @@ func TestReplicasHealthStuckReplica(t *testing.T) {
 		t.Errorf("ejected: %v; b is ready", e)
 	}
 }
+
+// A full or slow queue on every replica is overload, not failure: no
+// replica is ejected and the batch is not retried elsewhere.
+func TestReplicasOverloadNoEjection(t *testing.T) {
+	model := openONNX(t)
+	a, b := tritontest.Start(t, model), tritontest.Start(t, model)
+	r := openReplicas(t, 2*time.Second, a, b)
+	for _, f := range []tritontest.Fault{tritontest.QueueFull, tritontest.QueueTimeout} {
+		a.SetFault(f)
+		b.SetFault(f)
+		n := a.InferCount() + b.InferCount()
+		for range 4 {
+			if _, err := r.Embed(context.Background(), batch(3)); kindOf(t, err) != gateway.Overloaded {
+				t.Errorf("%v: %v, want Overloaded", f, err)
+			}
+		}
+		if got := a.InferCount() + b.InferCount() - n; got != 4 {
+			t.Errorf("%v: %d calls for 4 batches, want no retry", f, got)
+		}
+		if e := r.Ejected(); len(e) != 0 {
+			t.Errorf("%v: ejected %v under overload", f, e)
+		}
+	}
+}
+
+// A call that timed out while its batch still had time is retried on
+// another replica, and the stuck one is ejected; one that ran out of the
+// batch's own time is neither.
+func TestReplicasTimeoutRetry(t *testing.T) {
+	model := openONNX(t)
+	a := tritontest.StartOn(t, "127.0.0.1:0", model)
+	b := tritontest.StartOn(t, "127.0.0.2:0", model)
+	r := openTarget(t, triton.Target{Addrs: []string{a.Addr(), b.Addr()}}, a.Name(), 300*time.Millisecond, time.Hour)
+	a.SetDelay(time.Minute)
+	b.SetDelay(time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err := r.Embed(ctx, batch(3))
+	cancel()
+	if kindOf(t, err) != gateway.Timeout {
+		t.Errorf("Embed past the batch's deadline: %v, want Timeout", err)
+	}
+	if got := a.InferCount() + b.InferCount(); got != 1 {
+		t.Errorf("%d calls for a batch whose own deadline passed, want 1 (no retry)", got)
+	}
+	if e := r.Ejected(); len(e) != 0 {
+		t.Errorf("ejected %v for the batch's own deadline", e)
+	}
+	b.SetDelay(0)
+	for range 2 { // round robin: one of them starts on a
+		embedOK(t, r, batch(3))
+	}
+	if got := r.Ejected(); !slices.Equal(got, []string{a.Addr()}) {
+		t.Errorf("ejected %v, want the stuck a", got)
+	}
+}
