@@ -4,13 +4,17 @@ package triton_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 
 	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
@@ -224,4 +228,84 @@ func TestReplicasRejoinKeepsSeries(t *testing.T) {
 	for _, name := range []string{"embedgate_triton_replica_batches_total", "embedgate_triton_replica_ejected"} {
 		replicaValue(t, reg, name, a.Addr()) // fails the test without the series
 	}
+}
+
+// Addresses coming and going many times, under load, leave nothing behind:
+// every replica Open gave is released once, the series are those of the
+// members, and Close leaves no goroutine.
+func TestReplicasDNSChurn(t *testing.T) {
+	srvs, dns, port := dnsReplicas(t)
+	ignore := goleak.IgnoreCurrent()
+	dns.Set("triton.test", "127.0.0.1")
+	var opened, released atomic.Int64
+	model := srvs[0].Name()
+	r, err := triton.OpenReplicas(context.Background(), triton.ReplicaOptions{
+		Target: triton.Target{Host: "triton.test", Port: port, DNSServer: dns.Addr()}, Model: model,
+		ResolveInterval: 10 * time.Millisecond, Logger: testLogger(t),
+		Open: func(ctx context.Context, addr string) (*triton.Backend, func(), error) {
+			b, err := triton.Open(ctx, triton.Options{URL: addr, Model: model, Timeout: 2 * time.Second, ReadyTimeout: 2 * time.Second})
+			if err != nil {
+				return nil, nil, err
+			}
+			opened.Add(1)
+			var once sync.Once
+			return b, func() { once.Do(func() { released.Add(1) }) }, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(r); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				out, err := r.Embed(context.Background(), batch(3, 2))
+				if err != nil {
+					t.Errorf("a batch failed during the churn: %v", err)
+					return
+				}
+				out.Release()
+			}
+		}()
+	}
+	answers := [][]string{{"127.0.0.2"}, {"127.0.0.1", "127.0.0.3"}, {"127.0.0.3"}, {"127.0.0.1", "127.0.0.2", "127.0.0.3"}, {"127.0.0.1"}}
+	for i := range 20 {
+		answer := answers[i%len(answers)]
+		dns.Set("triton.test", answer...)
+		want := make([]string, len(answer))
+		for j, ip := range answer {
+			want[j] = net.JoinHostPort(ip, port)
+		}
+		waitFor(t, fmt.Sprintf("members %v", want), func() bool { members, _ := r.Addrs(); return slices.Equal(members, want) })
+	}
+	close(stop)
+	wg.Wait()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if n := len(f.GetMetric()); n > 3 {
+			t.Errorf("%s has %d series after the churn, more than the 3 addresses", f.GetName(), n)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if opened.Load() != released.Load() || opened.Load() < 20 {
+		t.Errorf("%d replicas opened, %d released", opened.Load(), released.Load())
+	}
+	goleak.VerifyNone(t, ignore)
 }
