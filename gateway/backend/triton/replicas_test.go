@@ -85,6 +85,8 @@ func TestParseTarget(t *testing.T) {
 		{"dns://10.0.0.10/triton:8001", triton.Target{Host: "triton", Port: "8001", DNSServer: "10.0.0.10:53"}, ""},
 		{"dns://127.0.0.1:5353/triton.test:8001", triton.Target{Host: "triton.test", Port: "8001", DNSServer: "127.0.0.1:5353"}, ""},
 		{"dns:triton:8001", triton.Target{Host: "triton", Port: "8001"}, ""},
+		{"dns://[fd00::a]/triton:8001", triton.Target{Host: "triton", Port: "8001", DNSServer: "[fd00::a]:53"}, ""},
+		{"dns://[fd00::a]:5353/triton:8001", triton.Target{Host: "triton", Port: "8001", DNSServer: "[fd00::a]:5353"}, ""},
 		{"a:8001,,b:8001", triton.Target{}, "empty address at position 2"},
 		{"", triton.Target{}, "empty address at position 1"},
 		{"a:8001,grpc://a:8001", triton.Target{}, "names a:8001 twice"},

@@ -57,7 +57,9 @@ func parseDNSTarget(s, rest string) (Target, error) {
 		t.DNSServer, rest = authority, name
 		if t.DNSServer != "" {
 			if _, _, err := net.SplitHostPort(t.DNSServer); err != nil {
-				t.DNSServer = net.JoinHostPort(t.DNSServer, "53")
+				// An IPv6 server comes bracketed, as in a URL: [fd00::a].
+				host := strings.TrimSuffix(strings.TrimPrefix(t.DNSServer, "["), "]")
+				t.DNSServer = net.JoinHostPort(host, "53")
 			}
 		}
 	} else if strings.HasPrefix(rest, "//") {
