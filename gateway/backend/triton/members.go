@@ -71,6 +71,9 @@ func OpenReplicas(ctx context.Context, opts ReplicaOptions) (*Replicas, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("triton: no address for the replicas of %s: the target lists none", opts.Model)
+	}
 	life, stop := context.WithCancel(context.Background())
 	r := &Replicas{opts: opts, logger: logger, m: newReplicaMetrics(), want: map[string]bool{},
 		opening: map[string]bool{}, failed: map[string]string{}, kick: make(chan struct{}, 1), life: life, stop: stop}

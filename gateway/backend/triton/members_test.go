@@ -309,3 +309,12 @@ func TestReplicasDNSChurn(t *testing.T) {
 	}
 	goleak.VerifyNone(t, ignore)
 }
+
+// A target without an address is refused with an error that says so.
+func TestReplicasEmptyTarget(t *testing.T) {
+	_, err := triton.OpenReplicas(context.Background(), triton.ReplicaOptions{Model: "embed",
+		Open: func(context.Context, string) (*triton.Backend, func(), error) { return nil, nil, nil }})
+	if err == nil || strings.Contains(err.Error(), "%!") || !strings.Contains(err.Error(), "no address") {
+		t.Fatalf("OpenReplicas of an empty target: %v, want an error naming the missing address", err)
+	}
+}
