@@ -41,7 +41,8 @@ type ReplicaOptions struct {
 	Logger          *slog.Logger
 }
 
-// OpenReplicas resolves the target, opens the model on each replica and
+// OpenReplicas resolves the target (a DNS name until it lists an address,
+// up to Triton's ready timeout), opens the model on each replica and
 // balances over those that opened: at least one must. It waits for the
 // others up to startGrace after the first; a replica still opening then
 // joins when it opens, and one that failed is tried again at every
@@ -67,12 +68,9 @@ func OpenReplicas(ctx context.Context, opts ReplicaOptions) (*Replicas, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	addrs, err := resolve(ctx, opts.Target)
+	addrs, err := awaitResolve(ctx, opts.Target, opts.Model, logger)
 	if err != nil {
 		return nil, err
-	}
-	if len(addrs) == 0 {
-		return nil, fmt.Errorf("triton: no address for the replicas of %s: the target lists none", opts.Model)
 	}
 	life, stop := context.WithCancel(context.Background())
 	r := &Replicas{opts: opts, logger: logger, m: newReplicaMetrics(), want: map[string]bool{},
@@ -98,6 +96,37 @@ func resolve(ctx context.Context, t Target) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
 	return t.Resolve(ctx)
+}
+
+// awaitResolve resolves t until it lists an address, for up to Triton's
+// ready timeout: a DNS name lists a Triton pod only once it is ready
+// (Kubernetes' headless Service), and a gateway started beside Triton
+// waits for it as it waits for a single address, rather than failing at
+// once (and restarting in a crash loop). A fixed list is what it is.
+func awaitResolve(ctx context.Context, t Target, model string, logger *slog.Logger) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, defaultReadyTimeout)
+	defer cancel()
+	delay := probeMinDelay
+	for logged := false; ; logged = true {
+		addrs, err := resolve(ctx, t)
+		if err == nil && len(addrs) == 0 {
+			err = fmt.Errorf("triton: no address for the replicas of %s: the target lists none", model)
+		}
+		if err == nil || !t.Dynamic() {
+			return addrs, err
+		}
+		if !logged {
+			logger.Info("waiting for triton replicas to resolve", "target", t.String(), "triton_model", model, "err", err)
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, fmt.Errorf("triton: gave up resolving the replicas of %s (waits up to %v): %w", model, defaultReadyTimeout, err)
+		case <-timer.C:
+		}
+		delay = min(2*delay, probeMaxDelay)
+	}
 }
 
 // awaitStart waits for n opens: for all of them, or for startGrace after

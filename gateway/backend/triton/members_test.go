@@ -318,3 +318,40 @@ func TestReplicasEmptyTarget(t *testing.T) {
 		t.Fatalf("OpenReplicas of an empty target: %v, want an error naming the missing address", err)
 	}
 }
+
+// A DNS name that lists no replica yet at start (Kubernetes lists a
+// Triton pod once it is ready) is resolved again until it does, as a
+// single address waits for its Triton, rather than failing the model at
+// once and the gateway with it.
+func TestReplicasDNSEmptyAtStart(t *testing.T) {
+	srvs, dns, port := dnsReplicas(t)
+	opened := make(chan error, 1)
+	var r *triton.Replicas
+	go func() {
+		var err error
+		r, err = triton.OpenReplicas(context.Background(), triton.ReplicaOptions{
+			Target: triton.Target{Host: "triton.test", Port: port, DNSServer: dns.Addr()}, Model: srvs[0].Name(), Logger: testLogger(t),
+			Open: func(ctx context.Context, addr string) (*triton.Backend, func(), error) {
+				b, err := triton.Open(ctx, triton.Options{URL: addr, Model: srvs[0].Name(), ReadyTimeout: 2 * time.Second})
+				return b, nil, err
+			},
+		})
+		opened <- err
+	}()
+	waitFor(t, "the name to be asked again", func() bool {
+		select {
+		case err := <-opened:
+			t.Fatalf("OpenReplicas ended before the name listed a replica: %v", err)
+		default:
+		}
+		return dns.Queries("triton.test") > 4
+	})
+	dns.Set("triton.test", "127.0.0.2")
+	if err := <-opened; err != nil {
+		t.Fatalf("OpenReplicas once the name lists a replica: %v", err)
+	}
+	defer r.Close()
+	if members, _ := r.Addrs(); !slices.Equal(members, []string{srvs[1].Addr()}) {
+		t.Errorf("members: %v, want the one the name lists", members)
+	}
+}
