@@ -60,6 +60,11 @@ func TestTritonMatchesONNX(t *testing.T) {
 			if srv.InferCount() == calibration {
 				t.Error("the Triton stand-in saw no inference")
 			}
+			// One plain address is a plain backend, as before replica
+			// lists: no balancer, no per-replica series.
+			if metrics := string(viaTriton.get(t, "/metrics").body); strings.Contains(metrics, "embedgate_triton_replica") {
+				t.Errorf("a single Triton address has per-replica series:\n%s", grepLines(metrics, "embedgate_triton_replica"))
+			}
 		})
 	}
 }
