@@ -17,8 +17,9 @@ const (
 	// start for Triton's whole ready timeout (60 s); it joins when it
 	// opens, or at a later resolve.
 	startGrace = 2 * time.Second
-	// openTimeout bounds opening one replica after the start: a replica
-	// a DNS answer lists is ready (Kubernetes lists ready pods only).
+	// openTimeout bounds opening one replica after the start (at start,
+	// Open's own ready timeout does): a replica a DNS answer lists is
+	// ready (Kubernetes lists ready pods only).
 	openTimeout = 30 * time.Second
 	// resolveTimeout bounds one resolution of the target.
 	resolveTimeout = 5 * time.Second
@@ -161,13 +162,19 @@ func (r *Replicas) awaitStart(ctx context.Context, n int, results <-chan error) 
 }
 
 // startOpen opens addr in the background; r.mu is held. results, if not
-// nil, gets the outcome.
+// nil, gets the outcome: an open at start, which Open's own ready timeout
+// bounds, as it does a single address (Triton may be loading its models);
+// a later one is bounded by openTimeout too.
 func (r *Replicas) startOpen(addr string, results chan<- error) {
 	r.opening[addr] = true
 	r.tasks.Add(1)
 	go func() {
 		defer r.tasks.Done()
 		ctx, cancel := context.WithTimeout(r.life, openTimeout)
+		if results != nil {
+			cancel()
+			ctx, cancel = context.WithCancel(r.life)
+		}
 		b, release, err := r.opts.Open(ctx, addr)
 		cancel()
 		err = r.join(addr, b, release, err)

@@ -355,3 +355,28 @@ func TestReplicasDNSEmptyAtStart(t *testing.T) {
 		t.Errorf("members: %v, want the one the name lists", members)
 	}
 }
+
+// At start a replica may take as long to open as a single address does
+// (its client's ready timeout: Triton loading its models), not the
+// shorter bound of a replica that joins later, which a DNS answer lists
+// once it is ready.
+func TestReplicasStartOpenUnbounded(t *testing.T) {
+	a := tritontest.Start(t, openONNX(t))
+	bounded := make(chan bool, 1)
+	r, err := triton.OpenReplicas(context.Background(), triton.ReplicaOptions{
+		Target: triton.Target{Addrs: []string{a.Addr()}}, Model: a.Name(), Logger: testLogger(t),
+		Open: func(ctx context.Context, addr string) (*triton.Backend, func(), error) {
+			_, ok := ctx.Deadline()
+			bounded <- ok
+			b, err := triton.Open(ctx, triton.Options{URL: addr, Model: a.Name(), ReadyTimeout: 2 * time.Second})
+			return b, nil, err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if <-bounded {
+		t.Error("the open at start has a deadline of its own: a Triton loading its models for longer fails the model, where a single address waits for it")
+	}
+}
