@@ -100,7 +100,7 @@ func (r *Replicas) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Ou
 		}
 		r.eject(rep, err)
 		tried, lastErr = rep, err
-		if ctx.Err() != nil {
+		if !timeLeft(ctx) {
 			return nil, err
 		}
 		r.logger.Debug("triton: replica failed; retrying the batch on another", "replica", rep.addr, "batch_id", batch.ID, "err", err)
@@ -166,9 +166,26 @@ func replicaFailed(ctx context.Context, err error) bool {
 	case gateway.Unhealthy:
 		return true
 	case gateway.Timeout:
-		return ctx.Err() == nil && !errors.Is(err, gateway.ErrNotCalled)
+		return timeLeft(ctx) && !errors.Is(err, gateway.ErrNotCalled)
 	}
 	return false
+}
+
+// deadlineSlack is how near its deadline a ctx counts as out of time.
+const deadlineSlack = time.Millisecond
+
+// timeLeft reports whether ctx still has time, by its deadline rather than
+// by Err alone: a call can end with the caller's deadline (the server's
+// copy of it, or gRPC reading a RST_STREAM past it) before ctx's timer has
+// fired, and such a timeout is the caller's, not the replica's; taken for
+// the replica's, one batch at its deadline ejected every replica it was
+// tried on.
+func timeLeft(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	d, ok := ctx.Deadline()
+	return !ok || time.Until(d) > deadlineSlack
 }
 
 // eject takes rep out of the rotation, starts its probe and has the target

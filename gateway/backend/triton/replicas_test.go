@@ -303,6 +303,15 @@ func TestReplicasTimeoutRetry(t *testing.T) {
 	if e := r.Ejected(); len(e) != 0 {
 		t.Errorf("ejected %v for the batch's own deadline", e)
 	}
+	// The race window of the above made deterministic: the deadline has
+	// passed, the ctx's timer has not fired yet.
+	_, err = r.Embed(pastDeadline{context.Background()}, batch(3))
+	if kindOf(t, err) != gateway.Timeout {
+		t.Errorf("Embed past the batch's deadline, its timer not fired: %v, want Timeout", err)
+	}
+	if e := r.Ejected(); len(e) != 0 {
+		t.Errorf("ejected %v for a batch's own deadline, its timer not fired", e)
+	}
 	b.SetDelay(0)
 	for range 2 { // round robin: one of them starts on a
 		embedOK(t, r, batch(3))
@@ -311,3 +320,9 @@ func TestReplicasTimeoutRetry(t *testing.T) {
 		t.Errorf("ejected %v, want the stuck a", got)
 	}
 }
+
+// pastDeadline is a ctx whose deadline has passed, its timer not fired
+// yet (Err nil): as gRPC may end a call before ctx says it is done.
+type pastDeadline struct{ context.Context }
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
