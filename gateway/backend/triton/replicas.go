@@ -275,7 +275,7 @@ func (r *Replicas) Health(ctx context.Context) error {
 			defer wg.Done()
 			if errs[i] = rep.b.Health(ask); errs[i] == nil {
 				cancel()
-			} else if ask.Err() == nil && !rep.b.isClosed() {
+			} else if timeLeft(ask) && !rep.b.isClosed() {
 				r.eject(rep, errs[i])
 			}
 		}()
@@ -284,7 +284,7 @@ func (r *Replicas) Health(ctx context.Context) error {
 	if slices.Contains(errs, nil) {
 		return nil
 	}
-	if err := ctx.Err(); err != nil && len(errs) > 0 {
+	if !timeLeft(ctx) && len(errs) > 0 {
 		return errs[0]
 	}
 	return &gateway.Error{Kind: gateway.Unhealthy, Msg: r.allDown().Error(), Err: errors.Join(errs...)}

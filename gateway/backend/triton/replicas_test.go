@@ -312,6 +312,12 @@ func TestReplicasTimeoutRetry(t *testing.T) {
 	if e := r.Ejected(); len(e) != 0 {
 		t.Errorf("ejected %v for a batch's own deadline, its timer not fired", e)
 	}
+	if err := r.Health(pastDeadline{context.Background()}); err == nil {
+		t.Error("Health past its deadline: OK")
+	}
+	if e := r.Ejected(); len(e) != 0 {
+		t.Errorf("ejected %v for a health check's own deadline, its timer not fired", e)
+	}
 	b.SetDelay(0)
 	for range 2 { // round robin: one of them starts on a
 		embedOK(t, r, batch(3))
