@@ -80,8 +80,9 @@ type replica struct {
 func (r *Replicas) Spec() gateway.ModelSpec { return r.spec }
 
 // Embed runs batch on the least-loaded healthy replica and, if that replica
-// fails as a server down or stuck while ctx still allows, once more on
-// another. With every replica ejected it is an Unhealthy error at once.
+// fails as a server down or stuck, or refuses the batch from a full queue,
+// once more on another while ctx still allows. With every replica ejected
+// it is an Unhealthy error at once.
 func (r *Replicas) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Output, error) {
 	tokens := int64(batch.Rows) * int64(batch.Len)
 	var tried *replica
@@ -95,15 +96,21 @@ func (r *Replicas) Embed(ctx context.Context, batch *gateway.Batch) (*gateway.Ou
 		r.m.count(rep.addr, tokens, err)
 		closed := rep.b.isClosed()
 		r.done(rep, tokens)
-		if err == nil || closed || !replicaFailed(ctx, err) {
+		if err == nil || closed {
 			return out, err
 		}
-		r.eject(rep, err)
+		failed := replicaFailed(ctx, err)
+		if !failed && !queueRefused(err) {
+			return out, err
+		}
+		if failed {
+			r.eject(rep, err)
+		}
 		tried, lastErr = rep, err
 		if !timeLeft(ctx) {
 			return nil, err
 		}
-		r.logger.Debug("triton: replica failed; retrying the batch on another", "replica", rep.addr, "batch_id", batch.ID, "err", err)
+		r.logger.Debug("triton: replica failed or full; retrying the batch on another", "replica", rep.addr, "batch_id", batch.ID, "err", err)
 	}
 	if lastErr != nil {
 		return nil, lastErr
@@ -169,6 +176,15 @@ func replicaFailed(ctx context.Context, err error) bool {
 		return timeLeft(ctx) && !errors.Is(err, gateway.ErrNotCalled)
 	}
 	return false
+}
+
+// queueRefused reports whether Triton refused the batch from its queue
+// (full, or its queue policy's timeout): it never reached the model, and
+// another replica may have room. It is overload, not failure: it ejects
+// nothing.
+func queueRefused(err error) bool {
+	var gerr *gateway.Error
+	return errors.As(err, &gerr) && gerr.Kind == gateway.Overloaded
 }
 
 // deadlineSlack is how near its deadline a ctx counts as out of time.

@@ -258,7 +258,8 @@ func TestReplicasHealthStuckReplica(t *testing.T) {
 }
 
 // A full or slow queue on every replica is overload, not failure: no
-// replica is ejected and the batch is not retried elsewhere.
+// replica is ejected; the batch, which never reached the model, is tried
+// once more on another replica, which serves it if it has room.
 func TestReplicasOverloadNoEjection(t *testing.T) {
 	model := openONNX(t)
 	a, b := tritontest.Start(t, model), tritontest.Start(t, model)
@@ -272,11 +273,19 @@ func TestReplicasOverloadNoEjection(t *testing.T) {
 				t.Errorf("%v: %v, want Overloaded", f, err)
 			}
 		}
-		if got := a.InferCount() + b.InferCount() - n; got != 4 {
-			t.Errorf("%v: %d calls for 4 batches, want no retry", f, got)
+		if got := a.InferCount() + b.InferCount() - n; got != 8 {
+			t.Errorf("%v: %d calls for 4 batches, want each tried once more on the other replica", f, got)
 		}
 		if e := r.Ejected(); len(e) != 0 {
 			t.Errorf("%v: ejected %v under overload", f, e)
+		}
+		// One replica full, the other with room: every batch is served.
+		b.SetFault(tritontest.NoFault)
+		for range 4 {
+			embedOK(t, r, batch(3))
+		}
+		if e := r.Ejected(); len(e) != 0 {
+			t.Errorf("%v on a alone: ejected %v", f, e)
 		}
 	}
 }
