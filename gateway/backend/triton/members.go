@@ -23,6 +23,11 @@ const (
 	openTimeout = 30 * time.Second
 	// resolveTimeout bounds one resolution of the target.
 	resolveTimeout = 5 * time.Second
+	// unlikeRetry is how long a replica that serves another model than
+	// the others waits before it is opened again: each open logs the
+	// model's readiness and its config's warnings, and only a reload of
+	// the gateway's model, or a fix of the replica, makes it fit.
+	unlikeRetry = 5 * time.Minute
 	// defaultResolveInterval is ReplicaOptions.ResolveInterval's default.
 	defaultResolveInterval = 10 * time.Second
 )
@@ -75,7 +80,7 @@ func OpenReplicas(ctx context.Context, opts ReplicaOptions) (*Replicas, error) {
 	}
 	life, stop := context.WithCancel(context.Background())
 	r := &Replicas{opts: opts, logger: logger, m: newReplicaMetrics(), want: map[string]bool{},
-		opening: map[string]bool{}, failed: map[string]string{}, kick: make(chan struct{}, 1), life: life, stop: stop}
+		opening: map[string]bool{}, failed: map[string]string{}, unlike: map[string]time.Time{}, kick: make(chan struct{}, 1), life: life, stop: stop}
 	results := make(chan error, len(addrs))
 	r.mu.Lock()
 	for _, addr := range addrs {
@@ -199,6 +204,7 @@ func (r *Replicas) join(addr string, b *Backend, release func(), err error) erro
 		if b.Spec() != r.spec {
 			err = fmt.Errorf("triton: replica %s serves model %s unlike the others: %+v, not %+v; the gateway must open the model anew (reload) to serve it",
 				addr, r.opts.Model, b.Spec(), r.spec)
+			r.unlike[addr] = time.Now().Add(unlikeRetry)
 		}
 	default:
 		r.spec, r.specSet = b.Spec(), true
@@ -271,14 +277,16 @@ func (r *Replicas) reconcile() {
 	for _, rep := range r.set {
 		member[rep.addr] = true
 	}
+	now := time.Now()
 	for _, addr := range addrs {
-		if !member[addr] && !r.opening[addr] {
+		if !member[addr] && !r.opening[addr] && now.After(r.unlike[addr]) {
 			r.startOpen(addr, nil)
 		}
 	}
 	for addr := range r.failed {
 		if !r.want[addr] {
 			delete(r.failed, addr)
+			delete(r.unlike, addr)
 		}
 	}
 	r.leave()

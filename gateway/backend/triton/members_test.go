@@ -19,6 +19,7 @@ import (
 	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/backend/triton/tritontest"
 	"github.com/embedgate/embedgate/gateway/internal/dnstest"
+	"github.com/embedgate/embedgate/gateway/testmodel"
 )
 
 // A replica down at start does not hold the model back: the others serve,
@@ -379,4 +380,42 @@ func TestReplicasStartOpenUnbounded(t *testing.T) {
 	if <-bounded {
 		t.Error("the open at start has a deadline of its own: a Triton loading its models for longer fails the model, where a single address waits for it")
 	}
+}
+
+// A replica that serves another model than the others is refused, and not
+// opened again at every resolve (each open logs the model and its config's
+// warnings).
+func TestReplicasUnlike(t *testing.T) {
+	a := tritontest.StartOn(t, "127.0.0.1:0", openONNX(t))
+	_, port, _ := net.SplitHostPort(a.Addr())
+	c := tritontest.StartOn(t, "127.0.0.3:"+port, openONNX(t, testmodel.WithHidden(16)))
+	dns := dnstest.Start(t)
+	dns.Set("triton.test", "127.0.0.1")
+	var opensOfC atomic.Int32
+	r, err := triton.OpenReplicas(context.Background(), triton.ReplicaOptions{
+		Target: triton.Target{Host: "triton.test", Port: port, DNSServer: dns.Addr()}, Model: a.Name(),
+		ResolveInterval: 20 * time.Millisecond, Logger: testLogger(t),
+		Open: func(ctx context.Context, addr string) (*triton.Backend, func(), error) {
+			if addr == c.Addr() {
+				opensOfC.Add(1)
+			}
+			b, err := triton.Open(ctx, triton.Options{URL: addr, Model: a.Name(), Logger: testLogger(t)})
+			return b, nil, err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	dns.Set("triton.test", "127.0.0.1", "127.0.0.3")
+	waitFor(t, "c opened", func() bool { return opensOfC.Load() == 1 })
+	queries := dns.Queries("triton.test")
+	waitFor(t, "ten more resolutions", func() bool { return dns.Queries("triton.test") >= queries+20 })
+	if n := opensOfC.Load(); n != 1 {
+		t.Errorf("c, serving hidden 16 beside hidden 32, was opened %d times in ten resolutions, want once", n)
+	}
+	if members, _ := r.Addrs(); !slices.Equal(members, []string{a.Addr()}) {
+		t.Errorf("members: %v, want only a", members)
+	}
+	embedOK(t, r, batch(3))
 }

@@ -50,12 +50,13 @@ type Replicas struct {
 	specSet bool
 
 	mu      sync.Mutex
-	set     []*replica        // the members, in the rotation or ejected
-	want    map[string]bool   // the addresses the target last resolved to
-	opening map[string]bool   // addresses being opened
-	failed  map[string]string // addresses that did not open, and why: logged once per change
-	resolve string            // the last resolution error, logged once per change
-	next    int               // round-robin cursor among equally loaded replicas
+	set     []*replica           // the members, in the rotation or ejected
+	want    map[string]bool      // the addresses the target last resolved to
+	opening map[string]bool      // addresses being opened
+	failed  map[string]string    // addresses that did not open, and why: logged once per change
+	unlike  map[string]time.Time // addresses serving another model, and when to open them again
+	resolve string               // the last resolution error, logged once per change
+	next    int                  // round-robin cursor among equally loaded replicas
 
 	kick  chan struct{} // resolve again now (a replica was ejected)
 	life  context.Context
