@@ -90,6 +90,9 @@ func TestParseTarget(t *testing.T) {
 		{"a:8001,,b:8001", triton.Target{}, "empty address at position 2"},
 		{"", triton.Target{}, "empty address at position 1"},
 		{"a:8001,grpc://a:8001", triton.Target{}, "names a:8001 twice"},
+		{"triton", triton.Target{}, `address "triton" is not host:port`},
+		{"a:8001,b", triton.Target{}, `address "b" is not host:port`},
+		{"[::1]:8001", triton.Target{Addrs: []string{"[::1]:8001"}}, ""},
 		{"dns:///triton-headless", triton.Target{}, "want dns:///name:port"},
 		{"dns://triton:8001", triton.Target{}, "want dns:///name:port"},
 	} {

@@ -28,8 +28,8 @@ type Target struct {
 //	dns://10.0.0.10:53/name:8001   the same, asking that DNS server
 //
 // The dns: form is gRPC's naming syntax. A "grpc://" prefix on an address
-// is allowed. An empty address, a repeated one or a DNS name without a
-// port is an error.
+// is allowed. An empty address, a repeated one, or an address or DNS name
+// without a port is an error.
 func ParseTarget(s string) (Target, error) {
 	s = strings.TrimSpace(s)
 	if rest, ok := strings.CutPrefix(s, "dns:"); ok {
@@ -41,6 +41,10 @@ func ParseTarget(s string) (Target, error) {
 		p = strings.TrimPrefix(strings.TrimSpace(p), "grpc://")
 		if p == "" {
 			return Target{}, fmt.Errorf("triton: address list %q has an empty address at position %d", s, i+1)
+		}
+		if host, port, err := net.SplitHostPort(p); err != nil || host == "" || port == "" {
+			// gRPC would dial port 443; Triton's gRPC port is 8001.
+			return Target{}, fmt.Errorf("triton: address %q is not host:port (Triton's gRPC port is 8001, e.g. triton:8001)", p)
 		}
 		if seen[p] {
 			return Target{}, fmt.Errorf("triton: address list %q names %s twice", s, p)
