@@ -159,11 +159,7 @@ func New(opts Options, tok *tokenizer.Tokenizer, backend Backend, logger *slog.L
 		gate = own
 	}
 	backlog := admit.NewBacklog(queueShare, 2*opts.MaxBatchTokens*opts.MaxInflight)
-	extra := queue.Collectors()
-	if c, ok := backend.(prometheus.Collector); ok {
-		extra = append(extra, c)
-	}
-	m, err := newMetrics(reg, own, backlog, extra)
+	m, err := newMetrics(reg, own, backlog, append(queue.Collectors(), backendCollectors(backend)...))
 	if err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}

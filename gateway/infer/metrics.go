@@ -84,6 +84,15 @@ func newMetrics(reg prometheus.Registerer, gate *admit.Gate, backlog *admit.Back
 	return m, nil
 }
 
+// backendCollectors are b's own series, if it has any: Triton replicas
+// report theirs per replica (see elasticBackend).
+func backendCollectors(b Backend) []prometheus.Collector {
+	if c, ok := b.(prometheus.Collector); ok {
+		return []prometheus.Collector{c}
+	}
+	return nil
+}
+
 // unregister gives back every series newMetrics registered.
 func (m *metrics) unregister() {
 	for _, c := range m.registered {
