@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -226,4 +228,50 @@ func grepLines(text, sub string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestTritonReplicasReload: a reload that adds a replica to a model's list
+// opens the model anew beside the old pipeline; the new one registers its
+// per-replica series (the old gave them back) and serves on all three.
+func TestTritonReplicasReload(t *testing.T) {
+	// Not parallel: it signals.
+	a, dir := startTriton(t)
+	b, _ := startTriton(t)
+	c, _ := startTriton(t)
+	file := filepath.Join(t.TempDir(), "models.yaml")
+	entry := func(srvs ...*tritontest.Server) string {
+		addrs := make([]string, len(srvs))
+		for i, s := range srvs {
+			addrs[i] = s.Addr()
+		}
+		return fmt.Sprintf("models:\n  - {name: m, model_id: %s, backend: triton, triton_model: %s, triton_url: %q}\n", dir, a.Name(), strings.Join(addrs, ","))
+	}
+	writeFile(t, file, entry(a, b))
+	env := catalogueEnv(t)
+	env["MODELS_FILE"] = file
+	g := startGateway(t, env)
+	replicaSeries := func(srv *tritontest.Server) bool {
+		return strings.Contains(string(g.get(t, "/metrics").body), `replica="`+srv.Addr()+`"`)
+	}
+	if !replicaSeries(a) || !replicaSeries(b) || replicaSeries(c) {
+		t.Fatalf("per-replica series before the reload:\n%s", grepLines(string(g.get(t, "/metrics").body), "embedgate_triton_replica_batches"))
+	}
+	writeFile(t, file, entry(a, b, c))
+	g.signal(t, syscall.SIGHUP)
+	waitFor(t, func() bool { return replicaSeries(c) }, "c's series after the reload")
+	if !replicaSeries(a) || !replicaSeries(b) {
+		t.Errorf("a's or b's series lost in the reload:\n%s", grepLines(string(g.get(t, "/metrics").body), "embedgate_triton_replica_batches"))
+	}
+	n := c.InferCount()
+	for i := 0; c.InferCount() == n; i++ {
+		if i == 100 {
+			t.Fatal("100 requests after the reload, none on c")
+		}
+		if r := g.post(t, "/embed", `{"inputs":"hello","model":"m"}`, "Cache-Control", "no-store"); r.status != 200 {
+			t.Fatalf("embed after the reload: %d %s", r.status, r.body)
+		}
+	}
+	if logs := g.logs.String(); strings.Contains(logs, "register metrics") {
+		t.Errorf("the reload failed to register metrics:\n%s", grepLines(logs, "register"))
+	}
 }
