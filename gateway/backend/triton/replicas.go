@@ -281,7 +281,7 @@ func (r *Replicas) allDown() error {
 // asked. A replica asked still when that happens is not ejected: whether
 // it was stuck or slow, only its batches can tell.
 func (r *Replicas) Health(ctx context.Context) error {
-	reps := r.members(false)
+	reps := r.inRotation()
 	ask, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make([]error, len(reps))
@@ -307,14 +307,13 @@ func (r *Replicas) Health(ctx context.Context) error {
 	return &gateway.Error{Kind: gateway.Unhealthy, Msg: r.allDown().Error(), Err: errors.Join(errs...)}
 }
 
-// members are the replicas of the set now: all, or only those in the
-// rotation.
-func (r *Replicas) members(ejected bool) []*replica {
+// inRotation are the members not ejected, now.
+func (r *Replicas) inRotation() []*replica {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var reps []*replica
 	for _, rep := range r.set {
-		if ejected || !rep.ejected {
+		if !rep.ejected {
 			reps = append(reps, rep)
 		}
 	}
@@ -345,8 +344,17 @@ func (r *Replicas) Ejected() []string {
 // MaxInflight is how many batches the replicas in the rotation take at
 // once (ReplicaOptions.MaxInflight each, at least one batch): it changes
 // as replicas join, leave, fail and come back.
+// The engine asks before every batch: it counts, rather than list.
 func (r *Replicas) MaxInflight() int {
-	return max(1, len(r.members(false))*r.opts.MaxInflight)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rep := range r.set {
+		if !rep.ejected {
+			n++
+		}
+	}
+	return max(1, n*r.opts.MaxInflight)
 }
 
 // Close stops the probes, opens and resolving, and closes every replica's
