@@ -20,26 +20,21 @@ import (
 // openONNX opens the tiny test model built with opts; it closes with the test.
 func openONNX(t testing.TB, opts ...testmodel.Option) *onnx.Backend {
 	t.Helper()
-	lib := testenv.ORTLib(t)
-	dir := testenv.TinyModel(t, opts...)
-	b, err := onnx.Open(onnx.Options{LibraryPath: lib, ModelPath: filepath.Join(dir, "onnx", "model.onnx"), IntraOpThreads: 1})
-	if err != nil {
-		t.Fatalf("onnx.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Errorf("onnx Close: %v", err)
-		}
-	})
-	return b
+	return openONNXDir(t, testenv.TinyModel(t, opts...))
 }
 
 // openQwen3 opens the tiny Qwen3 decoder, which takes position_ids; it
 // closes with the test.
 func openQwen3(t testing.TB) *onnx.Backend {
 	t.Helper()
-	path := filepath.Join(testenv.TinyQwen3(t), "onnx", "model.onnx")
-	b, err := onnx.Open(onnx.Options{LibraryPath: testenv.ORTLib(t), ModelPath: path, IntraOpThreads: 1})
+	return openONNXDir(t, testenv.TinyQwen3(t))
+}
+
+// openONNXDir opens the model of a model directory on one thread; it
+// closes with the test.
+func openONNXDir(t testing.TB, dir string) *onnx.Backend {
+	t.Helper()
+	b, err := onnx.Open(onnx.Options{LibraryPath: testenv.ORTLib(t), ModelPath: filepath.Join(dir, "onnx", "model.onnx"), IntraOpThreads: 1})
 	if err != nil {
 		t.Fatalf("onnx.Open: %v", err)
 	}

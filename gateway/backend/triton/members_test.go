@@ -260,27 +260,8 @@ func TestReplicasDNSChurn(t *testing.T) {
 	if err := reg.Register(r); err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				out, err := r.Embed(context.Background(), batch(3, 2))
-				if err != nil {
-					t.Errorf("a batch failed during the churn: %v", err)
-					return
-				}
-				out.Release()
-			}
-		}()
-	}
+	_, stop := embedLoad(t, r, 3, 3, 2)
+	defer stop()
 	answers := [][]string{{"127.0.0.2"}, {"127.0.0.1", "127.0.0.3"}, {"127.0.0.3"}, {"127.0.0.1", "127.0.0.2", "127.0.0.3"}, {"127.0.0.1"}}
 	for i := range 20 {
 		answer := answers[i%len(answers)]
@@ -291,8 +272,7 @@ func TestReplicasDNSChurn(t *testing.T) {
 		}
 		waitFor(t, fmt.Sprintf("members %v", want), func() bool { members, _ := r.Addrs(); return slices.Equal(members, want) })
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

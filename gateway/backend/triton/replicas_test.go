@@ -161,31 +161,8 @@ func TestReplicasFailover(t *testing.T) {
 	srvs := []*tritontest.Server{tritontest.Start(t, model), tritontest.Start(t, model), tritontest.Start(t, model)}
 	r := openReplicas(t, 2*time.Second, srvs...)
 	down := srvs[1]
-	var done atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				out, err := r.Embed(context.Background(), batch(4, 3, 2))
-				if err != nil {
-					errs <- err
-					return
-				}
-				out.Release()
-				done.Add(1)
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
+	done, stop := embedLoad(t, r, 4, 4, 3, 2)
+	defer stop()
 	waitFor(t, "load on every replica", func() bool {
 		return srvs[0].InferCount() > 5 && down.InferCount() > 5 && srvs[2].InferCount() > 5
 	})
@@ -204,11 +181,37 @@ func TestReplicasFailover(t *testing.T) {
 	if e := r.Ejected(); len(e) != 0 {
 		t.Errorf("ejected after the restart: %v", e)
 	}
-	select {
-	case err := <-errs:
-		t.Fatalf("a batch failed: %v", err)
-	default:
+}
+
+// embedLoad has workers goroutines embed batches of lens on r, each until
+// a batch fails (which fails the test) or stop, which waits for them, is
+// called; done counts the batches served.
+func embedLoad(t *testing.T, r *triton.Replicas, workers int, lens ...int) (done *atomic.Int64, stop func()) {
+	done = new(atomic.Int64)
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				out, err := r.Embed(context.Background(), batch(lens...))
+				if err != nil {
+					t.Errorf("a batch failed: %v", err)
+					return
+				}
+				out.Release()
+				done.Add(1)
+			}
+		}()
 	}
+	var once sync.Once
+	return done, func() { once.Do(func() { close(quit); wg.Wait() }) }
 }
 
 // With every replica down, batches and Health fail as Unhealthy, saying so.
