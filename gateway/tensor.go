@@ -1,5 +1,7 @@
 package gateway
 
+import "slices"
+
 // Tensor names of the model's graph, as optimum exports them: the inputs a
 // Batch fills and the two outputs an OutputKind names. Every backend, the
 // Triton config check and the generated test model use these, so that the
@@ -19,6 +21,27 @@ const (
 	// TensorLogits is a cross-encoder's output, [B, num_labels].
 	TensorLogits = "logits"
 )
+
+// PickOutput is which of a model's outputs (their names) a backend reads,
+// and its kind; -1 when the model has none the gateway reads. The model's
+// own pooling is preferred (then the gateway pools nothing), then token
+// states; logits, a cross-encoder's only output, come last, so that an
+// encoder that also exports a classifier head still embeds.
+func PickOutput(names []string) (int, OutputKind) {
+	for _, want := range []struct {
+		name string
+		kind OutputKind
+	}{
+		{TensorSentenceEmbedding, Pooled},
+		{TensorLastHiddenState, Hidden},
+		{TensorLogits, Logits},
+	} {
+		if i := slices.Index(names, want.name); i >= 0 {
+			return i, want.kind
+		}
+	}
+	return -1, 0
+}
 
 // PositionIDs is the position_ids input of a [rows, length] batch, row
 // major: each row 0, 1, ..., length-1. That is what Hugging Face's

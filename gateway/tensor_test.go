@@ -19,3 +19,23 @@ func TestPositionIDs(t *testing.T) {
 		}
 	}
 }
+
+// The outputs a backend reads, by preference: pooled, then token states,
+// then logits; none of them is -1.
+func TestPickOutput(t *testing.T) {
+	for _, tt := range []struct {
+		names []string
+		i     int
+		kind  OutputKind
+	}{
+		{[]string{"logits", "last_hidden_state", "sentence_embedding"}, 2, Pooled},
+		{[]string{"logits", "last_hidden_state"}, 1, Hidden},
+		{[]string{"pooler_output", "logits"}, 1, Logits},
+		{[]string{"pooler_output"}, -1, 0},
+		{nil, -1, 0},
+	} {
+		if i, kind := PickOutput(tt.names); i != tt.i || (i >= 0 && kind != tt.kind) {
+			t.Errorf("PickOutput(%v) = %d, %v; want %d, %v", tt.names, i, kind, tt.i, tt.kind)
+		}
+	}
+}

@@ -118,11 +118,16 @@ func open(path string, threads, maxAttn int, logger *slog.Logger) (*Backend, err
 	if !slices.Contains(inputs, gateway.TensorInputIDs) || !slices.Contains(inputs, gateway.TensorAttentionMask) {
 		return nil, fmt.Errorf("onnx: model %s has inputs %v, want input_ids, attention_mask and optionally token_type_ids and position_ids", path, inputs)
 	}
-	out, kind := pickOutput(outs)
-	if out == nil {
+	names := make([]string, len(outs))
+	for i, o := range outs {
+		names[i] = o.Name
+	}
+	i, kind := gateway.PickOutput(names)
+	if i < 0 {
 		return nil, fmt.Errorf("onnx: model %s has none of the outputs %s, %s or %s", path,
 			gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState, gateway.TensorLogits)
 	}
+	out := outs[i]
 	spec.Output = kind
 	if dims := out.Dimensions; len(dims) > 0 && dims[len(dims)-1] > 0 {
 		spec.Hidden = int(dims[len(dims)-1])
@@ -151,29 +156,6 @@ func open(path string, threads, maxAttn int, logger *slog.Logger) (*Backend, err
 		"hidden", b.spec.Hidden, "intra_op_threads", threads, "max_run_attention", maxAttn, "runtime", ort.GetVersion(),
 		"duration", time.Since(start))
 	return b, nil
-}
-
-// pickOutput is the output the backend returns, and its kind; nil when
-// the model has none it knows. The model's own pooling is preferred (then
-// the gateway pools nothing), then token states; logits, a
-// cross-encoder's only output, come last, so that an encoder that also
-// exports a classifier head still embeds.
-func pickOutput(outs []ort.InputOutputInfo) (*ort.InputOutputInfo, gateway.OutputKind) {
-	for _, want := range []struct {
-		name string
-		kind gateway.OutputKind
-	}{
-		{gateway.TensorSentenceEmbedding, gateway.Pooled},
-		{gateway.TensorLastHiddenState, gateway.Hidden},
-		{gateway.TensorLogits, gateway.Logits},
-	} {
-		for i := range outs {
-			if outs[i].Name == want.name {
-				return &outs[i], want.kind
-			}
-		}
-	}
-	return nil, 0
 }
 
 // sessionOptions are the session's options; the caller destroys them.

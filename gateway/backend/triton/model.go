@@ -133,15 +133,17 @@ func checkInputShape(model string, maxBatch int, in *tritonstubs.ModelMetadataRe
 // cross-encoder's logits; it reads the hidden size (num_labels for logits)
 // from the output's last dim.
 func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *tritonstubs.ModelConfig, p *plan) error {
-	out := pickOutput(meta.GetOutputs(), &p.spec.Output)
-	if out == nil {
-		var names []string
-		for _, o := range meta.GetOutputs() {
-			names = append(names, o.GetName())
-		}
+	var names []string
+	for _, o := range meta.GetOutputs() {
+		names = append(names, o.GetName())
+	}
+	i, kind := gateway.PickOutput(names)
+	if i < 0 {
 		return fmt.Errorf("model %s has outputs [%s]; the gateway reads %s [batch, hidden], %s [batch, length, hidden] or a cross-encoder's %s [batch, num_labels]: rename the output in the export and config.pbtxt",
 			model, strings.Join(names, ", "), gateway.TensorSentenceEmbedding, gateway.TensorLastHiddenState, gateway.TensorLogits)
 	}
+	out := meta.GetOutputs()[i]
+	p.spec.Output = kind
 	p.output = out.GetName()
 	wire, err := parseWireFloat(out.GetDatatype())
 	if err != nil {
@@ -169,26 +171,5 @@ func describeOutput(model string, meta *tritonstubs.ModelMetadataResponse, cfg *
 		return fmt.Errorf("model %s output %s has shape %v: hidden size unknown; declare the last dim in config.pbtxt (e.g. dims: [ -1, 384 ])", model, out.GetName(), shape)
 	}
 	p.spec.Hidden = int(hidden)
-	return nil
-}
-
-// pickOutput is the output the backend reads, by preference, setting
-// *kind to its kind; nil when the model has none the gateway reads.
-func pickOutput(outs []*tritonstubs.ModelMetadataResponse_TensorMetadata, kind *gateway.OutputKind) *tritonstubs.ModelMetadataResponse_TensorMetadata {
-	for _, want := range []struct {
-		name string
-		kind gateway.OutputKind
-	}{
-		{gateway.TensorSentenceEmbedding, gateway.Pooled},
-		{gateway.TensorLastHiddenState, gateway.Hidden},
-		{gateway.TensorLogits, gateway.Logits},
-	} {
-		for _, o := range outs {
-			if o.GetName() == want.name {
-				*kind = want.kind
-				return o
-			}
-		}
-	}
 	return nil
 }
