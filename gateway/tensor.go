@@ -3,7 +3,7 @@ package gateway
 import "slices"
 
 // Tensor names of the model's graph, as optimum exports them: the inputs a
-// Batch fills and the two outputs an OutputKind names. Every backend, the
+// Batch fills and the outputs an OutputKind names. Every backend, the
 // Triton config check and the generated test model use these, so that the
 // names cannot drift apart.
 const (

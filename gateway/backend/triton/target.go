@@ -115,3 +115,14 @@ func (t Target) Resolve(ctx context.Context) ([]string, error) {
 	slices.Sort(addrs)
 	return slices.Compact(addrs), nil
 }
+
+// ResolveURL lists the replicas of a Triton address as --triton-url takes
+// it (ParseTarget), now (Resolve): for what asks one replica, such as
+// discovery and tuning.
+func ResolveURL(ctx context.Context, url string) ([]string, error) {
+	t, err := ParseTarget(url)
+	if err != nil {
+		return nil, err
+	}
+	return t.Resolve(ctx)
+}

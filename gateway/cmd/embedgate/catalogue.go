@@ -119,11 +119,7 @@ func (c *catalogue) discover(ctx context.Context) error {
 // that answers has them: the replicas of one address list or DNS name
 // serve one repository.
 func (c *catalogue) index(ctx context.Context) ([]triton.IndexedModel, error) {
-	target, err := triton.ParseTarget(c.cfg.TritonURL)
-	if err != nil {
-		return nil, err
-	}
-	addrs, err := target.Resolve(ctx)
+	addrs, err := triton.ResolveURL(ctx, c.cfg.TritonURL)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,19 @@ import (
 	"github.com/embedgate/embedgate/gateway/infer"
 )
 
+// offlinePipelines opens models as serve would, for a command that runs
+// them without serving (models, tune): warnings only on stderr, a registry
+// of its own, no traces.
+func offlinePipelines(cfg *config.Config, getenv func(string) string, stderr io.Writer) (*pipelines, error) {
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := prometheus.NewRegistry()
+	gate, err := infer.NewGate(cfg.MaxConcurrentRequests, reg)
+	if err != nil {
+		return nil, err
+	}
+	return &pipelines{cfg: cfg, getenv: getenv, stderr: stderr, logger: logger, reg: reg, tracer: noop.Tracer{}, gate: gate}, nil
+}
+
 // runModels is `embedgate models [flags]`: a dry run before a deploy. It
 // builds the catalogue serve would from the same flags, files and Triton,
 // opens every model as serve would (files, tokenizer, backend, engine
@@ -34,15 +47,12 @@ func runModels(ctx context.Context, args []string, getenv func(string) string, s
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	reg := prometheus.NewRegistry()
-	gate, err := infer.NewGate(cfg.MaxConcurrentRequests, reg)
+	pipes, err := offlinePipelines(cfg, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	pipes := &pipelines{cfg: cfg, getenv: getenv, stderr: stderr, logger: logger, reg: reg, tracer: noop.Tracer{}, gate: gate}
 	defer pipes.close()
-	cat := newCatalogue(cfg, logger, nil, pipes)
+	cat := newCatalogue(cfg, pipes.logger, nil, pipes)
 	if err := cat.loadFile(); err != nil {
 		return err
 	}

@@ -16,13 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace/noop"
-
 	"github.com/embedgate/embedgate/gateway/backend/triton"
 	"github.com/embedgate/embedgate/gateway/catalog"
 	"github.com/embedgate/embedgate/gateway/config"
-	"github.com/embedgate/embedgate/gateway/infer"
 	"github.com/embedgate/embedgate/gateway/modelrepo"
 	"github.com/embedgate/embedgate/gateway/tokenizer"
 	"github.com/embedgate/embedgate/gateway/tune"
@@ -105,15 +101,12 @@ func runTune(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("config: %w", err)
 	}
 	cfg.TritonMaxInflight = slices.Max(grid.Inflight) // the client's budget must not cap the sweep
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	reg := prometheus.NewRegistry()
-	gate, err := infer.NewGate(cfg.MaxConcurrentRequests, reg)
+	pipes, err := offlinePipelines(cfg, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	pipes := &pipelines{cfg: cfg, getenv: getenv, stderr: stderr, logger: logger, reg: reg, tracer: noop.Tracer{}, gate: gate}
 	defer pipes.close()
-	entries, err := tritonEntries(ctx, cfg, logger, pipes)
+	entries, err := tritonEntries(ctx, cfg, pipes.logger, pipes)
 	if err != nil {
 		return err
 	}
@@ -229,11 +222,7 @@ func tuneModel(ctx context.Context, pipes *pipelines, e catalog.Entry, grid tune
 		return tuneReport{}, err
 	}
 	// One replica: config.pbtxt is each replica's, tuned alike.
-	target, err := triton.ParseTarget(e.TritonURL)
-	if err != nil {
-		return tuneReport{}, err
-	}
-	addrs, err := target.Resolve(ctx)
+	addrs, err := triton.ResolveURL(ctx, e.TritonURL)
 	if err != nil {
 		return tuneReport{}, err
 	}
