@@ -1,13 +1,9 @@
 package tokenizer
 
 import (
-	"bufio"
-	"compress/gzip"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -324,17 +320,7 @@ type extraPairLine struct {
 // and without special tokens, and hand-made pairs where Rust's early exit
 // decides which text keeps the odd token.
 func TestPairParityExtra(t *testing.T) {
-	f, err := os.Open(filepath.Join("testdata", "expected-pairs-extra.jsonl.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(bufio.NewReaderSize(zr, 1<<20))
-	dec.DisallowUnknownFields()
+	dec := openJSONLines(t, filepath.Join("testdata", "expected-pairs-extra.jsonl.gz"))
 	var head struct {
 		Edge []string `json:"edge"`
 	}

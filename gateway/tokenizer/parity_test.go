@@ -95,17 +95,7 @@ func loadExpected(t *testing.T, name string) []expectedLine {
 // an unknown field is an error.
 func loadJSONLines[T any](t *testing.T, path string) []T {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(bufio.NewReaderSize(zr, 1<<20))
-	dec.DisallowUnknownFields()
+	dec := openJSONLines(t, path)
 	var lines []T
 	for {
 		var l T
@@ -118,6 +108,24 @@ func loadJSONLines[T any](t *testing.T, path string) []T {
 		}
 		lines = append(lines, l)
 	}
+}
+
+// openJSONLines is a strict decoder (an unknown field is an error) of a
+// gzipped JSON-lines file, open until the test ends.
+func openJSONLines(t *testing.T, path string) *json.Decoder {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bufio.NewReaderSize(zr, 1<<20))
+	dec.DisallowUnknownFields()
+	return dec
 }
 
 func loadTestTokenizer(t testing.TB, name string) *Tokenizer {
