@@ -195,28 +195,19 @@ type named interface {
 
 func (m *manifests) namespaced() []named {
 	var out []named
-	for _, v := range m.deployments {
-		out = append(out, v)
-	}
-	for _, v := range m.services {
-		out = append(out, v)
-	}
-	for _, v := range m.configMaps {
-		out = append(out, v)
-	}
-	for _, v := range m.secrets {
-		out = append(out, v)
-	}
-	for _, v := range m.claims {
-		out = append(out, v)
-	}
-	for _, v := range m.budgets {
-		out = append(out, v)
-	}
-	for _, v := range m.autoscalers {
-		out = append(out, v)
-	}
-	for _, v := range m.monitors {
+	out = appendNamed(out, m.deployments)
+	out = appendNamed(out, m.services)
+	out = appendNamed(out, m.configMaps)
+	out = appendNamed(out, m.secrets)
+	out = appendNamed(out, m.claims)
+	out = appendNamed(out, m.budgets)
+	out = appendNamed(out, m.autoscalers)
+	return appendNamed(out, m.monitors)
+}
+
+// appendNamed appends the objects of one kind to out.
+func appendNamed[T named](out []named, objects map[string]T) []named {
+	for _, v := range objects {
 		out = append(out, v)
 	}
 	return out
